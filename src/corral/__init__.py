@@ -1,0 +1,52 @@
+"""corral: Linux containers, written in Python.
+
+The public API is listed in ``__all__`` and loaded lazily: importing ``corral`` costs nothing,
+so ``corral-runc`` (which containerd runs several times per container) starts fast.
+"""
+
+from __future__ import annotations
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from corral.errors import (
+        CgroupError,
+        ContainerInitError,
+        CorralError,
+        ExistsError,
+        HookError,
+        KernelError,
+        NotFoundError,
+        RuntimeFailure,
+        SpecError,
+        StateError,
+        UsageError,
+        UserError,
+    )
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "CgroupError": "corral.errors",
+    "ContainerInitError": "corral.errors",
+    "CorralError": "corral.errors",
+    "ExistsError": "corral.errors",
+    "HookError": "corral.errors",
+    "KernelError": "corral.errors",
+    "NotFoundError": "corral.errors",
+    "RuntimeFailure": "corral.errors",
+    "SpecError": "corral.errors",
+    "StateError": "corral.errors",
+    "UsageError": "corral.errors",
+    "UserError": "corral.errors",
+}
+
+__all__ = sorted([*_LAZY, "__version__"])
+
+
+def __getattr__(name: str) -> object:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'corral' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module), name)

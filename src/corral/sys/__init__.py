@@ -1,0 +1,237 @@
+"""The one place corral talks to libc.
+
+Every kernel call that the standard library (``os``) does not offer is wrapped here with ctypes:
+mount, umount2, pivot_root, unshare, setns, sethostname, setdomainname, prctl, capget/capset,
+personality, openat2. A failing call raises ``KernelError(op, errno, strerror, path)``; nothing
+else in corral touches ctypes, so the rest reads as plain Python and is unit-tested without root.
+
+ctypes is loaded on first use, not at import: ``corral-runc state`` and ``kill`` never need it.
+"""
+
+from __future__ import annotations
+
+import os
+
+from corral.errors import KernelError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+# Namespaces (linux/sched.h). The OCI names map to these in NAMESPACE_FLAGS.
+CLONE_NEWTIME = 0x00000080
+CLONE_NEWNS = 0x00020000
+CLONE_NEWCGROUP = 0x02000000
+CLONE_NEWUTS = 0x04000000
+CLONE_NEWIPC = 0x08000000
+CLONE_NEWUSER = 0x10000000
+CLONE_NEWPID = 0x20000000
+CLONE_NEWNET = 0x40000000
+
+NAMESPACE_FLAGS = {
+    "pid": CLONE_NEWPID,
+    "network": CLONE_NEWNET,
+    "mount": CLONE_NEWNS,
+    "ipc": CLONE_NEWIPC,
+    "uts": CLONE_NEWUTS,
+    "user": CLONE_NEWUSER,
+    "cgroup": CLONE_NEWCGROUP,
+    "time": CLONE_NEWTIME,
+}
+# The name of each namespace's file under /proc/<pid>/ns/.
+NAMESPACE_FILES = {
+    "pid": "pid",
+    "network": "net",
+    "mount": "mnt",
+    "ipc": "ipc",
+    "uts": "uts",
+    "user": "user",
+    "cgroup": "cgroup",
+    "time": "time",
+}
+
+# mount(2) flags (linux/mount.h).
+MS_RDONLY = 0x1
+MS_NOSUID = 0x2
+MS_NODEV = 0x4
+MS_NOEXEC = 0x8
+MS_SYNCHRONOUS = 0x10
+MS_REMOUNT = 0x20
+MS_MANDLOCK = 0x40
+MS_DIRSYNC = 0x80
+MS_NOSYMFOLLOW = 0x100
+MS_NOATIME = 0x400
+MS_NODIRATIME = 0x800
+MS_BIND = 0x1000
+MS_MOVE = 0x2000
+MS_REC = 0x4000
+MS_SILENT = 0x8000
+MS_UNBINDABLE = 0x20000
+MS_PRIVATE = 0x40000
+MS_SLAVE = 0x80000
+MS_SHARED = 0x100000
+MS_RELATIME = 0x200000
+MS_STRICTATIME = 0x1000000
+MS_LAZYTIME = 0x2000000
+MNT_DETACH = 0x2
+
+# prctl(2) options.
+PR_SET_PDEATHSIG = 1
+PR_SET_DUMPABLE = 4
+PR_SET_KEEPCAPS = 8
+PR_CAPBSET_READ = 23
+PR_CAPBSET_DROP = 24
+PR_SET_NO_NEW_PRIVS = 38
+PR_CAP_AMBIENT = 47
+PR_CAP_AMBIENT_RAISE = 2
+PR_CAP_AMBIENT_CLEAR_ALL = 4
+
+# openat2(2) resolve flags.
+RESOLVE_NO_XDEV = 0x01
+RESOLVE_NO_MAGICLINKS = 0x02
+RESOLVE_NO_SYMLINKS = 0x04
+RESOLVE_BENEATH = 0x08
+RESOLVE_IN_ROOT = 0x10
+
+# System call numbers for calls glibc 2.36 does not wrap, per architecture.
+_SYSCALLS = {
+    "x86_64": {"pivot_root": 155, "capget": 125, "capset": 126, "openat2": 437},
+    "aarch64": {"pivot_root": 41, "capget": 90, "capset": 91, "openat2": 437},
+}
+
+_libc: Any = None
+
+
+def _lib() -> Any:
+    """Load libc once, on first use, with errno capture on."""
+    global _libc
+    if _libc is None:
+        import ctypes
+
+        _libc = ctypes.CDLL(None, use_errno=True)
+    return _libc
+
+
+def _check(op: str, ret: int, path: str | None = None) -> int:
+    if ret < 0:
+        import ctypes
+
+        err = ctypes.get_errno()
+        raise KernelError(op, err, os.strerror(err), path)
+    return ret
+
+
+def _syscall(name: str, *args: Any) -> int:
+    import ctypes
+
+    numbers = _SYSCALLS.get(os.uname().machine)
+    if numbers is None:
+        raise KernelError(name, 38, f"unsupported architecture {os.uname().machine}")
+    fn = _lib().syscall
+    fn.restype = ctypes.c_long
+    return int(fn(ctypes.c_long(numbers[name]), *args))
+
+
+def _b(value: str | None) -> bytes | None:
+    return None if value is None else os.fsencode(value)
+
+
+def mount(
+    source: str | None, target: str, fstype: str | None, flags: int = 0, data: str | None = None
+) -> None:
+    """mount(2). ``target`` may be a ``/proc/self/fd/N`` path from an O_PATH fd."""
+    _check(
+        "mount", _lib().mount(_b(source), _b(target), _b(fstype), flags, _b(data)), target
+    )
+
+
+def umount2(target: str, flags: int = 0) -> None:
+    _check("umount", _lib().umount2(_b(target), flags), target)
+
+
+def pivot_root(new_root: str, put_old: str) -> None:
+    _check("pivot_root", _syscall("pivot_root", _b(new_root), _b(put_old)), new_root)
+
+
+def unshare(flags: int) -> None:
+    _check("unshare", _lib().unshare(flags))
+
+
+def setns(fd: int, nstype: int = 0, path: str | None = None) -> None:
+    _check("setns", _lib().setns(fd, nstype), path)
+
+
+def sethostname(name: str) -> None:
+    raw = name.encode()
+    _check("sethostname", _lib().sethostname(raw, len(raw)))
+
+
+def setdomainname(name: str) -> None:
+    raw = name.encode()
+    _check("setdomainname", _lib().setdomainname(raw, len(raw)))
+
+
+def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 0) -> int:
+    import ctypes
+
+    fn = _lib().prctl
+    fn.argtypes = [ctypes.c_int] + [ctypes.c_ulong] * 4
+    return _check("prctl", fn(option, arg2, arg3, arg4, arg5))
+
+
+def personality(persona: int) -> None:
+    _check("personality", _lib().personality(persona))
+
+
+# Capabilities: capget/capset with _LINUX_CAPABILITY_VERSION_3 (two 32-bit words per set).
+_CAP_V3 = 0x20080522
+
+
+def capget() -> tuple[int, int, int]:
+    """Return this thread's (effective, permitted, inheritable) sets as 64-bit masks."""
+    import ctypes
+
+    header = (ctypes.c_uint32 * 2)(_CAP_V3, 0)
+    data = (ctypes.c_uint32 * 6)()
+    _check("capget", _syscall("capget", ctypes.byref(header), ctypes.byref(data)))
+    eff = data[0] | data[3] << 32
+    prm = data[1] | data[4] << 32
+    inh = data[2] | data[5] << 32
+    return eff, prm, inh
+
+
+def capset(effective: int, permitted: int, inheritable: int) -> None:
+    import ctypes
+
+    lo, hi = 0xFFFFFFFF, 32
+    header = (ctypes.c_uint32 * 2)(_CAP_V3, 0)
+    data = (ctypes.c_uint32 * 6)(
+        effective & lo, permitted & lo, inheritable & lo,
+        effective >> hi, permitted >> hi, inheritable >> hi,
+    )
+    _check("capset", _syscall("capset", ctypes.byref(header), ctypes.byref(data)))
+
+
+def openat2(dirfd: int, path: str, flags: int, resolve: int, mode: int = 0) -> int:
+    """openat2(2): open ``path`` relative to ``dirfd`` under the given RESOLVE_* rules."""
+    import ctypes
+
+    how = (ctypes.c_uint64 * 3)(flags, mode, resolve)
+    ret = _syscall("openat2", ctypes.c_int(dirfd), _b(path), ctypes.byref(how), ctypes.c_size_t(24))
+    return _check("open", ret, path)
+
+
+def open_in_root(root_fd: int, path: str, flags: int = os.O_PATH) -> int:
+    """Open ``path`` as if ``root_fd`` were "/": symlinks and ``..`` can never leave it.
+
+    This is how mount destinations are resolved inside a container's rootfs: a symlink
+    ``/etc -> /host-etc`` in the image resolves to ``<rootfs>/host-etc``, never the host's.
+    """
+    return openat2(
+        root_fd, path, flags | os.O_CLOEXEC, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS
+    )
+
+
+def fd_path(fd: int) -> str:
+    """The magic-link path that names an open fd (usable as a mount source or target)."""
+    return f"/proc/self/fd/{fd}"
