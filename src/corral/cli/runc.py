@@ -1,0 +1,383 @@
+"""``corral-runc``: runc's command line over corral.runtime.
+
+Thin on purpose: parse flags, call the library, print, and turn a CorralError into one line on
+stderr (and the ``--log`` file) with exit status 1. Flags follow runc's (Go's ``flag`` rules, as
+urfave/cli applies them): ``-name`` and ``--name`` are the same flag, values come as
+``--name value`` or ``--name=value``, and flag parsing stops at the first positional argument
+(so ``exec ID sh -c ...`` passes ``-c`` to sh).
+
+argparse is not used: it costs as much to import as the interpreter takes to start, and
+containerd runs this command four times for every container.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from corral.errors import CorralError, UsageError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
+
+VERSION = "0.1.0"
+SPEC_VERSION = "1.0.2-dev"
+
+# Flag tables: name -> kind ("bool", "str", "int", "list"); "a=b" entries are aliases.
+GLOBAL_FLAGS = {
+    "root": "str", "log": "str", "log-format": "str", "debug": "bool", "systemd-cgroup": "bool",
+    "cgroup-manager": "str", "version": "bool", "v=version": "", "help": "bool", "h=help": "",
+    "criu": "str", "rootless": "str",
+}
+CREATE_FLAGS = {
+    "bundle": "str", "b=bundle": "", "pid-file": "str", "console-socket": "str",
+    "no-pivot": "bool", "no-new-keyring": "bool", "preserve-fds": "int", "dry-run": "bool",
+}
+COMMAND_FLAGS: dict[str, dict[str, str]] = {
+    "spec": {"bundle": "str", "b=bundle": "", "rootless": "bool"},
+    "create": CREATE_FLAGS,
+    "run": {**CREATE_FLAGS, "detach": "bool", "d=detach": "", "keep": "bool"},
+    "start": {},
+    "state": {},
+    "kill": {"all": "bool", "a=all": ""},
+    "delete": {"force": "bool", "f=force": ""},
+    "list": {"format": "str", "f=format": "", "quiet": "bool", "q=quiet": ""},
+    "ps": {"format": "str", "f=format": ""},
+    "exec": {
+        "process": "str", "p=process": "", "tty": "bool", "t=tty": "", "console-socket": "str",
+        "detach": "bool", "d=detach": "", "pid-file": "str", "cwd": "str", "env": "list",
+        "e=env": "", "user": "str", "u=user": "", "additional-gids": "list",
+        "g=additional-gids": "", "cap": "list", "c=cap": "", "no-new-privs": "bool",
+        "preserve-fds": "int", "process-label": "str", "apparmor": "str", "cgroup": "str",
+        "ignore-paused": "bool",
+    },
+    "pause": {},
+    "resume": {},
+    "events": {"stats": "bool", "interval": "str"},
+    "update": {
+        "resources": "str", "r=resources": "", "blkio-weight": "str", "cpu-period": "str",
+        "cpu-quota": "str", "cpu-share": "str", "cpu-rt-period": "str", "cpu-rt-runtime": "str",
+        "cpuset-cpus": "str", "cpuset-mems": "str", "kernel-memory": "str",
+        "kernel-memory-tcp": "str", "memory": "str", "memory-reservation": "str",
+        "memory-swap": "str", "pids-limit": "str", "l3-cache-schema": "str",
+        "mem-bw-schema": "str",
+    },
+    "features": {},
+}
+MIN_ARGS = {
+    "create": 1, "run": 1, "start": 1, "state": 1, "kill": 1, "delete": 1, "ps": 1, "exec": 1,
+    "pause": 1, "resume": 1, "events": 1, "update": 1,
+}
+USAGE = """usage: corral-runc [global options] COMMAND [options] [ARGS]
+
+corral-runc is an OCI runtime with runc's command line.
+
+commands: spec create start run state kill delete list ps exec pause resume events update
+          features
+
+global options: --root DIR  --log FILE  --log-format text|json  --debug  --systemd-cgroup
+                --cgroup-manager cgroupfs|disabled  --version
+"""
+
+
+def parse_flags(
+    args: list[str], table: dict[str, str], where: str
+) -> tuple[dict[str, Any], list[str]]:
+    """Go-style flag parsing; returns (values, positional arguments)."""
+    kinds: dict[str, str] = {}
+    for key, kind in table.items():
+        name, _, target = key.partition("=")
+        kinds[name] = kind or "=" + target
+    values: dict[str, Any] = {}
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg == "--":
+            i += 1
+            break
+        if not arg.startswith("-") or arg == "-":
+            break
+        name, eq, value = arg.lstrip("-").partition("=")
+        kind = kinds.get(name)
+        if kind is not None and kind.startswith("="):
+            name = kind[1:]
+            kind = kinds[name]
+        if kind is None:
+            raise UsageError(f"{where}: flag provided but not defined: -{name}")
+        if kind == "bool":
+            if eq and value not in ("true", "false", "1", "0"):
+                raise UsageError(f'{where}: invalid boolean value "{value}" for -{name}')
+            values[name] = value in ("true", "1") if eq else True
+        else:
+            if not eq:
+                i += 1
+                if i >= len(args):
+                    raise UsageError(f"{where}: flag needs an argument: -{name}")
+                value = args[i]
+            if kind == "int":
+                try:
+                    values[name] = int(value)
+                except ValueError:
+                    raise UsageError(
+                        f'{where}: invalid value "{value}" for flag -{name}: not an integer'
+                    ) from None
+            elif kind == "list":
+                values.setdefault(name, []).append(value)
+            else:
+                values[name] = value
+        i += 1
+    return values, args[i:]
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    from corral.runtime import log
+
+    try:
+        opts, rest = parse_flags(args, GLOBAL_FLAGS, "corral-runc")
+        log_format = opts.get("log-format", "text")
+        if log_format not in ("text", "json"):
+            raise UsageError(f'--log-format: unknown format "{log_format}" (text or json)')
+        log.configure(opts.get("log"), log_format, bool(opts.get("debug")))
+        if opts.get("version"):
+            print(f"corral-runc version {VERSION}\nspec: {SPEC_VERSION}")
+            return 0
+        if not rest or opts.get("help"):
+            sys.stdout.write(USAGE)
+            return 0 if opts.get("help") else 1
+        command, cmd_args = rest[0], rest[1:]
+        table = COMMAND_FLAGS.get(command)
+        if table is None:
+            raise UsageError(f"corral-runc: no such command: {command}")
+        cmd_opts, positional = parse_flags(cmd_args, table, command)
+        if len(positional) < MIN_ARGS.get(command, 0):
+            raise UsageError(f'corral-runc: "{command}" requires a minimum of 1 argument')
+        return int(COMMANDS[command](opts, cmd_opts, positional) or 0)
+    except CorralError as err:
+        log.error(str(err))
+        return err.exit_code
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 1
+
+
+def _store(g: dict[str, Any]) -> Any:
+    from corral.runtime.state import DEFAULT_ROOT, StateStore
+
+    return StateStore(g.get("root") or DEFAULT_ROOT)
+
+
+def _create_options(g: dict[str, Any], o: dict[str, Any], detach: bool) -> Any:
+    from corral.runtime.lifecycle import CreateOptions
+
+    manager = g.get("cgroup-manager", "cgroupfs")
+    if manager not in ("cgroupfs", "disabled", "systemd"):
+        raise UsageError(f'--cgroup-manager: unknown manager "{manager}" (cgroupfs or disabled)')
+    if g.get("systemd-cgroup") or manager == "systemd":
+        if not os.path.isdir("/run/systemd/system"):
+            raise UsageError(
+                "--systemd-cgroup: systemd is not running on this host; use the default "
+                "cgroupfs manager"
+            )
+    opts = CreateOptions()
+    opts.pid_file = o.get("pid-file")
+    opts.console_socket = o.get("console-socket")
+    opts.no_pivot = bool(o.get("no-pivot"))
+    opts.no_new_keyring = bool(o.get("no-new-keyring"))
+    opts.preserve_fds = int(o.get("preserve-fds", 0))
+    if opts.preserve_fds < 0:
+        raise UsageError("--preserve-fds: must be a non-negative integer")
+    opts.cgroup_manager = "disabled" if manager == "disabled" else "cgroupfs"
+    opts.systemd_cgroup = bool(g.get("systemd-cgroup"))
+    opts.detach = detach
+    opts.dry_run = bool(o.get("dry-run"))
+    return opts
+
+
+def cmd_create(g: dict[str, Any], o: dict[str, Any], a: list[str]) -> int:
+    from corral.runtime import lifecycle
+
+    lifecycle.create(_store(g), a[0], o.get("bundle") or ".", _create_options(g, o, True))
+    return 0
+
+
+def cmd_start(g: dict[str, Any], o: dict[str, Any], a: list[str]) -> int:
+    from corral.runtime import lifecycle
+
+    lifecycle.start(_store(g), a[0])
+    return 0
+
+
+def cmd_run(g: dict[str, Any], o: dict[str, Any], a: list[str]) -> int:
+    from corral.runtime import lifecycle
+
+    store = _store(g)
+    detach = bool(o.get("detach"))
+    created = lifecycle.create(store, a[0], o.get("bundle") or ".", _create_options(g, o, detach))
+    try:
+        lifecycle.start(store, a[0])
+    except BaseException:
+        lifecycle.delete(store, a[0], force=True)
+        raise
+    if detach:
+        return 0
+    code = lifecycle.wait_and_forward(created.container.pid, created.pty_master)
+    if not o.get("keep"):
+        lifecycle.delete(store, a[0], force=True)
+    return code
+
+
+def cmd_state(g: dict[str, Any], o: dict[str, Any], a: list[str]) -> int:
+    from corral import _json
+
+    print(_json.dumps(_store(g).load(a[0]).oci_state(), indent=2))
+    return 0
+
+
+def cmd_kill(g: dict[str, Any], o: dict[str, Any], a: list[str]) -> int:
+    from corral.runtime import lifecycle
+    from corral.spec.signals import parse_signal
+
+    if len(a) > 2:
+        raise UsageError("kill: too many arguments (usage: kill [--all] ID [SIGNAL])")
+    sig = parse_signal(a[1]) if len(a) > 1 else 15
+    lifecycle.kill(_store(g), a[0], sig, bool(o.get("all")))
+    return 0
+
+
+def cmd_delete(g: dict[str, Any], o: dict[str, Any], a: list[str]) -> int:
+    from corral.runtime import lifecycle
+
+    store = _store(g)
+    for container_id in a:
+        lifecycle.delete(store, container_id, bool(o.get("force")))
+    return 0
+
+
+def cmd_list(g: dict[str, Any], o: dict[str, Any], a: list[str]) -> int:
+    from corral import _json
+
+    fmt = o.get("format", "table")
+    if fmt not in ("table", "json"):
+        raise UsageError(f'list: invalid format option "{fmt}" (table or json)')
+    store = _store(g)
+    states = []
+    for cid in store.ids():
+        try:
+            states.append(store.load(cid).oci_state())
+        except CorralError:
+            continue  # removed while we listed
+    if o.get("quiet"):
+        for s in states:
+            print(s["id"])
+    elif fmt == "json":
+        print(_json.dumps(states))
+    else:
+        rows = [["ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER"]]
+        rows += [
+            [s["id"], str(s["pid"]), s["status"], s["bundle"], s["created"], s["owner"] or "root"]
+            for s in states
+        ]
+        sys.stdout.write(tabulate(rows))
+    return 0
+
+
+def tabulate(rows: list[list[str]], minwidth: int = 12, padding: int = 3) -> str:
+    """Columns as Go's tabwriter (minwidth 12, padding 3) lays them out for runc."""
+    widths = [
+        max(minwidth, max(len(r[i]) for r in rows) + padding) for i in range(len(rows[0]) - 1)
+    ]
+    return "".join(
+        "".join(cell.ljust(w) for cell, w in zip(r, widths, strict=False)) + r[-1] + "\n"
+        for r in rows
+    )
+
+
+def cmd_ps(g: dict[str, Any], o: dict[str, Any], a: list[str]) -> int:
+    from corral import _json
+    from corral.runtime.ops import container_pids
+
+    fmt = o.get("format", "table")
+    if fmt not in ("table", "json"):
+        raise UsageError(f'ps: invalid format option "{fmt}" (table or json)')
+    pids = container_pids(_store(g), a[0])
+    if fmt == "json":
+        print(_json.dumps(pids))
+        return 0
+    from corral.runtime.ops import ps_table
+
+    sys.stdout.write(ps_table(pids, a[1:] or ["-ef"]))
+    return 0
+
+
+def cmd_pause(g: dict[str, Any], o: dict[str, Any], a: list[str]) -> int:
+    from corral.runtime.ops import pause
+
+    pause(_store(g), a[0])
+    return 0
+
+
+def cmd_resume(g: dict[str, Any], o: dict[str, Any], a: list[str]) -> int:
+    from corral.runtime.ops import resume
+
+    resume(_store(g), a[0])
+    return 0
+
+
+def cmd_events(g: dict[str, Any], o: dict[str, Any], a: list[str]) -> int:
+    from corral.runtime.ops import events, parse_duration
+
+    interval = parse_duration(o.get("interval", "5s"), "--interval")
+    return events(_store(g), a[0], bool(o.get("stats")), interval)
+
+
+def cmd_update(g: dict[str, Any], o: dict[str, Any], a: list[str]) -> int:
+    from corral.runtime.ops import update, update_resources
+
+    resources = update_resources(o)
+    update(_store(g), a[0], resources)
+    return 0
+
+
+def cmd_exec(g: dict[str, Any], o: dict[str, Any], a: list[str]) -> int:
+    from corral.runtime.exec import exec_from_cli
+
+    return exec_from_cli(_store(g), a[0], a[1:], o)
+
+
+def cmd_spec(g: dict[str, Any], o: dict[str, Any], a: list[str]) -> int:
+    from corral import _json
+    from corral.spec.defaults import default_spec
+
+    bundle = o.get("bundle") or "."
+    path = os.path.join(bundle, "config.json")
+    if os.path.exists(path):
+        raise UsageError("File config.json exists. Remove it first.")
+    try:
+        with open(path, "x") as f:
+            f.write(_json.dumps(default_spec(rootless=bool(o.get("rootless"))), indent=2))
+    except OSError as err:
+        raise UsageError(f"spec: {path}: {err.strerror}") from None
+    return 0
+
+
+def cmd_features(g: dict[str, Any], o: dict[str, Any], a: list[str]) -> int:
+    from corral import _json
+    from corral.spec.features import features
+
+    print(_json.dumps(features(), indent=4))
+    return 0
+
+
+COMMANDS: dict[str, Callable[[dict[str, Any], dict[str, Any], list[str]], int]] = {
+    "spec": cmd_spec, "create": cmd_create, "start": cmd_start, "run": cmd_run,
+    "state": cmd_state, "kill": cmd_kill, "delete": cmd_delete, "list": cmd_list, "ps": cmd_ps,
+    "exec": cmd_exec, "pause": cmd_pause, "resume": cmd_resume, "events": cmd_events,
+    "update": cmd_update, "features": cmd_features,
+}
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,192 @@
+"""Turn a config's root, mounts and devices into an ordered list of steps. Pure: no kernel calls.
+
+The container's init carries these steps out (corral.runtime.rootfs) in its own mount
+namespace; ``corral-runc create --dry-run`` prints them. Keeping the decisions here (which mounts
+are binds, what gets remounted read-only, which devices to create, what to mask) means they are
+unit-tested without root, and the kernel side is a short loop.
+
+The order is runc's:
+  1. make "/" a slave (or rootfsPropagation) so nothing we mount leaks back to the host;
+  2. bind the rootfs onto itself, so it is a mount point pivot_root can use;
+  3. each of config.mounts, in order, its destination resolved *inside* the rootfs;
+  4. /dev: the default devices, linux.devices, and the /dev/fd, std*, ptmx links
+     (only when /dev is not a bind mount of the host's);
+  5. (createContainer hooks run here, while the host's root is still reachable)
+  6. pivot_root into the rootfs (or MS_MOVE + chroot with --no-pivot);
+  7. sysctls, then maskedPaths, readonlyPaths, and root.readonly last.
+"""
+
+from __future__ import annotations
+
+from corral.errors import SpecError
+from corral.spec.tables import mount_flags
+from corral.sys import MS_BIND, MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_RDONLY, MS_REC, MS_SLAVE
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+# Devices every container gets when /dev is its own tmpfs (runc's AllowedDevices).
+DEFAULT_DEVICES = (
+    ("/dev/null", "c", 1, 3),
+    ("/dev/zero", "c", 1, 5),
+    ("/dev/full", "c", 1, 7),
+    ("/dev/tty", "c", 5, 0),
+    ("/dev/random", "c", 1, 8),
+    ("/dev/urandom", "c", 1, 9),
+)
+DEV_SYMLINKS = (
+    ("/proc/self/fd", "/dev/fd"),
+    ("/proc/self/fd/0", "/dev/stdin"),
+    ("/proc/self/fd/1", "/dev/stdout"),
+    ("/proc/self/fd/2", "/dev/stderr"),
+)
+# Filesystems mounted by type; everything else with MS_BIND is a bind mount.
+_SPECIAL_TYPES = ("cgroup", "cgroup2")
+
+
+class Mount:
+    """One entry of config.mounts, decided: how to mount it and what to do after."""
+
+    __slots__ = (
+        "data", "dest", "field", "flags", "fstype", "is_bind", "is_file", "propagation",
+        "remount_flags", "source",
+    )
+
+    def __init__(self, field: str, entry: dict[str, Any], bundle: str, source_is_file: bool):
+        self.field = field
+        self.dest = entry["destination"]
+        self.fstype = entry.get("type") or ""
+        options = list(entry.get("options") or [])
+        flags, _clear, propagation, data, _extra = mount_flags(options)
+        self.is_bind = bool(flags & MS_BIND) or self.fstype == "bind"
+        source = entry.get("source") or ""
+        if self.is_bind:
+            flags |= MS_BIND
+            if not source:
+                raise SpecError(f"{field}.source", "a bind mount needs a source")
+            if not source.startswith("/"):
+                source = f"{bundle}/{source}"  # runc: relative bind sources are in the bundle
+        self.source = source
+        self.is_file = self.is_bind and source_is_file
+        self.flags = flags
+        self.data = data
+        self.propagation = propagation
+        # A bind mount ignores every flag but MS_BIND|MS_REC on the first call: the rest
+        # (ro, nosuid, ...) takes a second, remounting call.
+        extra = flags & ~(MS_BIND | MS_REC)
+        self.remount_flags = extra if self.is_bind and extra else 0
+
+    def describe(self) -> str:
+        kind = "bind" if self.is_bind else self.fstype
+        opts = f" flags={self.flags:#x}" + (f" data={self.data}" if self.data else "")
+        if self.remount_flags:
+            opts += f" remount={self.remount_flags:#x}"
+        return f"mount {kind} {self.source or '-'} -> {self.dest}{opts}"
+
+
+class RootfsPlan:
+    """Everything the init does to build the container's filesystem view, in order."""
+
+    __slots__ = (
+        "cgroup_mounts", "devices", "mounts", "masked", "no_pivot", "propagation",
+        "readonly_paths", "readonly_root", "rootfs", "setup_dev", "symlinks", "sysctl",
+    )
+
+    def __init__(self) -> None:
+        self.rootfs = ""
+        self.propagation = MS_SLAVE | MS_REC
+        self.mounts: list[Mount] = []
+        self.cgroup_mounts: list[Mount] = []
+        self.setup_dev = True
+        self.devices: list[dict[str, Any]] = []
+        self.symlinks: list[tuple[str, str]] = []
+        self.no_pivot = False
+        self.sysctl: dict[str, str] = {}
+        self.masked: list[str] = []
+        self.readonly_paths: list[str] = []
+        self.readonly_root = False
+
+    def describe(self) -> list[str]:
+        """The plan as lines a person can read (``create --dry-run``)."""
+        lines = [f"propagation / {self.propagation:#x}", f"bind {self.rootfs} -> {self.rootfs}"]
+        lines += [m.describe() for m in self.mounts]
+        for d in self.devices:
+            lines.append(
+                f"mknod {d['path']} {d['type']} {d.get('major', 0)}:{d.get('minor', 0)}"
+                f" mode={d.get('fileMode', 0o666):o}"
+            )
+        lines += [f"symlink {link} -> {target}" for target, link in self.symlinks]
+        lines.append(("move+chroot " if self.no_pivot else "pivot_root ") + self.rootfs)
+        lines += [f"sysctl {k}={v}" for k, v in self.sysctl.items()]
+        lines += [f"mask {p}" for p in self.masked]
+        lines += [f"readonly {p}" for p in self.readonly_paths]
+        if self.readonly_root:
+            lines.append("remount / read-only")
+        return lines
+
+
+def plan_rootfs(
+    spec: dict[str, Any],
+    rootfs: str,
+    bundle: str,
+    *,
+    no_pivot: bool = False,
+    is_file: Any = None,
+) -> RootfsPlan:
+    """Build the plan. ``is_file(path) -> bool`` tells whether a bind source is a file."""
+    import os.path
+
+    check_file = is_file or os.path.isfile
+    linux = spec.get("linux") or {}
+    plan = RootfsPlan()
+    plan.rootfs = rootfs
+    plan.no_pivot = no_pivot
+    if linux.get("rootfsPropagation"):
+        _, _, prop, _, _ = mount_flags([linux["rootfsPropagation"]])
+        plan.propagation = prop[0] if prop else plan.propagation
+    for i, entry in enumerate(spec.get("mounts") or []):
+        field = f"mounts[{i}]"
+        source = entry.get("source") or ""
+        mount = Mount(field, entry, bundle, bool(source) and check_file(_abs(source, bundle)))
+        if mount.fstype in _SPECIAL_TYPES and not mount.is_bind:
+            plan.cgroup_mounts.append(mount)
+        if _clean(mount.dest) == "/dev" and mount.is_bind:
+            plan.setup_dev = False
+        plan.mounts.append(mount)
+    if plan.setup_dev:
+        plan.devices = _devices(linux.get("devices") or [])
+        plan.symlinks = [*DEV_SYMLINKS, ("pts/ptmx", "/dev/ptmx")]
+        if os.path.exists("/proc/kcore"):
+            plan.symlinks.append(("/proc/kcore", "/dev/core"))
+    plan.sysctl = dict(linux.get("sysctl") or {})
+    plan.masked = list(linux.get("maskedPaths") or [])
+    plan.readonly_paths = list(linux.get("readonlyPaths") or [])
+    plan.readonly_root = bool((spec.get("root") or {}).get("readonly"))
+    return plan
+
+
+def _devices(configured: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """linux.devices plus the defaults the config does not already name."""
+    named = {_clean(d["path"]) for d in configured}
+    devices = [
+        {"path": path, "type": kind, "major": major, "minor": minor, "fileMode": 0o666,
+         "uid": 0, "gid": 0}
+        for path, kind, major, minor in DEFAULT_DEVICES
+        if path not in named
+    ]
+    return devices + list(configured)
+
+
+def _abs(source: str, bundle: str) -> str:
+    return source if source.startswith("/") else f"{bundle}/{source}"
+
+
+def _clean(path: str) -> str:
+    import posixpath
+
+    return posixpath.normpath("/" + path)
+
+
+# Flags a non-root user namespace inherits as "locked" on a bind mount: a remount must keep them.
+LOCKED_FLAGS = MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RDONLY

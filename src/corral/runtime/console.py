@@ -1,0 +1,89 @@
+"""Foreground terminal: ``corral-runc run`` of a container with ``process.terminal``.
+
+Without ``--console-socket`` and without ``-d`` the runtime itself sits between the user's
+terminal and the container's pty, as runc does: our stdin goes to the pty master, the master's
+output to our stdout, and our terminal is in raw mode meanwhile so keys pass through untouched.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+
+
+def proxy(master: int, pid: int) -> None:
+    """Copy bytes both ways until the container's init exits."""
+    saved = _raw(0)
+    pidfd = os.pidfd_open(pid)
+    poller = select.poll()
+    poller.register(master, select.POLLIN)
+    poller.register(pidfd, select.POLLIN)
+    stdin_open = _readable(0)
+    if stdin_open:
+        poller.register(0, select.POLLIN)
+    try:
+        while True:
+            events = dict(poller.poll())
+            if master in events:
+                try:
+                    data = os.read(master, 65536)
+                except OSError:  # EIO: the slave side is closed
+                    data = b""
+                if data:
+                    _write_all(1, data)
+                elif pidfd not in events:
+                    poller.unregister(master)
+            if stdin_open and 0 in events:
+                data = os.read(0, 65536)
+                if data:
+                    _write_all(master, data)
+                else:
+                    poller.unregister(0)
+                    stdin_open = False
+            if pidfd in events:
+                _drain(master)
+                return
+    finally:
+        os.close(pidfd)
+        os.close(master)
+        if saved is not None:
+            import termios
+
+            termios.tcsetattr(0, termios.TCSADRAIN, saved)
+
+
+def _drain(master: int) -> None:
+    os.set_blocking(master, False)
+    while True:
+        try:
+            data = os.read(master, 65536)
+        except OSError:
+            return
+        if not data:
+            return
+        _write_all(1, data)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    while data:
+        data = data[os.write(fd, data) :]
+
+
+def _readable(fd: int) -> bool:
+    try:
+        os.fstat(fd)
+        return True
+    except OSError:
+        return False
+
+
+def _raw(fd: int) -> list[object] | None:
+    """Put a terminal in raw mode; return the old settings (None if fd is not a terminal)."""
+    if not os.isatty(fd):
+        return None
+    import termios
+    import tty
+
+    saved: list[object] = termios.tcgetattr(fd)
+    tty.setraw(fd)
+    return saved

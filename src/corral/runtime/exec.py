@@ -1,0 +1,239 @@
+"""``exec``: start another process inside a running container (runc's "tenant" process).
+
+The new process joins what the container's init already has: its cgroup, then each of its
+namespaces through /proc/<init>/ns/*, the mount namespace last (joining it moves our root into
+the container's). The pid namespace is joined by the parent just before fork, as in create.
+
+Against the CVE-2019-5736 family: the child makes itself non-dumpable before it joins
+anything, so other processes of the container can neither ptrace it nor open its
+/proc/<pid>/exe (the host's Python) or its fds while it is still the runtime.
+"""
+
+from __future__ import annotations
+
+import os
+
+from corral import sys as k
+from corral.errors import ContainerInitError, CorralError, StateError, UsageError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, NoReturn
+
+    from corral.runtime.state import Container, StateStore
+
+
+def exec_from_cli(store: StateStore, container_id: str, args: list[str], o: dict[str, Any]) -> int:
+    """``corral-runc exec``: build the process from --process or the flags, then run it."""
+    container = store.load(container_id)
+    if o.get("process"):
+        from corral.spec.load import load_process
+
+        process = load_process(o["process"])
+    else:
+        if not args:
+            raise UsageError("exec: args must not be empty (give a command or --process)")
+        process = process_from_flags(container.config.get("process") or {}, args, o)
+    detach = bool(o.get("detach"))
+    console = o.get("console-socket")
+    if process.get("terminal") and detach and not console:
+        raise UsageError("cannot allocate tty if runc will detach without setting console socket")
+    if console and not process.get("terminal"):
+        raise UsageError("cannot use console socket if runc will not detach or allocate tty")
+    return run_exec(
+        container, process, detach=detach, console_socket=console, pid_file=o.get("pid-file"),
+        preserve_fds=int(o.get("preserve-fds", 0)), ignore_paused=bool(o.get("ignore-paused")),
+    )
+
+
+def process_from_flags(base: dict[str, Any], args: list[str], o: dict[str, Any]) -> dict[str, Any]:
+    """runc's rule: start from the container's process, then apply the exec flags."""
+    process: dict[str, Any] = {
+        "args": args,
+        "env": list(base.get("env") or []) + list(o.get("env") or []),
+        "cwd": o.get("cwd") or base.get("cwd") or "/",
+        "terminal": bool(o.get("tty")),
+        "user": dict(base.get("user") or {"uid": 0, "gid": 0}),
+        "noNewPrivileges": bool(o.get("no-new-privs") or base.get("noNewPrivileges")),
+    }
+    for key in ("capabilities", "rlimits", "apparmorProfile", "oomScoreAdj"):
+        if key in base:
+            process[key] = base[key]
+    if o.get("user"):
+        uid, _, gid = o["user"].partition(":")
+        try:
+            process["user"] = {"uid": int(uid), "gid": int(gid or 0)}
+        except ValueError:
+            raise UsageError(f'--user: "{o["user"]}" is not UID[:GID] (numbers)') from None
+    if o.get("additional-gids"):
+        try:
+            process["user"]["additionalGids"] = [int(g) for g in o["additional-gids"]]
+        except ValueError:
+            raise UsageError("--additional-gids: must be numbers") from None
+    if o.get("cap"):
+        from corral.spec.tables import CAPABILITIES
+
+        caps = {key: list(v) for key, v in (process.get("capabilities") or {}).items()}
+        for cap in o["cap"]:
+            if cap not in CAPABILITIES:
+                raise UsageError(f'--cap: unknown capability "{cap}"')
+            for key in ("bounding", "effective", "permitted", "inheritable", "ambient"):
+                caps.setdefault(key, [])
+                if cap not in caps[key]:
+                    caps[key].append(cap)
+        process["capabilities"] = caps
+    return process
+
+
+def run_exec(
+    container: Container,
+    process: dict[str, Any],
+    *,
+    detach: bool = False,
+    console_socket: str | None = None,
+    pid_file: str | None = None,
+    preserve_fds: int = 0,
+    ignore_paused: bool = False,
+) -> int:
+    """Start ``process`` in ``container``; wait for it unless ``detach``. Returns its exit code."""
+    import _socket
+
+    from corral.runtime.lifecycle import _connect_console, _send_fd, wait_and_forward
+    from corral.runtime.state import write_atomic
+
+    status = container.status()
+    if status in ("stopped", "creating"):
+        raise StateError("cannot exec in a stopped container")
+    if status == "paused" and not ignore_paused:
+        raise StateError("cannot exec in a paused container")
+    console = _connect_console(console_socket) if console_socket else None
+    fds: list[int] = []
+    try:
+        joins, pid_fd = _namespace_fds(container, fds)
+        procs = _cgroup_fds(container, fds)
+        parent_sock, child_sock = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_SEQPACKET)
+        mine = os.open("/proc/self/ns/pid_for_children", os.O_RDONLY | os.O_CLOEXEC)
+        fds.append(mine)
+        if pid_fd is not None:
+            k.setns(pid_fd, k.CLONE_NEWPID)
+        try:
+            pid = os.fork()
+            if pid == 0:
+                parent_sock.close()
+                _child(process, child_sock, joins, procs, preserve_fds)
+        finally:
+            if pid_fd is not None:
+                k.setns(mine, k.CLONE_NEWPID)
+        child_sock.close()
+        pty = _await_exec(parent_sock, pid)
+    finally:
+        for fd in fds:
+            os.close(fd)
+    if pid_file:
+        write_atomic(os.path.abspath(pid_file), str(pid).encode())
+    if pty is not None and console is not None:
+        _send_fd(console, pty, "/dev/ptmx")
+        os.close(pty)
+        pty = None
+    if console is not None:
+        console.close()
+    if detach:
+        return 0
+    return wait_and_forward(pid, pty)
+
+
+def _namespace_fds(container: Container, fds: list[int]) -> tuple[list[int], int | None]:
+    """Open the init's namespaces now, while we know the init is the one we started."""
+    from corral.sys import NAMESPACE_FILES
+
+    pid = container.pid
+    order = ["user", "ipc", "uts", "network", "cgroup", "time", "mount"]
+    kinds = {ns["type"] for ns in (container.config.get("linux") or {}).get("namespaces") or []}
+    joins: list[int] = []
+    pid_fd = None
+    for kind in ["pid", *order]:
+        if kind not in kinds:
+            continue
+        fd = os.open(f"/proc/{pid}/ns/{NAMESPACE_FILES[kind]}", os.O_RDONLY | os.O_CLOEXEC)
+        fds.append(fd)
+        if kind == "pid":
+            pid_fd = fd
+        elif kind == "time":
+            continue  # a time namespace is joined for children only; exec'd processes keep ours
+        else:
+            joins.append(fd)
+    if not container.init_alive():
+        raise StateError("cannot exec in a stopped container")
+    return joins, pid_fd
+
+
+def _cgroup_fds(container: Container, fds: list[int]) -> list[int]:
+    cg = container.data.get("cgroup")
+    if not cg:
+        return []
+    from corral import cgroups
+
+    out = []
+    for path in cgroups.from_state(cg).procs_files():
+        fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+        fds.append(fd)
+        out.append(fd)
+    return out
+
+
+def _child(
+    process: dict[str, Any], sock: Any, joins: list[int], procs: list[int], preserve_fds: int
+) -> NoReturn:
+    from corral.runtime import init
+
+    try:
+        k.prctl(k.PR_SET_DUMPABLE, 0)
+        for fd in procs:
+            os.write(fd, b"0")
+        for fd in joins:
+            k.setns(fd)
+        os.setsid()
+        if process.get("terminal"):
+            init.setup_terminal(process, sock, console=False)
+        init.apply_process_limits(process)
+        env = list(process.get("env") or [])
+        path = init.find_program(process["args"][0], env)
+        init.become_user(process)
+        init.close_fds_from(3 + preserve_fds)
+        init.restore_signals()
+        os.execve(path, process["args"], dict(init._env_pairs(env)))
+    except CorralError as err:
+        _send(sock, str(err))
+    except OSError as err:
+        _send(sock, f"{err.strerror or err}" + (f": {err.filename}" if err.filename else ""))
+    except BaseException as err:  # pragma: no cover - a bug; still never a traceback
+        _send(sock, f"internal error in exec: {type(err).__name__}: {err}")
+    os._exit(1)
+
+
+def _send(sock: Any, message: str) -> None:
+    try:
+        sock.send(b"error:" + message.encode(errors="replace"))
+    except OSError:
+        pass
+
+
+def _await_exec(sock: Any, pid: int) -> int | None:
+    """Wait until the child has exec'd (its socket closes at exec) or reported an error."""
+    import _socket
+
+    from corral.runtime.lifecycle import _fd_from
+
+    pty = None
+    try:
+        while True:
+            msg, anc, _f, _a = sock.recvmsg(65536, _socket.CMSG_SPACE(4))
+            if msg == b"pty":
+                pty = _fd_from(anc)
+            elif msg.startswith(b"error:"):
+                os.waitpid(pid, 0)
+                raise ContainerInitError(msg[6:].decode(errors="replace"))
+            else:
+                return pty  # EOF: exec happened
+    finally:
+        sock.close()

@@ -1,0 +1,329 @@
+"""The container's init: the forked child that builds the container around itself, then execs.
+
+It runs between ``fork`` and ``execve``, single-threaded, with the parent (``corral-runc create``)
+on the other end of a SOCK_SEQPACKET socket. Messages are small byte strings:
+
+    init -> parent   b"hooks"          mounts are done: run prestart/createRuntime hooks now
+    parent -> init   b"go"             hooks passed, carry on
+    init -> parent   b"pty" + fd       the terminal's master side (SCM_RIGHTS)
+    init -> parent   b"ready"          all set up; about to block on the exec fifo
+    init -> parent   b"error:" + text  setup failed (text is the one-line message); init exits
+
+Order matters and is runc's: namespaces, hostname, mounts (with the host still visible),
+createContainer hooks, pivot_root, sysctls and masks, terminal, rlimits, cgroup join, user and
+capabilities, no_new_privs, then the exec fifo and execve.
+
+The cgroup is joined as late as possible: pages this Python process dirties before it (copy-on-
+write faults of the interpreter's heap) are then charged to the runtime, not to the container,
+so a container can run under a memory limit far smaller than a Python interpreter.
+"""
+
+from __future__ import annotations
+
+import os
+
+from corral import sys as k
+from corral.errors import CorralError, KernelError, SpecError
+from corral.runtime import rootfs as fs
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, NoReturn
+
+    from corral.plan.rootfs import RootfsPlan
+
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+PERSONALITIES = {"LINUX": 0x0000, "LINUX32": 0x0008}
+
+# ioctls for the terminal (asm-generic/ioctls.h).
+TIOCSCTTY = 0x540E
+TIOCSWINSZ = 0x5414
+TIOCGPTN = 0x80045430
+TIOCSPTLCK = 0x40045431
+
+
+class InitConfig:
+    """Everything the init needs, prepared by the parent before fork (fds stay open across it)."""
+
+    __slots__ = (
+        "bundle", "cgroup_procs_fds", "cgroup_sources", "container_id", "fifo_fd", "join_fds", "new_namespaces",
+        "no_new_keyring", "plan", "preserve_fds", "process", "sock", "spec", "unshare_cgroup",
+        "userns",
+    )
+
+    def __init__(self, spec: dict[str, Any], plan: RootfsPlan) -> None:
+        self.spec = spec
+        self.container_id = ""
+        self.bundle = ""
+        self.process: dict[str, Any] = spec["process"]
+        self.plan = plan
+        self.sock: Any = None
+        self.fifo_fd = -1
+        self.cgroup_procs_fds: list[int] = []
+        self.cgroup_sources: list[tuple[str, str]] = []
+        self.join_fds: list[tuple[str, int]] = []  # (namespace type, fd) to setns into
+        self.new_namespaces = 0  # CLONE_NEW* flags the init unshares itself
+        self.unshare_cgroup = False  # cgroup ns is unshared after joining the cgroup
+        self.userns = False
+        self.preserve_fds = 0
+        self.no_new_keyring = False
+
+
+def run(cfg: InitConfig) -> NoReturn:
+    """Entry point in the child after fork. Never returns: execs the program or exits 1."""
+    try:
+        _setup_and_exec(cfg)
+    except CorralError as err:
+        _report(cfg, str(err))
+    except OSError as err:
+        _report(cfg, f"{err.strerror or err}" + (f": {err.filename}" if err.filename else ""))
+    except BaseException as err:  # pragma: no cover - a bug; still never a traceback
+        _report(cfg, f"internal error in container init: {type(err).__name__}: {err}")
+    os._exit(1)
+
+
+def _report(cfg: InitConfig, message: str) -> None:
+    try:
+        cfg.sock.send(b"error:" + message.encode(errors="replace"))
+    except OSError:
+        pass
+
+
+def _setup_and_exec(cfg: InitConfig) -> None:
+    spec, process = cfg.spec, cfg.process
+    # 1. Namespaces: join the given ones (user first, so the others are owned by it), then make
+    #    the new ones. pid and time were arranged by the parent: they apply from our birth.
+    for _kind, fd in cfg.join_fds:
+        k.setns(fd)
+    if cfg.new_namespaces:
+        k.unshare(cfg.new_namespaces)
+    os.setsid()
+    if spec.get("hostname") is not None:
+        k.sethostname(spec["hostname"])
+    if spec.get("domainname") is not None:
+        k.setdomainname(spec["domainname"])
+    if not cfg.no_new_keyring:
+        _new_session_keyring()
+
+    # 2. The filesystem, while the host's paths are still reachable for bind sources.
+    plan = cfg.plan
+    fs.prepare_root(plan)
+    # Opened after the rootfs is bound onto itself: mounts must go on top of that bind mount.
+    root_fd = os.open(plan.rootfs, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    fs.mount_all(plan, root_fd, cfg.cgroup_sources)
+    if plan.setup_dev:
+        fs.create_devices(plan, root_fd, cfg.userns)
+    os.close(root_fd)
+    hooks = spec.get("hooks") or {}
+    if hooks.get("prestart") or hooks.get("createRuntime"):
+        cfg.sock.send(b"hooks")
+        if cfg.sock.recv(64) != b"go":
+            os._exit(1)  # the parent reported the hook's failure itself
+    if hooks.get("createContainer"):
+        from corral.runtime.hooks import run_hooks
+
+        run_hooks(hooks["createContainer"], _hook_state(cfg, "created"), "createContainer")
+    fs.enter_root(plan)
+    fs.finish(plan)
+
+    # 3. The process's surroundings.
+    if process.get("terminal"):
+        setup_terminal(process, cfg.sock, console=True)
+    apply_process_limits(process)
+    personality = (spec.get("linux") or {}).get("personality")
+    if personality:
+        k.personality(PERSONALITIES[personality.get("domain", "LINUX")])
+    for fd in cfg.cgroup_procs_fds:
+        os.write(fd, b"0")  # "0" means "the writing process"
+        os.close(fd)
+    if cfg.unshare_cgroup:
+        k.unshare(k.CLONE_NEWCGROUP)  # after the join: the container sees its cgroup as "/"
+    env = list(process.get("env") or [])
+    path = find_program(process["args"][0], env)
+    become_user(process)
+    close_fds_from(3 + cfg.preserve_fds)
+    restore_signals()
+
+    # 4. Tell the parent we are ready, wait for `start`, run the user's program.
+    cfg.sock.send(b"ready")
+    cfg.sock.close()
+    fifo = os.open(k.fd_path(cfg.fifo_fd), os.O_WRONLY | os.O_CLOEXEC)
+    os.write(fifo, b"0")
+    os.close(cfg.fifo_fd)
+    if hooks.get("startContainer"):
+        from corral.runtime.hooks import run_hooks
+
+        run_hooks(hooks["startContainer"], _hook_state(cfg, "running"), "startContainer")
+    os.execve(path, process["args"], dict(_env_pairs(env)))
+
+
+def _hook_state(cfg: InitConfig, status: str) -> dict[str, Any]:
+    """The state JSON for hooks the init runs itself (pid as the host sees it is the parent's
+    business; inside, the init is pid 1 of its namespace)."""
+    ann = cfg.spec.get("annotations")
+    state: dict[str, Any] = {
+        "ociVersion": cfg.spec.get("ociVersion", ""), "id": cfg.container_id,
+        "status": status, "pid": os.getpid(), "bundle": cfg.bundle,
+    }
+    if ann:
+        state["annotations"] = ann
+    return state
+
+
+def _env_pairs(env: list[str]) -> list[tuple[str, str]]:
+    return [(e.split("=", 1)[0], e.split("=", 1)[1]) for e in env if "=" in e]
+
+
+def find_program(name: str, env: list[str]) -> str:
+    """Resolve args[0] in the container as execvp would, so a missing program fails create."""
+    if "/" in name:
+        candidates = [name]
+    else:
+        path = next((v for key, v in _env_pairs(env) if key == "PATH"), DEFAULT_PATH)
+        candidates = [f"{d or '.'}/{name}" for d in path.split(":")]
+    for candidate in candidates:
+        if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+            return candidate
+    if "/" in name and os.path.exists(name):
+        raise SpecError("process.args[0]", f'exec: "{name}": permission denied')
+    raise SpecError("process.args[0]", f'exec: "{name}": executable file not found in $PATH')
+
+
+def _new_session_keyring() -> None:
+    """Give the container its own session keyring, so it cannot see the host's keys."""
+    import ctypes
+
+    # keyctl(KEYCTL_JOIN_SESSION_KEYRING=1, NULL): a fresh anonymous session keyring.
+    lib = ctypes.CDLL(None, use_errno=True)
+    if lib.syscall(250, 1, None) < 0 and ctypes.get_errno() not in (38, 1):  # ENOSYS, EPERM
+        err = ctypes.get_errno()
+        raise KernelError("join session keyring", err, os.strerror(err))
+
+
+def setup_terminal(process: dict[str, Any], sock: Any, console: bool) -> None:
+    """Make a pty inside the container's devpts; its slave becomes our stdio (and, for the
+    init, /dev/console). The master goes to the runtime over ``sock``."""
+    import fcntl
+    import struct
+
+    master = os.open("/dev/ptmx", os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
+    fcntl.ioctl(master, TIOCSPTLCK, struct.pack("i", 0))
+    number = struct.unpack("I", fcntl.ioctl(master, TIOCGPTN, b"\0\0\0\0"))[0]
+    slave_path = f"/dev/pts/{number}"
+    slave = os.open(slave_path, os.O_RDWR | os.O_NOCTTY)
+    size = process.get("consoleSize")
+    if size:
+        fcntl.ioctl(slave, TIOCSWINSZ, struct.pack("HHHH", size["height"], size["width"], 0, 0))
+    if console:
+        if not os.path.exists("/dev/console"):
+            os.close(os.open("/dev/console", os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o600))
+        k.mount(slave_path, "/dev/console", None, k.MS_BIND)
+    for fd in (0, 1, 2):
+        os.dup2(slave, fd)
+    os.close(slave)
+    fcntl.ioctl(0, TIOCSCTTY, 0)
+    import _socket
+
+    sock.sendmsg([b"pty"], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, struct.pack("i", master))])
+    os.close(master)
+
+
+def apply_process_limits(process: dict[str, Any]) -> None:
+    for i, rl in enumerate(process.get("rlimits") or []):
+        from corral.spec.tables import RLIMITS
+
+        try:
+            k.setrlimit(RLIMITS[rl["type"]], rl["soft"], rl["hard"])
+        except KernelError as err:
+            if err.errno == 1:  # EPERM
+                raise SpecError(
+                    f"process.rlimits[{i}]",
+                    f"{rl['type']} hard limit {rl['hard']} is above the current hard limit"
+                    " and the runtime lacks CAP_SYS_RESOURCE to raise it",
+                ) from None
+            raise SpecError(f"process.rlimits[{i}]", f"{rl['type']}: {err.strerror}") from None
+    if process.get("oomScoreAdj") is not None:
+        with open("/proc/self/oom_score_adj", "w") as f:
+            f.write(str(process["oomScoreAdj"]))
+
+
+def become_user(process: dict[str, Any]) -> None:
+    """Switch to the configured user, keeping exactly the configured capabilities.
+
+    The bounding set is cut first (that needs CAP_SETPCAP, which we still have); KEEPCAPS lets
+    the permitted set survive setuid away from 0; then capset installs the final sets and the
+    ambient ones are raised (they must be permitted and inheritable).
+    """
+    caps = process.get("capabilities")
+    user = process.get("user") or {}
+    uid, gid = user.get("uid", 0), user.get("gid", 0)
+    if caps is not None:
+        from corral.spec.tables import cap_mask
+
+        bounding = cap_mask(caps.get("bounding") or [])
+        last = _last_cap()
+        for cap in range(last + 1):
+            if not bounding >> cap & 1:
+                k.prctl(k.PR_CAPBSET_DROP, cap)
+        k.prctl(k.PR_SET_KEEPCAPS, 1)
+    if "additionalGids" in user or uid != 0 or gid != 0:
+        try:
+            os.setgroups(list(user.get("additionalGids") or []))
+        except PermissionError:
+            pass  # a user namespace with setgroups denied keeps the (empty) list it has
+    os.setresgid(gid, gid, gid)
+    os.setresuid(uid, uid, uid)
+    if caps is not None:
+        k.prctl(k.PR_SET_KEEPCAPS, 0)
+        k.capset(
+            cap_mask(caps.get("effective") or []),
+            cap_mask(caps.get("permitted") or []),
+            cap_mask(caps.get("inheritable") or []),
+        )
+        # Ambient needs the capability permitted and inheritable; runc 1.1 skips (with a
+        # warning) those that are not, and `runc spec` writes ambient without inheritable.
+        raisable = cap_mask(caps.get("permitted") or []) & cap_mask(caps.get("inheritable") or [])
+        for name in caps.get("ambient") or []:
+            from corral.spec.tables import CAPABILITIES
+
+            if raisable >> CAPABILITIES[name] & 1:
+                k.prctl(k.PR_CAP_AMBIENT, k.PR_CAP_AMBIENT_RAISE, CAPABILITIES[name])
+    if process.get("noNewPrivileges"):
+        k.prctl(k.PR_SET_NO_NEW_PRIVS, 1)
+    if user.get("umask") is not None:
+        os.umask(user["umask"])
+    else:
+        os.umask(0o022)
+    cwd = process.get("cwd") or "/"
+    try:
+        os.chdir(cwd)
+    except OSError as err:
+        raise SpecError("process.cwd", f"chdir to {cwd}: {err.strerror}") from None
+
+
+def _last_cap() -> int:
+    try:
+        with open("/proc/sys/kernel/cap_last_cap") as f:
+            return int(f.read())
+    except OSError:
+        return 40
+
+
+def close_fds_from(first: int) -> None:
+    """Every fd from ``first`` up is closed at exec (the first 3 + preserved ones stay)."""
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        if fd >= first:
+            try:
+                os.set_inheritable(fd, False)
+            except OSError:
+                pass
+
+
+def restore_signals() -> None:
+    """Python ignores SIGPIPE and SIGXFSZ; ignored signals survive exec, so undo that."""
+    import _signal
+
+    for sig in (13, 25):  # SIGPIPE, SIGXFSZ
+        _signal.signal(sig, _signal.SIG_DFL)

@@ -1,0 +1,524 @@
+"""The OCI lifecycle as library calls: create, start, state, kill, delete (runtime.md).
+
+``corral-runc`` is a thin shell over these; the engine calls them directly.
+
+::
+
+    create ──> created ──start──> running ──(program exits)──> stopped ──delete──> (gone)
+                  │                  │ pause/resume: paused
+                  └──────── kill / delete --force ─────────────┘
+
+Process model: the parent (this process) prepares everything that must exist before the
+container does (state directory, cgroup, exec fifo, namespace fds), then forks once. If the
+container gets a new pid namespace the parent unshares CLONE_NEWPID first, so the child is
+born as PID 1, and then steps back into its own pid namespace (setns) so that hooks it runs
+later are not born inside the container. The child (corral.runtime.init) does the rest.
+"""
+
+from __future__ import annotations
+
+import os
+
+from corral import sys as k
+from corral.errors import (
+    ContainerInitError,
+    CorralError,
+    HookError,
+    NotFoundError,
+    SpecError,
+    StateError,
+    UsageError,
+)
+from corral.runtime.state import Container, StateStore, process_start_time, rfc3339_now, write_atomic
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    from corral.runtime.init import InitConfig
+
+
+class CreateOptions:
+    """The knobs of ``create`` beyond the bundle (runc's create flags)."""
+
+    __slots__ = (
+        "cgroup_manager", "console_socket", "detach", "dry_run", "no_new_keyring", "no_pivot",
+        "pid_file", "preserve_fds", "systemd_cgroup",
+    )
+
+    def __init__(self) -> None:
+        self.pid_file: str | None = None
+        self.console_socket: str | None = None
+        self.no_pivot = False
+        self.no_new_keyring = False
+        self.preserve_fds = 0
+        self.cgroup_manager = "cgroupfs"
+        self.systemd_cgroup = False
+        self.detach = True  # False for a foreground `run`, which may proxy a terminal itself
+        self.dry_run = False
+
+
+class Created:
+    """What create hands back: the container, and the pty master when the caller keeps it."""
+
+    __slots__ = ("container", "pty_master")
+
+    def __init__(self, container: Container, pty_master: int | None) -> None:
+        self.container = container
+        self.pty_master = pty_master
+
+
+def create(store: StateStore, container_id: str, bundle: str, opts: CreateOptions) -> Created:
+    from corral.plan.rootfs import plan_rootfs
+    from corral.spec.load import load_bundle
+
+    store.dir(container_id)  # validates the id before anything else
+    bundle = os.path.abspath(bundle)
+    spec, rootfs = load_bundle(bundle)
+    process = spec.get("process") or {}
+    if process.get("terminal") and opts.detach and not opts.console_socket:
+        raise UsageError("cannot allocate tty if runc will detach without setting console socket")
+    if opts.console_socket and not process.get("terminal"):
+        raise UsageError("cannot use console socket if runc will not detach or allocate tty")
+    linux = spec.get("linux") or {}
+    namespaces = linux.get("namespaces") or []
+    if not any(ns["type"] == "mount" and not ns.get("path") for ns in namespaces):
+        raise SpecError("linux.namespaces", 'a new mount namespace ("type": "mount") is required')
+    plan = plan_rootfs(spec, rootfs, bundle, no_pivot=opts.no_pivot)
+    if opts.dry_run:
+        print("\n".join(plan.describe()))
+        raise SystemExit(0)
+
+    path = store.reserve(container_id)
+    container = Container(path, {
+        "ociVersion": spec.get("ociVersion", ""), "id": container_id, "pid": 0,
+        "status": "creating", "creator": [os.getpid(), process_start_time(os.getpid())],
+        "bundle": bundle, "rootfs": rootfs, "created": rfc3339_now(), "owner": _owner(),
+        "annotations": spec.get("annotations") or {}, "config": spec,
+    })
+    pid = 0
+    fds: list[int] = []
+    try:
+        container.save()
+        pid, pty = _spawn_init(container, spec, plan, opts, fds)
+        container.data.pop("status")
+        container.data.pop("creator")
+        container.data["pid"] = pid
+        container.data["init_start"] = process_start_time(pid)
+        container.save()
+        if opts.pid_file:
+            write_atomic(os.path.abspath(opts.pid_file), str(pid).encode())
+        return Created(container, pty)
+    except BaseException:
+        if pid:
+            _kill_and_reap(pid)
+        destroy(container)
+        raise
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+
+def _spawn_init(
+    container: Container, spec: dict[str, Any], plan: Any, opts: CreateOptions, fds: list[int]
+) -> tuple[int, int | None]:
+    """Prepare the init's inputs, fork it, and serve its requests until it is ready."""
+    import _socket
+
+    from corral.runtime.init import InitConfig
+
+    cfg = InitConfig(spec, plan)
+    cfg.container_id = container.id
+    cfg.bundle = container.data["bundle"]
+    cfg.preserve_fds = opts.preserve_fds
+    cfg.no_new_keyring = opts.no_new_keyring
+    linux = spec.get("linux") or {}
+    _setup_cgroup(container, linux, opts, cfg, fds)
+    os.mkfifo(container.fifo, 0o622)
+    os.chmod(container.fifo, 0o622)
+    cfg.fifo_fd = os.open(container.fifo, os.O_PATH | os.O_CLOEXEC)
+    fds.append(cfg.fifo_fd)
+    console = _connect_console(opts.console_socket) if opts.console_socket else None
+    pid_flags = _plan_namespaces(linux, cfg, fds)
+    parent_sock, child_sock = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_SEQPACKET)
+    cfg.sock = child_sock
+    os.chdir(container.data["bundle"])
+    pid = _fork_into(pid_flags, cfg, fds)
+    child_sock.close()
+    try:
+        pty = _serve_init(container, parent_sock, pid)
+    finally:
+        parent_sock.close()
+    if pty is not None and console is not None:
+        _send_fd(console, pty, "/dev/ptmx")
+        os.close(pty)
+        pty = None
+    if console is not None:
+        console.close()
+    return pid, pty
+
+
+def _plan_namespaces(linux: dict[str, Any], cfg: InitConfig, fds: list[int]) -> list[tuple[int, int]]:
+    """Decide, per namespace, who makes it: returns the (flag, fd) pairs for the parent to apply
+    before fork (pid and time: they take effect for children only); the rest go to the init."""
+    before_fork: list[tuple[int, int]] = []
+    joins_user: list[tuple[str, int]] = []
+    joins: list[tuple[str, int]] = []
+    for i, ns in enumerate(linux.get("namespaces") or []):
+        kind, path = ns["type"], ns.get("path")
+        flag = k.NAMESPACE_FLAGS[kind]
+        if path:
+            try:
+                fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            except OSError as err:
+                raise SpecError(f"linux.namespaces[{i}].path", f"{path}: {err.strerror}") from None
+            fds.append(fd)
+            if kind in ("pid", "time"):
+                before_fork.append((flag, fd))
+            else:
+                (joins_user if kind == "user" else joins).append((kind, fd))
+        elif kind in ("pid", "time"):
+            before_fork.append((flag, -1))
+        elif kind == "cgroup":
+            cfg.unshare_cgroup = True
+        elif kind == "user":
+            raise SpecError(
+                f"linux.namespaces[{i}]",
+                "a new user namespace needs uid/gid mappings, which come with the security "
+                "work (issue 4); join an existing one with a path meanwhile",
+            )
+        else:
+            cfg.new_namespaces |= flag
+    cfg.join_fds = joins_user + joins
+    cfg.userns = bool(joins_user)
+    return before_fork
+
+
+def _time_offsets(linux: dict[str, Any]) -> str:
+    """linux.timeOffsets in the format of /proc/self/timens_offsets ("monotonic 5 0")."""
+    offsets = linux.get("timeOffsets") or {}
+    return "".join(
+        f"{clock} {v.get('secs', 0)} {v.get('nanosecs', 0)}\n" for clock, v in offsets.items()
+    )
+
+
+def _fork_into(pid_flags: list[tuple[int, int]], cfg: InitConfig, fds: list[int]) -> int:
+    """Fork the init inside the container's pid (and time) namespace, then step back out."""
+    own: list[tuple[int, int]] = []
+    for flag, fd in pid_flags:
+        name = "pid" if flag == k.CLONE_NEWPID else "time"
+        mine = os.open(f"/proc/self/ns/{name}_for_children", os.O_RDONLY | os.O_CLOEXEC)
+        fds.append(mine)
+        own.append((flag, mine))
+        if fd >= 0:
+            k.setns(fd, flag)
+        else:
+            k.unshare(flag)
+            if flag == k.CLONE_NEWTIME:
+                offsets = _time_offsets(cfg.spec.get("linux") or {})
+                if offsets:
+                    with open("/proc/self/timens_offsets", "w") as f:
+                        f.write(offsets)
+    try:
+        pid = os.fork()
+        if pid == 0:
+            from corral.runtime import init
+
+            init.run(cfg)
+    finally:
+        for flag, mine in own:
+            k.setns(mine, flag)
+    return pid
+
+
+def _serve_init(container: Container, sock: Any, pid: int) -> int | None:
+    """Answer the init until it says ready (or fails). Returns the pty master if one came."""
+    import _socket
+
+    pty: int | None = None
+    while True:
+        msg, ancdata, _flags, _addr = sock.recvmsg(65536, _socket.CMSG_SPACE(4))
+        if msg == b"hooks":
+            container.data["pid"] = pid
+            hooks = container.config.get("hooks") or {}
+            state = container.hook_state("creating")
+            from corral.runtime.hooks import run_hooks
+
+            try:
+                run_hooks(hooks.get("prestart") or [], state, "prestart")
+                run_hooks(hooks.get("createRuntime") or [], state, "createRuntime")
+            except HookError:
+                sock.send(b"stop")
+                raise
+            sock.send(b"go")
+        elif msg == b"pty":
+            pty = _fd_from(ancdata)
+        elif msg == b"ready":
+            return pty
+        elif msg.startswith(b"error:"):
+            raise ContainerInitError(msg[6:].decode(errors="replace"))
+        else:
+            _, status = os.waitpid(pid, 0)
+            raise ContainerInitError(
+                f"container init exited before it was ready (status {status:#x})"
+            )
+
+
+def _fd_from(ancdata: list[tuple[int, int, bytes]]) -> int:
+    import struct
+
+    for _level, _type, data in ancdata:
+        return int(struct.unpack("i", data[:4])[0])
+    raise ContainerInitError("the init sent a terminal without its file descriptor")
+
+
+def _connect_console(path: str) -> Any:
+    import _socket
+
+    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+    try:
+        sock.connect(path)
+    except OSError as err:
+        sock.close()
+        raise UsageError(f"--console-socket {path}: {err.strerror}") from None
+    return sock
+
+
+def _send_fd(sock: Any, fd: int, name: str) -> None:
+    """Send a file descriptor with SCM_RIGHTS, as runc does to --console-socket."""
+    import _socket
+    import struct
+
+    sock.sendmsg([name.encode()], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, struct.pack("i", fd))])
+
+
+def _setup_cgroup(
+    container: Container, linux: dict[str, Any], opts: CreateOptions, cfg: InitConfig,
+    fds: list[int],
+) -> None:
+    if opts.cgroup_manager == "disabled":
+        return
+    from corral import cgroups
+
+    path = cgroups.resolve_path(linux.get("cgroupsPath"), container.id)
+    manager = cgroups.open_manager(path)
+    container.data["cgroup"] = manager.to_state()
+    container.save()  # from here on, delete --force knows what to remove
+    manager.create()
+    if linux.get("resources"):
+        manager.set(linux["resources"])
+    for procs in manager.procs_files():
+        fd = os.open(procs, os.O_WRONLY | os.O_CLOEXEC)
+        fds.append(fd)
+        cfg.cgroup_procs_fds.append(fd)
+    cfg.cgroup_sources = manager.mount_sources()
+
+
+def _owner() -> str:
+    return "" if os.geteuid() == 0 else str(os.geteuid())
+
+
+# -- start ---------------------------------------------------------------------------------
+
+
+def start(store: StateStore, container_id: str) -> Container:
+    """Let a created container's init exec the program, then run poststart hooks."""
+    import select
+
+    container = store.load(container_id)
+    status = container.status()
+    if status == "stopped":
+        raise StateError("cannot start a container that has stopped")
+    if status != "created":
+        raise StateError(f"cannot start an already running container (status {status})")
+    fifo = os.open(container.fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    pidfd = os.pidfd_open(container.pid)
+    try:
+        poller = select.poll()
+        poller.register(fifo, select.POLLIN)
+        poller.register(pidfd, select.POLLIN)
+        ready = {fd for fd, _ in poller.poll()}
+        data = os.read(fifo, 1) if fifo in ready else b""
+    finally:
+        os.close(fifo)
+        os.close(pidfd)
+    if data != b"0":
+        raise StateError("cannot start a container that has stopped")
+    os.unlink(container.fifo)
+    hooks = (container.config.get("hooks") or {}).get("poststart") or []
+    if hooks:
+        _warn_hooks(hooks, container.hook_state("running"), "poststart")
+    return container
+
+
+def _warn_hooks(hooks: list[dict[str, Any]], state: dict[str, Any], kind: str) -> None:
+    """poststart and poststop failures are warnings (runtime.md): log and go on."""
+    from corral.runtime.hooks import run_hooks
+
+    try:
+        run_hooks(hooks, state, kind)
+    except HookError as err:
+        from corral.runtime import log
+
+        log.warning(str(err))
+
+
+# -- kill ------------------------------------------------------------------------------------
+
+
+def kill(store: StateStore, container_id: str, sig: int, all_processes: bool = False) -> None:
+    container = store.load(container_id)
+    status = container.status()
+    if status in ("stopped", "creating"):
+        raise StateError("container not running")
+    if all_processes and container.data.get("cgroup"):
+        from corral import cgroups
+
+        cgroups.from_state(container.data["cgroup"]).kill(sig)
+        return
+    try:
+        pidfd = os.pidfd_open(container.pid)
+    except ProcessLookupError:
+        raise StateError("container not running") from None
+    try:
+        # A pidfd cannot hit a recycled pid; check it is still our init, then signal.
+        if not container.init_alive():
+            raise StateError("container not running")
+        import _signal
+
+        _signal.pidfd_send_signal(pidfd, sig)
+    finally:
+        os.close(pidfd)
+
+
+# -- delete ----------------------------------------------------------------------------------
+
+
+def delete(store: StateStore, container_id: str, force: bool = False) -> None:
+    try:
+        container = store.load(container_id)
+    except NotFoundError:
+        path = store.dir(container_id)
+        if os.path.isdir(path):  # a create killed before it wrote its state
+            _rmtree(path)
+            if force:
+                return
+        if force:
+            return
+        raise
+    status = container.status()
+    if status in ("running", "paused", "creating") and not force:
+        raise StateError(
+            f"cannot delete container {container_id} that is not stopped: {status}"
+        )
+    if status != "stopped":
+        _stop_everything(container)
+    hooks = (container.config.get("hooks") or {}).get("poststop") or []
+    if hooks:
+        _warn_hooks(hooks, container.hook_state("stopped"), "poststop")
+    destroy(container)
+
+
+def _stop_everything(container: Container) -> None:
+    """SIGKILL every process of the container and wait until they are gone."""
+    cg = container.data.get("cgroup")
+    if cg:
+        from corral import cgroups
+
+        manager = cgroups.from_state(cg)
+        if manager.exists():
+            manager.kill(9)
+    pid = container.pid
+    if pid and container.init_alive():
+        _kill_and_reap(pid)
+
+
+def _kill_and_reap(pid: int) -> None:
+    """SIGKILL ``pid`` and wait for it to die (reaping it if it is our child)."""
+    import select
+
+    try:
+        pidfd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return
+    try:
+        import _signal
+
+        try:
+            _signal.pidfd_send_signal(pidfd, 9)
+        except ProcessLookupError:
+            return
+        poller = select.poll()
+        poller.register(pidfd, select.POLLIN)
+        poller.poll(10_000)
+        try:
+            os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            pass
+    finally:
+        os.close(pidfd)
+
+
+def destroy(container: Container) -> None:
+    """Remove what the container left on the host: its cgroups and its state directory."""
+    cg = container.data.get("cgroup")
+    if cg:
+        from corral import cgroups
+
+        manager = cgroups.from_state(cg)
+        try:
+            manager.destroy()
+        except CorralError:
+            pids = manager.pids() if manager.exists() else []
+            if pids:
+                manager.kill(9)
+            manager.destroy()
+    _rmtree(container.dir)
+
+
+def _rmtree(path: str) -> None:
+    try:
+        names = os.listdir(path)
+    except FileNotFoundError:
+        return
+    for name in names:
+        try:
+            os.unlink(os.path.join(path, name))
+        except FileNotFoundError:
+            pass
+    try:
+        os.rmdir(path)
+    except FileNotFoundError:
+        pass
+
+
+# -- run -------------------------------------------------------------------------------------
+
+
+def wait_and_forward(pid: int, pty: int | None) -> int:
+    """Wait for our child ``pid`` (the init), forwarding signals and, with a pty, the terminal.
+
+    Returns the exit code the way a shell reports it: the status, or 128+N when killed by N.
+    """
+    import _signal
+
+    def forward(signum: int, _frame: object) -> None:
+        try:
+            os.kill(pid, signum)
+        except ProcessLookupError:
+            pass
+
+    for sig in (1, 2, 3, 10, 12, 14, 15, 18, 28):  # HUP INT QUIT USR1 USR2 ALRM TERM CONT WINCH
+        _signal.signal(sig, forward)
+    if pty is not None:
+        from corral.runtime.console import proxy
+
+        proxy(pty, pid)
+    while True:
+        try:
+            _, status = os.waitpid(pid, 0)
+            break
+        except ChildProcessError:
+            return 255
+    code = os.waitstatus_to_exitcode(status)
+    return 128 - code if code < 0 else code

@@ -1,0 +1,205 @@
+"""The verbs that work through the container's cgroup: ps, pause, resume, events, update."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+from corral import _json
+from corral.errors import CgroupError, SpecError, StateError, UsageError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    from corral.cgroups import Manager
+    from corral.runtime.state import Container, StateStore
+
+
+def _manager(container: Container) -> Manager:
+    cg = container.data.get("cgroup")
+    if not cg:
+        raise CgroupError(
+            f"container {container.id} has no cgroup (created with --cgroup-manager disabled)"
+        )
+    from corral import cgroups
+
+    return cgroups.from_state(cg)
+
+
+def container_pids(store: StateStore, container_id: str) -> list[int]:
+    """Every process of the container (host pids), from its cgroup."""
+    container = store.load(container_id)
+    if container.status() == "stopped":
+        raise StateError("container not running")
+    if not container.data.get("cgroup"):
+        return [container.pid]
+    return sorted(_manager(container).pids())
+
+
+def ps_table(pids: list[int], ps_args: list[str]) -> str:
+    """Run ``ps`` with the given options and keep the header and the container's rows."""
+    import subprocess
+
+    try:
+        out = subprocess.run(["ps", *ps_args], capture_output=True, text=True, check=True).stdout
+    except FileNotFoundError:
+        raise UsageError("ps: the ps program is not installed (Debian package procps)") from None
+    except subprocess.CalledProcessError as err:
+        raise UsageError(f"ps {' '.join(ps_args)}: {err.stderr.strip()}") from None
+    lines = out.splitlines()
+    if not lines:
+        return ""
+    header = lines[0].split()
+    if "PID" not in header:
+        raise UsageError("ps: the ps options must keep the PID column")
+    column = header.index("PID")
+    wanted = {str(p) for p in pids}
+    rows = [line for line in lines[1:] if line.split()[column : column + 1][0] in wanted]
+    return "\n".join([lines[0], *rows]) + "\n"
+
+
+def pause(store: StateStore, container_id: str) -> None:
+    container = store.load(container_id)
+    status = container.status()
+    if status not in ("running", "created"):
+        raise StateError("container not running")
+    _manager(container).freeze()
+
+
+def resume(store: StateStore, container_id: str) -> None:
+    container = store.load(container_id)
+    if container.status() != "paused":
+        raise StateError("container not paused")
+    _manager(container).thaw()
+
+
+def events(store: StateStore, container_id: str, stats_once: bool, interval: float) -> int:
+    """``events``: one stats event with --stats, else a stream every ``interval`` seconds."""
+    container = store.load(container_id)
+    if container.status() == "stopped":
+        raise StateError("container not running")
+    manager = _manager(container)
+    while True:
+        event = {"type": "stats", "id": container_id, "data": manager.stats()}
+        sys.stdout.write(_json.dumps(event) + "\n")
+        sys.stdout.flush()
+        if stats_once:
+            return 0
+        time.sleep(interval)
+        if not container.init_alive():
+            return 0
+
+
+def update(store: StateStore, container_id: str, resources: dict[str, Any]) -> None:
+    """Apply new linux.resources to a live container and record them in its state."""
+    container = store.load(container_id)
+    if container.status() == "stopped":
+        raise StateError("container not running")
+    _manager(container).set(resources)
+    linux = container.config.setdefault("linux", {})
+    merged = linux.setdefault("resources", {})
+    for key, value in resources.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key].update(value)
+        else:
+            merged[key] = value
+    container.save()
+
+
+def update_resources(o: dict[str, Any]) -> dict[str, Any]:
+    """The resources of ``update``: --resources FILE|- (JSON as dockerd sends) or the flags."""
+    if o.get("resources"):
+        source = o["resources"]
+        try:
+            raw = sys.stdin.read() if source == "-" else open(source).read()
+        except OSError as err:
+            raise UsageError(f"--resources {source}: {err.strerror}") from None
+        try:
+            data = _json.loads(raw)
+        except ValueError as err:
+            raise UsageError(f"--resources {source}: invalid JSON: {err}") from None
+        if not isinstance(data, dict):
+            raise SpecError("", "must be a JSON object (linux.resources)", source)
+        resources: dict[str, Any] = data
+        return resources
+    out: dict[str, Any] = {}
+
+    def put(section: str, key: str, flag: str, conv: Any) -> None:
+        if o.get(flag) is not None:
+            out.setdefault(section, {})[key] = conv(o[flag], f"--{flag}")
+
+    put("blockIO", "weight", "blkio-weight", _int)
+    put("cpu", "period", "cpu-period", _int)
+    put("cpu", "quota", "cpu-quota", _int)
+    put("cpu", "shares", "cpu-share", _int)
+    put("cpu", "realtimePeriod", "cpu-rt-period", _int)
+    put("cpu", "realtimeRuntime", "cpu-rt-runtime", _int)
+    put("cpu", "cpus", "cpuset-cpus", _str)
+    put("cpu", "mems", "cpuset-mems", _str)
+    put("memory", "kernel", "kernel-memory", parse_bytes)
+    put("memory", "kernelTCP", "kernel-memory-tcp", parse_bytes)
+    put("memory", "limit", "memory", parse_bytes)
+    put("memory", "reservation", "memory-reservation", parse_bytes)
+    put("memory", "swap", "memory-swap", parse_bytes)
+    put("pids", "limit", "pids-limit", _int)
+    if not out:
+        raise UsageError("update: nothing to update (give --resources or a resource flag)")
+    return out
+
+
+def _int(value: str, flag: str) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        raise UsageError(f'{flag}: "{value}" is not an integer') from None
+
+
+def _str(value: str, flag: str) -> str:
+    return value
+
+
+_UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
+
+
+def parse_bytes(value: str, flag: str) -> int:
+    """RAM sizes as docker and runc read them: 512, 512k, 64m, 1g (powers of 1024); -1 = none."""
+    text = value.strip().lower()
+    if text == "-1":
+        return -1
+    number = text.rstrip("bkmgtpi")
+    unit = text[len(number) :].replace("i", "").rstrip("b") if text[len(number) :] else ""
+    try:
+        return int(float(number) * _UNITS[unit or ""])
+    except (ValueError, KeyError):
+        raise UsageError(f'{flag}: invalid size "{value}" (e.g. 512m, 1g)') from None
+
+
+def parse_duration(value: str, flag: str) -> float:
+    """Go durations as runc takes them: 5s, 500ms, 1m, 1h30m."""
+    units = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+    total, number, i = 0.0, "", 0
+    text = value.strip()
+    if not text:
+        raise UsageError(f'{flag}: invalid duration "{value}"')
+    while i < len(text):
+        ch = text[i]
+        if ch.isdigit() or ch == ".":
+            number += ch
+            i += 1
+            continue
+        unit = text[i : i + 2] if text[i : i + 2] in units else ch
+        if unit not in units or not number:
+            raise UsageError(f'{flag}: invalid duration "{value}" (e.g. 5s, 500ms)')
+        total += float(number) * units[unit]
+        number, i = "", i + len(unit)
+    if number:
+        raise UsageError(f'{flag}: missing unit in duration "{value}" (e.g. 5s)')
+    if total <= 0:
+        raise UsageError(f'{flag}: duration must be positive, got "{value}"')
+    return total
+
+
+def pid_exists(pid: int) -> bool:
+    return os.path.exists(f"/proc/{pid}")

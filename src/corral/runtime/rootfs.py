@@ -1,0 +1,282 @@
+"""Carry out a RootfsPlan inside the container's new mount namespace (runs in the init).
+
+Two rules make this safe against hostile images:
+
+- every destination is opened with openat2(RESOLVE_IN_ROOT) relative to the rootfs, so a
+  symlink in the image (``/etc -> /host-etc``, ``../../..``) resolves inside the rootfs;
+- the mount is made on ``/proc/self/fd/N`` of that opened destination, so swapping a symlink in
+  after the check cannot redirect it (the fd pins the directory we checked).
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+
+from corral import sys as k
+from corral.errors import KernelError, SpecError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    from corral.plan.rootfs import Mount, RootfsPlan
+
+# statvfs f_flag bits that have an MS_* twin of the same value (ST_RDONLY == MS_RDONLY ...).
+_ST_TO_MS = 0x1 | 0x2 | 0x4 | 0x8 | 0x10 | 0x40 | 0x400 | 0x800 | 0x1000
+
+
+def prepare_root(plan: RootfsPlan) -> None:
+    """Steps 1 and 2: stop propagation to the host, make the rootfs a mount point."""
+    k.mount(None, "/", None, plan.propagation)
+    k.mount(plan.rootfs, plan.rootfs, "bind", k.MS_BIND | k.MS_REC)
+
+
+def mount_all(plan: RootfsPlan, root_fd: int, cgroup_sources: list[tuple[str, str]]) -> None:
+    """Step 3: config.mounts, in order."""
+    for m in plan.mounts:
+        if m.fstype in ("cgroup", "cgroup2") and not m.is_bind:
+            mount_cgroup(m, root_fd, cgroup_sources)
+        else:
+            mount_one(m, root_fd)
+
+
+def mount_one(m: Mount, root_fd: int) -> None:
+    fd = ensure_in_root(root_fd, m.dest, is_file=m.is_file, field=f"{m.field}.destination")
+    target = k.fd_path(fd)
+    try:
+        if m.is_bind:
+            k.mount(m.source, target, None, m.flags & (k.MS_BIND | k.MS_REC))
+            if m.remount_flags:
+                # Re-open: the bind put a new mount on top of the directory fd points into.
+                remount(m.dest, root_fd, m.remount_flags | k.MS_BIND)
+        else:
+            source = m.source or m.fstype
+            k.mount(source, target, m.fstype, m.flags, m.data or None)
+        for flag in m.propagation:
+            mount_at(root_fd, m.dest, None, None, flag)
+    except KernelError as err:
+        raise KernelError(err.op, err.errno, err.strerror, f"{m.dest} ({m.field})") from None
+    finally:
+        os.close(fd)
+
+
+def mount_cgroup(m: Mount, root_fd: int, sources: list[tuple[str, str]]) -> None:
+    """A ``cgroup`` mount shows the container its own cgroups, never the host's tree.
+
+    cgroup v2: the container's cgroup directory is bind-mounted at the destination.
+    cgroup v1: a tmpfs at the destination with one bind mount per hierarchy
+    (cpu, memory, pids, ...), each showing the container's directory in that hierarchy.
+    """
+    readonly = m.flags & k.MS_RDONLY
+    flags = m.flags & ~k.MS_RDONLY
+    fd = ensure_in_root(root_fd, m.dest, field=f"{m.field}.destination")
+    os.close(fd)
+    if len(sources) == 1 and sources[0][1] == "":
+        _bind(sources[0][0], root_fd, m.dest, readonly)
+        return
+    mount_at(root_fd, m.dest, "tmpfs", "tmpfs", flags, "mode=755")
+    for host_dir, name in sources:
+        _bind(host_dir, root_fd, f"{m.dest}/{name}", readonly)
+    if readonly:
+        remount(m.dest, root_fd, flags | k.MS_RDONLY)
+
+
+def _bind(source: str, root_fd: int, dest: str, readonly: int) -> None:
+    fd = ensure_in_root(root_fd, dest)
+    try:
+        k.mount(source, k.fd_path(fd), None, k.MS_BIND | k.MS_REC)
+    finally:
+        os.close(fd)
+    if readonly:
+        remount(dest, root_fd, k.MS_BIND | k.MS_RDONLY | k.MS_NOSUID | k.MS_NODEV | k.MS_NOEXEC)
+
+
+def remount(dest: str, root_fd: int, flags: int) -> None:
+    """Remount the mount at ``dest`` with ``flags``, keeping the flags it is locked with."""
+    fd = k.open_in_root(root_fd, dest)
+    try:
+        locked = k.MS_NOSUID | k.MS_NODEV | k.MS_NOEXEC
+        kept = os.statvfs(k.fd_path(fd)).f_flag & _ST_TO_MS & locked
+        k.mount(None, k.fd_path(fd), None, k.MS_REMOUNT | flags | kept)
+    finally:
+        os.close(fd)
+
+
+def mount_at(
+    root_fd: int, dest: str, source: str | None, fstype: str | None, flags: int,
+    data: str | None = None,
+) -> None:
+    """mount(2) on whatever is at ``dest`` now (a fresh lookup sees mounts made since)."""
+    fd = k.open_in_root(root_fd, dest)
+    try:
+        k.mount(source, k.fd_path(fd), fstype, flags, data)
+    finally:
+        os.close(fd)
+
+
+def ensure_in_root(root_fd: int, path: str, *, is_file: bool = False, field: str = "") -> int:
+    """Open (creating if needed) ``path`` inside the rootfs; return an O_PATH fd to it.
+
+    Each missing component is created with mkdirat relative to its parent's fd, and every
+    lookup goes through RESOLVE_IN_ROOT, so nothing is ever created outside the rootfs.
+    """
+    rel = path.strip("/")
+    try:
+        return k.open_in_root(root_fd, rel or ".")
+    except KernelError as err:
+        if err.errno != 2:  # ENOENT
+            raise KernelError(err.op, err.errno, err.strerror, f"{path} ({field})") from None
+    parent, _, name = rel.rpartition("/")
+    parent_fd = ensure_in_root(root_fd, parent, field=field)
+    try:
+        if not stat.S_ISDIR(os.stat(k.fd_path(parent_fd)).st_mode):
+            raise SpecError(field, f"cannot create {path}: a parent is not a directory")
+        if is_file:
+            os.close(os.open(name, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o644,
+                             dir_fd=_dir_fd(parent_fd)))
+        else:
+            os.mkdir(name, 0o755, dir_fd=_dir_fd(parent_fd))
+    except FileExistsError:
+        pass  # created meanwhile, or a dangling symlink: the open below decides
+    finally:
+        os.close(parent_fd)
+    return k.open_in_root(root_fd, rel)
+
+
+def _dir_fd(path_fd: int) -> int:
+    """mkdirat/openat reject O_PATH fds on some kernels; a real directory fd always works.
+
+    The magic link is resolved by the kernel to the very directory we opened, so this stays
+    inside the rootfs.
+    """
+    fd = os.open(k.fd_path(path_fd), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    _DIR_FDS.append(fd)
+    return fd
+
+
+_DIR_FDS: list[int] = []
+
+
+def close_dir_fds() -> None:
+    while _DIR_FDS:
+        os.close(_DIR_FDS.pop())
+
+
+def create_devices(plan: RootfsPlan, root_fd: int, in_userns: bool) -> None:
+    """Step 4: device nodes and the /dev symlinks.
+
+    In a user namespace mknod is not allowed; as runc does, the host's node is bind-mounted
+    onto an empty file instead.
+    """
+    for d in plan.devices:
+        _make_device(d, root_fd, in_userns)
+    for target, link in plan.symlinks:
+        parent, _, name = link.strip("/").rpartition("/")
+        pfd = ensure_in_root(root_fd, parent)
+        try:
+            dfd = _dir_fd(pfd)
+            try:
+                os.unlink(name, dir_fd=dfd)
+            except FileNotFoundError:
+                pass
+            except IsADirectoryError:
+                continue
+            os.symlink(target, name, dir_fd=dfd)
+        finally:
+            os.close(pfd)
+    close_dir_fds()
+
+
+_DEV_TYPES = {"c": stat.S_IFCHR, "u": stat.S_IFCHR, "b": stat.S_IFBLK, "p": stat.S_IFIFO}
+
+
+def _make_device(d: dict[str, Any], root_fd: int, in_userns: bool) -> None:
+    path = d["path"]
+    parent, _, name = path.strip("/").rpartition("/")
+    pfd = ensure_in_root(root_fd, parent)
+    try:
+        dfd = _dir_fd(pfd)
+        try:
+            os.unlink(name, dir_fd=dfd)
+        except FileNotFoundError:
+            pass
+        if in_userns:
+            os.close(os.open(name, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o644, dir_fd=dfd))
+            fd = k.open_in_root(root_fd, path)
+            try:
+                k.mount(path, k.fd_path(fd), None, k.MS_BIND)
+            finally:
+                os.close(fd)
+            return
+        mode = (d.get("fileMode") or 0o666) & 0o7777
+        kind = _DEV_TYPES[d["type"]]
+        dev = os.makedev(d.get("major", 0), d.get("minor", 0)) if kind != stat.S_IFIFO else 0
+        os.mknod(name, kind | mode, dev, dir_fd=dfd)
+        os.chmod(name, mode, dir_fd=dfd)  # mknod's mode is filtered by the umask
+        os.chown(name, d.get("uid") or 0, d.get("gid") or 0, dir_fd=dfd)
+    finally:
+        os.close(pfd)
+
+
+def enter_root(plan: RootfsPlan) -> None:
+    """Step 6: make the rootfs "/" and drop every path back to the host's root.
+
+    pivot_root(".", ".") stacks the old root under the new one at "/"; unmounting it (after
+    making it a slave so the unmount does not propagate to the host) leaves only the rootfs.
+    With --no-pivot (for rootfs on ramfs, where pivot_root is not allowed) the rootfs is moved
+    over "/" and chroot'ed into: weaker, as a process with CAP_SYS_CHROOT can climb out.
+    """
+    os.chdir(plan.rootfs)
+    if plan.no_pivot:
+        k.mount(plan.rootfs, "/", None, k.MS_MOVE)
+        os.chroot(".")
+    else:
+        old_root = os.open("/", os.O_DIRECTORY | os.O_RDONLY | os.O_CLOEXEC)
+        k.pivot_root(".", ".")
+        os.fchdir(old_root)
+        k.mount(None, ".", None, k.MS_SLAVE | k.MS_REC)
+        k.umount2(".", k.MNT_DETACH)
+        os.close(old_root)
+    os.chdir("/")
+
+
+def finish(plan: RootfsPlan) -> None:
+    """Step 7, inside the new root: sysctls, masked and read-only paths, read-only root."""
+    for key, value in plan.sysctl.items():
+        path = "/proc/sys/" + key.replace(".", "/")
+        try:
+            with open(path, "w") as f:
+                f.write(value)
+        except OSError as err:
+            raise KernelError("write sysctl", err.errno or 0, err.strerror or "", key) from None
+    for path in plan.masked:
+        mask(path)
+    for path in plan.readonly_paths:
+        readonly(path)
+    if plan.readonly_root:
+        flags = os.statvfs("/").f_flag & _ST_TO_MS
+        k.mount(None, "/", None, k.MS_REMOUNT | k.MS_BIND | k.MS_RDONLY | flags)
+
+
+def mask(path: str) -> None:
+    """Hide a path: /dev/null over a file, an empty read-only tmpfs over a directory."""
+    try:
+        is_dir = stat.S_ISDIR(os.stat(path).st_mode)
+    except FileNotFoundError:
+        return
+    if is_dir:
+        k.mount("tmpfs", path, "tmpfs", k.MS_RDONLY)
+    else:
+        k.mount("/dev/null", path, None, k.MS_BIND)
+
+
+def readonly(path: str) -> None:
+    try:
+        k.mount(path, path, None, k.MS_BIND | k.MS_REC)
+    except KernelError as err:
+        if err.errno == 2:
+            return
+        raise
+    flags = os.statvfs(path).f_flag & _ST_TO_MS
+    k.mount(None, path, None, k.MS_BIND | k.MS_REMOUNT | k.MS_RDONLY | k.MS_REC | flags)

@@ -1,0 +1,207 @@
+"""Where a container's runtime state lives, and how its status is worked out.
+
+Each container has a directory ``<root>/<id>/`` (root defaults to /run/corral) holding:
+
+- ``state.json``: what ``create`` recorded: the OCI state fields, the config, the init's pid and
+  its kernel start time, the cgroup manager's paths. Written atomically (write a temp file,
+  fsync, rename) under ``lock``, so a reader never sees half a file.
+- ``exec.fifo``: present from ``create`` until ``start``. The container's init blocks opening it
+  for writing; ``start`` opens it for reading, which lets the init go on to exec the user's
+  program.
+
+The status is never stored, it is derived each time from the kernel, as runc does:
+``stopped`` if the init process is gone (or its pid now belongs to another process: the start
+time recorded at create tells them apart), ``created`` while the exec fifo exists, ``paused``
+while the cgroup is frozen, ``running`` otherwise. A directory whose create is still under way is
+``creating``; if the process doing that create died, it reads ``stopped`` so that
+``delete --force`` can remove what it left.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from corral import _json
+from corral.errors import ExistsError, NotFoundError, UsageError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+DEFAULT_ROOT = "/run/corral"
+STATE_FILE = "state.json"
+FIFO_FILE = "exec.fifo"
+OCI_VERSION = "1.0.2-dev"
+
+
+def validate_id(container_id: str) -> None:
+    """Container IDs become directory names: allow what runc allows, nothing that walks paths."""
+    ok = container_id and container_id not in (".", "..") and len(container_id) <= 1024
+    if ok:
+        ok = all(c.isalnum() and c.isascii() or c in "_+-." for c in container_id)
+    if not ok:
+        raise UsageError(f'invalid container id "{container_id}": use letters, digits, _+-.')
+
+
+class StateStore:
+    """The runtime's ``--root`` directory: one sub-directory per container."""
+
+    __slots__ = ("root",)
+
+    def __init__(self, root: str = DEFAULT_ROOT) -> None:
+        self.root = os.path.abspath(root)
+
+    def dir(self, container_id: str) -> str:
+        validate_id(container_id)
+        return os.path.join(self.root, container_id)
+
+    def ids(self) -> list[str]:
+        try:
+            names = os.listdir(self.root)
+        except FileNotFoundError:
+            return []
+        return sorted(n for n in names if os.path.isfile(os.path.join(self.root, n, STATE_FILE)))
+
+    def reserve(self, container_id: str) -> str:
+        """Make the container's directory; fail as runc does when the ID is taken."""
+        path = self.dir(container_id)
+        os.makedirs(self.root, mode=0o711, exist_ok=True)
+        try:
+            os.mkdir(path, 0o711)
+        except FileExistsError:
+            raise ExistsError(f"container with id exists: {container_id}") from None
+        return path
+
+    def load(self, container_id: str) -> Container:
+        path = self.dir(container_id)
+        try:
+            with open(os.path.join(path, STATE_FILE), "rb") as f:
+                data = _json.loads(f.read())
+        except FileNotFoundError:
+            raise NotFoundError("container does not exist") from None
+        return Container(path, data)
+
+
+class Container:
+    """A container's recorded state, plus the live status read from the kernel."""
+
+    __slots__ = ("data", "dir")
+
+    def __init__(self, path: str, data: dict[str, Any]) -> None:
+        self.dir = path
+        self.data = data
+
+    @property
+    def id(self) -> str:
+        return str(self.data["id"])
+
+    @property
+    def pid(self) -> int:
+        return int(self.data.get("pid") or 0)
+
+    @property
+    def config(self) -> dict[str, Any]:
+        config: dict[str, Any] = self.data["config"]
+        return config
+
+    @property
+    def fifo(self) -> str:
+        return os.path.join(self.dir, FIFO_FILE)
+
+    def save(self) -> None:
+        write_atomic(os.path.join(self.dir, STATE_FILE), _json.dumps(self.data).encode())
+
+    def init_alive(self) -> bool:
+        """Is the init we started still there (not a zombie, and not a recycled pid)?"""
+        pid = self.pid
+        return pid > 0 and process_start_time(pid) == self.data.get("init_start")
+
+    def status(self) -> str:
+        if self.data.get("status") == "creating":
+            creator = self.data.get("creator") or [0, None]
+            return "creating" if process_start_time(creator[0]) == creator[1] else "stopped"
+        if not self.init_alive():
+            return "stopped"
+        if os.path.exists(self.fifo):
+            return "created"
+        if self.cgroup_frozen():
+            return "paused"
+        return "running"
+
+    def cgroup_frozen(self) -> bool:
+        cg = self.data.get("cgroup")
+        if not cg:
+            return False
+        from corral import cgroups
+
+        return bool(cgroups.from_state(cg).frozen())
+
+    def oci_state(self) -> dict[str, Any]:
+        """The state as ``runc state`` prints it (runtime-spec state.md plus runc's extras)."""
+        status = self.status()
+        out: dict[str, Any] = {
+            "ociVersion": self.data.get("ociVersion", OCI_VERSION),
+            "id": self.id,
+            "pid": self.pid if status != "stopped" else 0,
+            "status": status,
+            "bundle": self.data.get("bundle", ""),
+            "rootfs": self.data.get("rootfs", ""),
+            "created": self.data.get("created", ""),
+            "owner": self.data.get("owner", ""),
+        }
+        if self.data.get("annotations"):
+            out["annotations"] = self.data["annotations"]
+        return out
+
+    def hook_state(self, status: str) -> dict[str, Any]:
+        """The state JSON handed to hooks on stdin (runtime-spec state.md)."""
+        state: dict[str, Any] = {
+            "ociVersion": self.data.get("ociVersion", OCI_VERSION),
+            "id": self.id,
+            "status": status,
+            "pid": self.pid,
+            "bundle": self.data.get("bundle", ""),
+        }
+        if self.data.get("annotations"):
+            state["annotations"] = self.data["annotations"]
+        return state
+
+
+def write_atomic(path: str, payload: bytes) -> None:
+    """Write, fsync, rename: readers see the old file or the new one, never a torn one."""
+    tmp = f"{path}.tmp{os.getpid()}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    try:
+        os.write(fd, payload)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.rename(tmp, path)
+
+
+def process_start_time(pid: int) -> int | None:
+    """Field 22 of /proc/<pid>/stat (clock ticks since boot); None if gone or a zombie.
+
+    A pid can be reused by an unrelated process after the container exits; the pair (pid,
+    start time) cannot.
+    """
+    if pid <= 0:
+        return None
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            raw = f.read()
+    except OSError:
+        return None
+    # The command name (field 2) may contain spaces and parentheses: split after the last ')'.
+    fields = raw[raw.rfind(b")") + 2 :].split()
+    if fields[0] in (b"Z", b"X"):
+        return None
+    return int(fields[19])
+
+
+def rfc3339_now() -> str:
+    """UTC time with nanoseconds, as runc writes ``created``."""
+    ns = time.time_ns()
+    secs, frac = divmod(ns, 1_000_000_000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs)) + f".{frac:09d}Z"
