@@ -40,7 +40,21 @@ _LAZY = {
     "UserError": "corral.errors",
 }
 
-__all__ = sorted([*_LAZY, "__version__"])
+__all__ = [
+    "CgroupError",
+    "ContainerInitError",
+    "CorralError",
+    "ExistsError",
+    "HookError",
+    "KernelError",
+    "NotFoundError",
+    "RuntimeFailure",
+    "SpecError",
+    "StateError",
+    "UsageError",
+    "UserError",
+    "__version__",
+]
 
 
 def __getattr__(name: str) -> object:

@@ -35,7 +35,9 @@ class _ScanContext:
         return {"NaN": float("nan"), "Infinity": float("inf"), "-Infinity": float("-inf")}[name]
 
 
-_scan: Callable[[str, int], tuple[Any, int]] = _json.make_scanner(_ScanContext())
+_scan: Callable[[str, int], tuple[Any, int]] = _json.make_scanner(
+    _ScanContext()  # type: ignore[arg-type]  # typeshed wants a JSONDecoder; any object will do
+)
 
 
 class JSONError(ValueError):

@@ -100,12 +100,13 @@ def parse_flags(
         if not arg.startswith("-") or arg == "-":
             break
         name, eq, value = arg.lstrip("-").partition("=")
-        kind = kinds.get(name)
-        if kind is not None and kind.startswith("="):
-            name = kind[1:]
-            kind = kinds[name]
-        if kind is None:
+        found = kinds.get(name)
+        if found is not None and found.startswith("="):
+            name = found[1:]
+            found = kinds[name]
+        if found is None:
             raise UsageError(f"{where}: flag provided but not defined: -{name}")
+        kind = found
         if kind == "bool":
             if eq and value not in ("true", "false", "1", "0"):
                 raise UsageError(f'{where}: invalid boolean value "{value}" for -{name}')
@@ -176,12 +177,13 @@ def _create_options(g: dict[str, Any], o: dict[str, Any], detach: bool) -> Any:
     manager = g.get("cgroup-manager", "cgroupfs")
     if manager not in ("cgroupfs", "disabled", "systemd"):
         raise UsageError(f'--cgroup-manager: unknown manager "{manager}" (cgroupfs or disabled)')
-    if g.get("systemd-cgroup") or manager == "systemd":
-        if not os.path.isdir("/run/systemd/system"):
-            raise UsageError(
-                "--systemd-cgroup: systemd is not running on this host; use the default "
-                "cgroupfs manager"
-            )
+    if (g.get("systemd-cgroup") or manager == "systemd") and not os.path.isdir(
+        "/run/systemd/system"
+    ):
+        raise UsageError(
+            "--systemd-cgroup: systemd is not running on this host; use the default "
+            "cgroupfs manager"
+        )
     opts = CreateOptions()
     opts.pid_file = o.get("pid-file")
     opts.console_socket = o.get("console-socket")

@@ -89,8 +89,18 @@ class RootfsPlan:
     """Everything the init does to build the container's filesystem view, in order."""
 
     __slots__ = (
-        "cgroup_mounts", "devices", "mounts", "masked", "no_pivot", "propagation",
-        "readonly_paths", "readonly_root", "rootfs", "setup_dev", "symlinks", "sysctl",
+        "cgroup_mounts",
+        "devices",
+        "masked",
+        "mounts",
+        "no_pivot",
+        "propagation",
+        "readonly_paths",
+        "readonly_root",
+        "rootfs",
+        "setup_dev",
+        "symlinks",
+        "sysctl",
     )
 
     def __init__(self) -> None:

@@ -10,6 +10,10 @@ from __future__ import annotations
 import os
 import select
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
 
 def proxy(master: int, pid: int) -> None:
     """Copy bytes both ways until the container's init exits."""
@@ -77,13 +81,13 @@ def _readable(fd: int) -> bool:
         return False
 
 
-def _raw(fd: int) -> list[object] | None:
+def _raw(fd: int) -> list[Any] | None:
     """Put a terminal in raw mode; return the old settings (None if fd is not a terminal)."""
     if not os.isatty(fd):
         return None
     import termios
     import tty
 
-    saved: list[object] = termios.tcgetattr(fd)
+    saved: list[Any] = termios.tcgetattr(fd)
     tty.setraw(fd)
     return saved

@@ -29,7 +29,7 @@ def exec_from_cli(store: StateStore, container_id: str, args: list[str], o: dict
     if o.get("process"):
         from corral.spec.load import load_process
 
-        process = load_process(o["process"])
+        process: dict[str, Any] = load_process(o["process"])  # type: ignore[assignment]
     else:
         if not args:
             raise UsageError("exec: args must not be empty (give a command or --process)")

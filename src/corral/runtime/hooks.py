@@ -1,4 +1,6 @@
-"""OCI hooks: programs the runtime runs at fixed points of a container's life (config.md#posix-platform-hooks).
+"""OCI hooks: programs the runtime runs at fixed points of a container's life.
+
+See the runtime-spec, config.md#posix-platform-hooks.
 
 =================  ===========================  ==================================================
 hook               who runs it, where           when

@@ -47,9 +47,9 @@ class InitConfig:
     """Everything the init needs, prepared by the parent before fork (fds stay open across it)."""
 
     __slots__ = (
-        "bundle", "cgroup_procs_fds", "cgroup_sources", "container_id", "fifo_fd", "join_fds", "new_namespaces",
-        "no_new_keyring", "plan", "preserve_fds", "process", "sock", "spec", "unshare_cgroup",
-        "userns",
+        "bundle", "cgroup_procs_fds", "cgroup_sources", "container_id", "fifo_fd", "join_fds",
+        "new_namespaces", "no_new_keyring", "pid_flags", "plan", "preserve_fds", "process", "sock",
+        "spec", "time_offsets", "unshare_cgroup", "user_fd", "userns",
     )
 
     def __init__(self, spec: dict[str, Any], plan: RootfsPlan) -> None:
@@ -65,7 +65,10 @@ class InitConfig:
         self.join_fds: list[tuple[str, int]] = []  # (namespace type, fd) to setns into
         self.new_namespaces = 0  # CLONE_NEW* flags the init unshares itself
         self.unshare_cgroup = False  # cgroup ns is unshared after joining the cgroup
-        self.userns = False
+        self.userns = False  # the container has a user namespace (new, or user_fd to join)
+        self.user_fd = -1
+        self.pid_flags: list[tuple[int, int]] = []  # (CLONE_NEWPID or CLONE_NEWTIME, fd or -1)
+        self.time_offsets = ""
         self.preserve_fds = 0
         self.no_new_keyring = False
 
@@ -81,6 +84,51 @@ def run(cfg: InitConfig) -> NoReturn:
     except BaseException as err:  # pragma: no cover - a bug; still never a traceback
         _report(cfg, f"internal error in container init: {type(err).__name__}: {err}")
     os._exit(1)
+
+
+def run_userns_stage(cfg: InitConfig) -> NoReturn:
+    """First child, when the container has a user namespace: enter it, then fork the init.
+
+    A new user namespace starts unmapped; only a process outside it may write its uid_map and
+    gid_map, so we ask the parent and wait. Then we become root of the namespace and make (or
+    join) the pid namespace from inside it, so the init's pid namespace belongs to it.
+    """
+    try:
+        if cfg.user_fd >= 0:
+            k.setns(cfg.user_fd, k.CLONE_NEWUSER)
+        else:
+            k.unshare(k.CLONE_NEWUSER)
+            cfg.sock.send(b"userns")
+            if cfg.sock.recv(64) != b"mapped":
+                os._exit(1)
+        try:
+            os.setresgid(0, 0, 0)
+            os.setresuid(0, 0, 0)
+        except OSError:
+            raise SpecError("linux.uidMappings", "container uid/gid 0 must be mapped") from None
+        enter_for_children(cfg.pid_flags, cfg.time_offsets)
+        pid = os.fork()
+        if pid == 0:
+            run(cfg)
+        cfg.sock.send(b"pid:%d" % pid)
+        os._exit(0)
+    except CorralError as err:
+        _report(cfg, str(err))
+    except OSError as err:
+        _report(cfg, f"{err.strerror or err}" + (f": {err.filename}" if err.filename else ""))
+    os._exit(1)
+
+
+def enter_for_children(pid_flags: list[tuple[int, int]], time_offsets: str) -> None:
+    """Make or join the pid and time namespaces our next child will be born in."""
+    for flag, fd in pid_flags:
+        if fd >= 0:
+            k.setns(fd, flag)
+            continue
+        k.unshare(flag)
+        if flag == k.CLONE_NEWTIME and time_offsets:
+            with open("/proc/self/timens_offsets", "w") as f:
+                f.write(time_offsets)
 
 
 def _report(cfg: InitConfig, message: str) -> None:

@@ -29,7 +29,13 @@ from corral.errors import (
     StateError,
     UsageError,
 )
-from corral.runtime.state import Container, StateStore, process_start_time, rfc3339_now, write_atomic
+from corral.runtime.state import (
+    Container,
+    StateStore,
+    process_start_time,
+    rfc3339_now,
+    write_atomic,
+)
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -74,8 +80,10 @@ def create(store: StateStore, container_id: str, bundle: str, opts: CreateOption
 
     store.dir(container_id)  # validates the id before anything else
     bundle = os.path.abspath(bundle)
-    spec, rootfs = load_bundle(bundle)
-    process = spec.get("process") or {}
+    # The runtime reads the validated config as plain JSON data (the TypedDicts document it).
+    loaded: tuple[dict[str, Any], str] = load_bundle(bundle)  # type: ignore[assignment]
+    spec, rootfs = loaded
+    process: dict[str, Any] = spec.get("process") or {}
     if process.get("terminal") and opts.detach and not opts.console_socket:
         raise UsageError("cannot allocate tty if runc will detach without setting console socket")
     if opts.console_socket and not process.get("terminal"):
@@ -143,10 +151,14 @@ def _spawn_init(
     parent_sock, child_sock = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_SEQPACKET)
     cfg.sock = child_sock
     os.chdir(container.data["bundle"])
+    if not opts.detach:
+        # A foreground run waits for the init; with a user namespace the init is our
+        # grandchild, so become a subreaper to inherit it when its parent exits.
+        k.prctl(k.PR_SET_CHILD_SUBREAPER, 1)
     pid = _fork_into(pid_flags, cfg, fds)
     child_sock.close()
     try:
-        pty = _serve_init(container, parent_sock, pid)
+        pid, pty = _serve_init(container, parent_sock, pid)
     finally:
         parent_sock.close()
     if pty is not None and console is not None:
@@ -158,7 +170,9 @@ def _spawn_init(
     return pid, pty
 
 
-def _plan_namespaces(linux: dict[str, Any], cfg: InitConfig, fds: list[int]) -> list[tuple[int, int]]:
+def _plan_namespaces(
+    linux: dict[str, Any], cfg: InitConfig, fds: list[int]
+) -> list[tuple[int, int]]:
     """Decide, per namespace, who makes it: returns the (flag, fd) pairs for the parent to apply
     before fork (pid and time: they take effect for children only); the rest go to the init."""
     before_fork: list[tuple[int, int]] = []
@@ -182,15 +196,13 @@ def _plan_namespaces(linux: dict[str, Any], cfg: InitConfig, fds: list[int]) -> 
         elif kind == "cgroup":
             cfg.unshare_cgroup = True
         elif kind == "user":
-            raise SpecError(
-                f"linux.namespaces[{i}]",
-                "a new user namespace needs uid/gid mappings, which come with the security "
-                "work (issue 4); join an existing one with a path meanwhile",
-            )
+            cfg.userns = True
         else:
             cfg.new_namespaces |= flag
-    cfg.join_fds = joins_user + joins
-    cfg.userns = bool(joins_user)
+    cfg.join_fds = joins
+    if joins_user:
+        cfg.userns = True
+        cfg.user_fd = joins_user[0][1]
     return before_fork
 
 
@@ -203,27 +215,31 @@ def _time_offsets(linux: dict[str, Any]) -> str:
 
 
 def _fork_into(pid_flags: list[tuple[int, int]], cfg: InitConfig, fds: list[int]) -> int:
-    """Fork the init inside the container's pid (and time) namespace, then step back out."""
+    """Fork the init inside the container's pid (and time) namespace, then step back out.
+
+    With a user namespace the pid namespace must be owned by it (or the init could not mount
+    /proc), so a first child enters the user namespace and forks the init from there; the pid
+    returned is that first child's, and the init's own pid arrives as a message.
+    """
+    from corral.runtime import init
+
+    cfg.pid_flags = pid_flags
+    cfg.time_offsets = _time_offsets(cfg.spec.get("linux") or {})
+    if cfg.userns:
+        pid = os.fork()
+        if pid == 0:
+            init.run_userns_stage(cfg)
+        return pid
     own: list[tuple[int, int]] = []
-    for flag, fd in pid_flags:
+    for flag, _fd in pid_flags:
         name = "pid" if flag == k.CLONE_NEWPID else "time"
         mine = os.open(f"/proc/self/ns/{name}_for_children", os.O_RDONLY | os.O_CLOEXEC)
         fds.append(mine)
         own.append((flag, mine))
-        if fd >= 0:
-            k.setns(fd, flag)
-        else:
-            k.unshare(flag)
-            if flag == k.CLONE_NEWTIME:
-                offsets = _time_offsets(cfg.spec.get("linux") or {})
-                if offsets:
-                    with open("/proc/self/timens_offsets", "w") as f:
-                        f.write(offsets)
     try:
+        init.enter_for_children(pid_flags, cfg.time_offsets)
         pid = os.fork()
         if pid == 0:
-            from corral.runtime import init
-
             init.run(cfg)
     finally:
         for flag, mine in own:
@@ -231,14 +247,50 @@ def _fork_into(pid_flags: list[tuple[int, int]], cfg: InitConfig, fds: list[int]
     return pid
 
 
-def _serve_init(container: Container, sock: Any, pid: int) -> int | None:
-    """Answer the init until it says ready (or fails). Returns the pty master if one came."""
+def _write_id_maps(pid: int, linux: dict[str, Any]) -> None:
+    """Write the user namespace's uid_map and gid_map for the init (only a parent may)."""
+    for kind in ("uid", "gid"):
+        lines = "".join(
+            f"{m['containerID']} {m['hostID']} {m['size']}\n"
+            for m in linux.get(f"{kind}Mappings") or []
+        )
+        field = f"linux.{kind}Mappings"
+        if not lines:
+            raise SpecError(field, "a new user namespace needs mappings")
+        if kind == "gid" and os.geteuid() != 0:
+            write_atomic_plain(f"/proc/{pid}/setgroups", "deny")
+        try:
+            write_atomic_plain(f"/proc/{pid}/{kind}_map", lines)
+        except OSError as err:
+            raise SpecError(field, f"the kernel refused the mapping: {err.strerror}") from None
+
+
+def write_atomic_plain(path: str, text: str) -> None:
+    """One write(2) call: /proc files such as uid_map take their whole content at once."""
+    fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+    try:
+        os.write(fd, text.encode())
+    finally:
+        os.close(fd)
+
+
+def _serve_init(container: Container, sock: Any, pid: int) -> tuple[int, int | None]:
+    """Answer the init until it says ready (or fails).
+
+    Returns the init's pid and the pty master if one came.
+    """
     import _socket
 
     pty: int | None = None
     while True:
         msg, ancdata, _flags, _addr = sock.recvmsg(65536, _socket.CMSG_SPACE(4))
-        if msg == b"hooks":
+        if msg == b"userns":
+            _write_id_maps(pid, container.config.get("linux") or {})
+            sock.send(b"mapped")
+        elif msg.startswith(b"pid:"):
+            os.waitpid(pid, 0)  # the user-namespace stage, done once it has forked the init
+            pid = int(msg[4:])
+        elif msg == b"hooks":
             container.data["pid"] = pid
             hooks = container.config.get("hooks") or {}
             state = container.hook_state("creating")
@@ -254,7 +306,7 @@ def _serve_init(container: Container, sock: Any, pid: int) -> int | None:
         elif msg == b"pty":
             pty = _fd_from(ancdata)
         elif msg == b"ready":
-            return pty
+            return pid, pty
         elif msg.startswith(b"error:"):
             raise ContainerInitError(msg[6:].decode(errors="replace"))
         else:

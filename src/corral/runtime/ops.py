@@ -113,7 +113,11 @@ def update_resources(o: dict[str, Any]) -> dict[str, Any]:
     if o.get("resources"):
         source = o["resources"]
         try:
-            raw = sys.stdin.read() if source == "-" else open(source).read()
+            if source == "-":
+                raw = sys.stdin.read()
+            else:
+                with open(source) as f:
+                    raw = f.read()
         except OSError as err:
             raise UsageError(f"--resources {source}: {err.strerror}") from None
         try:

@@ -39,7 +39,7 @@ def validate_id(container_id: str) -> None:
     """Container IDs become directory names: allow what runc allows, nothing that walks paths."""
     ok = container_id and container_id not in (".", "..") and len(container_id) <= 1024
     if ok:
-        ok = all(c.isalnum() and c.isascii() or c in "_+-." for c in container_id)
+        ok = all((c.isalnum() and c.isascii()) or c in "_+-." for c in container_id)
     if not ok:
         raise UsageError(f'invalid container id "{container_id}": use letters, digits, _+-.')
 
