@@ -9,7 +9,8 @@ was expected and what was found::
 
     process.user.uid: must be a non-negative integer, got "abc"
 
-Three kinds of check, in this order:
+Three kinds of check; fields are visited in a fixed order (the order of Go's struct, which
+is runc's output order), and the rules between fields come last:
 
 1. **Shape**: every field the OCI runtime-spec defines has the JSON type and range its schema
    gives (a ``uint32`` is an integer from 0 to 2**32-1; ``true`` is not an integer). Unknown
@@ -303,17 +304,20 @@ def _user(value: object, path: str) -> dict[str, Any]:
     return _fields(value, path, _USER)
 
 
+def _capability_names(value: object, path: str) -> list[str]:
+    """A typo must not silently drop (or keep) a privilege, so every name must be known."""
+    names = _strings(value, path)
+    for i, name in enumerate(names):
+        if name not in CAPABILITIES:
+            _fail(_item(path, i), f"unknown capability {_show(name)}")
+    return names
+
+
+_CAPABILITIES: dict[str, Check] = {name: _capability_names for name in CAPABILITY_SETS}
+
+
 def _capabilities(value: object, path: str) -> dict[str, Any]:
-    """Each set lists capability names; a typo must not silently drop (or keep) a privilege."""
-    caps = _object(value, path)
-    for name in CAPABILITY_SETS:
-        if caps.get(name) is None:
-            continue
-        where = _at(path, name)
-        for i, cap in enumerate(_strings(caps[name], where)):
-            if cap not in CAPABILITIES:
-                _fail(_item(where, i), f"unknown capability {_show(cap)}")
-    return caps
+    return _fields(value, path, _CAPABILITIES)
 
 
 _RLIMIT: dict[str, Check] = {"type": _string, "hard": _u64, "soft": _u64}
@@ -730,8 +734,8 @@ def _linux(value: object, path: str) -> dict[str, Any]:
 
 _SPEC: dict[str, Check] = {
     "ociVersion": _string,
-    "root": _root,
     "process": _process,
+    "root": _root,
     "hostname": _string,
     "domainname": _string,
     "mounts": _list_of(_mount),
