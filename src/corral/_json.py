@@ -80,12 +80,12 @@ _encode_spaced: Callable[[Any, int], list[str]] = _json.make_encoder(
 )
 
 
-def dumps(obj: Any, indent: int | None = None) -> str:
+def dumps(obj: Any, indent: int | str | None = None) -> str:
     """Serialize like ``json.dumps(obj, ensure_ascii=False, indent=indent)``."""
     if indent is None:
         return "".join(_encode_compact(obj, 0))
     parts: list[str] = []
-    _pretty(obj, " " * indent, "", parts)
+    _pretty(obj, indent if isinstance(indent, str) else " " * indent, "", parts)
     return "".join(parts)
 
 

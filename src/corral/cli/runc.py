@@ -185,7 +185,8 @@ def _create_options(g: dict[str, Any], o: dict[str, Any], detach: bool) -> Any:
             "cgroupfs manager"
         )
     opts = CreateOptions()
-    opts.pid_file = o.get("pid-file")
+    # Relative to our cwd, not the bundle (create chdirs into the bundle before writing it).
+    opts.pid_file = os.path.abspath(o["pid-file"]) if o.get("pid-file") else None
     opts.console_socket = o.get("console-socket")
     opts.no_pivot = bool(o.get("no-pivot"))
     opts.no_new_keyring = bool(o.get("no-new-keyring"))
@@ -360,7 +361,8 @@ def cmd_spec(g: dict[str, Any], o: dict[str, Any], a: list[str]) -> int:
         raise UsageError("File config.json exists. Remove it first.")
     try:
         with open(path, "x") as f:
-            f.write(_json.dumps(default_spec(rootless=bool(o.get("rootless"))), indent=2))
+            # runc writes its config with tabs; so do we, byte for byte.
+            f.write(_json.dumps(default_spec(rootless=bool(o.get("rootless"))), indent="\t"))
     except OSError as err:
         raise UsageError(f"spec: {path}: {err.strerror}") from None
     return 0
