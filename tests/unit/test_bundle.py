@@ -49,7 +49,7 @@ def made(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_config_is_the_default_spec_with_args_terminal_and_hostname(made: Path) -> None:
-    expected = default_spec()
+    expected: dict[str, Any] = default_spec()
     expected["process"]["args"] = ["echo", "hi"]
     expected["process"]["terminal"] = True
     expected["hostname"] = "box"

@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# Run every check CI runs, in order, and print one summary line. Needs scripts/install.sh first.
+#
+#   bash scripts/test.sh          # lint, types, unit tests, then integration + e2e (as root)
+#
+# Every step runs even when an earlier one failed, so one run shows everything that is wrong.
+# pytest's exit status 5 ("no tests collected") is fine for one step (tests/e2e may be empty
+# for a while) but not for the whole run: if no step ran a single test, the run fails.
+set -euo pipefail
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
+cd "$REPO"
+BIN="$REPO/.venv/bin"
+[[ -x $BIN/pytest ]] || { echo "test.sh: $BIN/pytest is missing: run scripts/install.sh" >&2; exit 1; }
+
+# Time limits (seconds): the whole run must stay far below CI's 30 minutes.
+UNIT_LIMIT=300
+SYSTEM_LIMIT=1200
+
+results=()
+failed=0
+tests_ran=0
+
+step() {  # NAME COMMAND...
+  local name=$1 start rc=0
+  shift
+  printf '\n=== %s: %s\n' "$name" "$*"
+  start=$SECONDS
+  "$@" || rc=$?
+  local took=$((SECONDS - start))
+  if [[ $rc -eq 0 ]]; then
+    results+=("$name ok (${took}s)")
+  else
+    results+=("$name FAILED rc=$rc (${took}s)")
+    failed=1
+  fi
+}
+
+pytest_step() {  # NAME LIMIT PYTEST-ARGS...
+  local name=$1 limit=$2 start rc=0
+  shift 2
+  printf '\n=== %s: pytest %s\n' "$name" "$*"
+  start=$SECONDS
+  timeout --kill-after=30 "$limit" "$BIN/pytest" -q "$@" || rc=$?
+  local took=$((SECONDS - start))
+  case $rc in
+    0) results+=("$name ok (${took}s)"); tests_ran=1 ;;
+    5) results+=("$name: no tests (${took}s)") ;;
+    124|137) results+=("$name TIMED OUT after ${limit}s"); failed=1 ;;
+    *) results+=("$name FAILED rc=$rc (${took}s)"); failed=1; tests_ran=1 ;;
+  esac
+}
+
+step shellcheck shellcheck scripts/*.sh .ci/run
+step ruff "$BIN/ruff" check src tests
+step mypy "$BIN/mypy"
+pytest_step unit "$UNIT_LIMIT" tests/unit
+system_dirs=()
+for dir in tests/integration tests/e2e; do
+  [[ -d $dir ]] && system_dirs+=("$dir")  # git does not keep empty directories
+done
+if [[ ${#system_dirs[@]} -gt 0 ]]; then
+  pytest_step integration+e2e "$SYSTEM_LIMIT" "${system_dirs[@]}"
+else
+  results+=("integration+e2e: no tests")
+fi
+
+if [[ $tests_ran -eq 0 ]]; then
+  results+=("no tests were collected at all")
+  failed=1
+fi
+
+summary=$(IFS=';'; echo "${results[*]}")
+if [[ $failed -eq 0 ]]; then
+  echo
+  echo "test.sh: PASS: ${summary//;/, }"
+else
+  echo
+  echo "test.sh: FAIL: ${summary//;/, }"
+  exit 1
+fi

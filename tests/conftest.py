@@ -1,0 +1,135 @@
+"""Fixtures shared by corral's tests.
+
+Nothing is skipped automatically: CI runs as root with everything scripts/install.sh installs,
+so a missing tool or privilege is a failure to see, not a skip to overlook.
+
+Tests under tests/integration/ and tests/e2e/ get the ``integration`` / ``e2e`` marker from their
+directory, and with it the leak check: whatever the test leaves in the kernel (mounts, cgroups,
+network namespaces, links, container processes) fails it, with the list of what leaked.
+
+Fixtures (all function-scoped unless noted):
+
+``runc_root``    Path: a fresh ``--root`` directory; containers left in it are force-deleted
+                 after the test (a failing ``delete --force`` fails the test's teardown).
+``corral_runc``  helpers.Runc: ``corral_runc("run", "--bundle", bundle, cid)`` runs
+                 ``.venv/bin/corral-runc --root <runc_root> run ...`` (or ``$CORRAL_RUNC``) and
+                 returns ``CompletedProcess[str]``; keywords input=, timeout= (30 s), check=,
+                 cwd=, env=, stdin=; ``corral_runc.popen(...)`` starts without waiting.
+``cid``          str: a unique container id, ``t-<hex>``; ``helpers.new_cid()`` makes more.
+``bundle``       helpers.Bundle: a busybox bundle in tmp_path (args ``["sh"]``, hostname
+                 ``corral``); ``bundle.set(args=..., hostname=..., terminal=..., cwd=...,
+                 env=...)``, ``with bundle.edit() as config: ...``, ``bundle.rootfs``.
+``make_bundle``  helpers.BundleFactory: ``make_bundle(args, hostname=, terminal=, cwd=, env=,
+                 edit=, name=)`` makes another bundle each call.
+``bundle_template`` (session) helpers.BundleTemplate: the one bundle built per session.
+``leak_check``   autouse; active for integration and e2e tests only.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from helpers import (
+    Bundle,
+    BundleFactory,
+    BundleTemplate,
+    Runc,
+    Snapshot,
+    cleanup_containers,
+    new_cid,
+    remove_leaks,
+)
+from helpers.leaks import wait_for_leaks
+
+_TESTS = Path(__file__).resolve().parent
+_MARK_BY_DIR = {"integration": pytest.mark.integration, "e2e": pytest.mark.e2e}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark tests by directory: tests/integration/* -> integration, tests/e2e/* -> e2e."""
+    for item in items:
+        try:
+            first = Path(item.path).resolve().relative_to(_TESTS).parts[0]
+        except (ValueError, IndexError):
+            continue
+        mark = _MARK_BY_DIR.get(first)
+        if mark is not None and item.get_closest_marker(mark.name) is None:
+            item.add_marker(mark)
+
+
+# -- the runtime CLI -----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def runc_root(tmp_path: Path) -> Iterator[Path]:
+    root = tmp_path / "root"
+    root.mkdir(mode=0o700)
+    yield root
+    problems = cleanup_containers(root)
+    if problems:
+        pytest.fail(
+            "could not clean up containers left in the runtime root:\n  " + "\n  ".join(problems),
+            pytrace=False,
+        )
+
+
+@pytest.fixture
+def corral_runc(runc_root: Path) -> Runc:
+    return Runc(runc_root)
+
+
+@pytest.fixture
+def cid() -> str:
+    return new_cid()
+
+
+# -- bundles -------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def bundle_template(tmp_path_factory: pytest.TempPathFactory) -> BundleTemplate:
+    return BundleTemplate.build(tmp_path_factory.mktemp("template") / "busybox")
+
+
+@pytest.fixture
+def make_bundle(bundle_template: BundleTemplate, tmp_path: Path) -> BundleFactory:
+    return BundleFactory(bundle_template, tmp_path)
+
+
+@pytest.fixture
+def bundle(make_bundle: BundleFactory) -> Bundle:
+    return make_bundle()
+
+
+# -- the leak check ------------------------------------------------------------------------------
+
+
+@pytest.fixture(autouse=True)
+def leak_check(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Fail an integration or e2e test that leaves kernel objects behind, and remove them.
+
+    Being autouse, it is set up before (and torn down after) ``runc_root``, so containers the
+    test left in its root are force-deleted before the check looks.
+    """
+    node = request.node
+    if node.get_closest_marker("integration") is None and node.get_closest_marker("e2e") is None:
+        yield
+        return
+    tmp_path: Path = request.getfixturevalue("tmp_path")
+    markers = [str(tmp_path)]
+    before = Snapshot.take(markers)
+    yield
+    after, leaks = wait_for_leaks(before, markers)
+    if leaks:
+        problems = remove_leaks(before, after)
+        text = "the test left these behind (now removed):\n  " + "\n  ".join(leaks)
+        if problems:
+            text += "\nand could not remove:\n  " + "\n  ".join(problems)
+        pytest.fail(text, pytrace=False)
