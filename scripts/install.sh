@@ -22,8 +22,10 @@ APT_PACKAGES=(
 )
 
 PYTHON=/usr/bin/python3.11
-BUNDLE_DIR=/var/lib/corral/bundles/busybox
-LAUNCHER_DIR=/usr/local/bin
+# Where the demo bundle and the launchers go; the variables are for trying a second checkout
+# without taking over the first one's launchers.
+BUNDLE_DIR="${CORRAL_BUNDLE_DIR:-/var/lib/corral/bundles/busybox}"
+LAUNCHER_DIR="${CORRAL_LAUNCHER_DIR:-/usr/local/bin}"
 # The demo bundle's command: shows it runs as PID 1, with its own hostname, root and network.
 # shellcheck disable=SC2016  # expanded by sh inside the container, not here
 DEMO_SCRIPT='echo "pid: $$"; echo "hostname: $(hostname)"; echo "root:" $(ls /); '\
