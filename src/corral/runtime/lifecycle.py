@@ -41,6 +41,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
+    from corral.cgroups import Manager
     from corral.runtime.init import InitConfig
 
 
@@ -97,18 +98,20 @@ def create(store: StateStore, container_id: str, bundle: str, opts: CreateOption
         print("\n".join(plan.describe()))
         raise SystemExit(0)
 
-    path = store.reserve(container_id)
+    cgroup = _open_cgroup(linux, container_id, opts)  # a bad cgroupsPath fails here, before
+    path = store.reserve(container_id)  # anything exists
     container = Container(path, {
         "ociVersion": spec.get("ociVersion", ""), "id": container_id, "pid": 0,
         "status": "creating", "creator": [os.getpid(), process_start_time(os.getpid())],
         "bundle": bundle, "rootfs": rootfs, "created": rfc3339_now(), "owner": _owner(),
         "annotations": spec.get("annotations") or {}, "config": spec,
+        "cgroup": cgroup.to_state() if cgroup else None,
     })
     pid = 0
     fds: list[int] = []
     try:
         container.save()
-        pid, pty = _spawn_init(container, spec, plan, opts, fds)
+        pid, pty = _spawn_init(container, spec, plan, opts, fds, cgroup)
         container.data.pop("status")
         container.data.pop("creator")
         container.data["pid"] = pid
@@ -128,7 +131,8 @@ def create(store: StateStore, container_id: str, bundle: str, opts: CreateOption
 
 
 def _spawn_init(
-    container: Container, spec: dict[str, Any], plan: Any, opts: CreateOptions, fds: list[int]
+    container: Container, spec: dict[str, Any], plan: Any, opts: CreateOptions, fds: list[int],
+    cgroup: Manager | None,
 ) -> tuple[int, int | None]:
     """Prepare the init's inputs, fork it, and serve its requests until it is ready."""
     import _socket
@@ -141,7 +145,8 @@ def _spawn_init(
     cfg.preserve_fds = opts.preserve_fds
     cfg.no_new_keyring = opts.no_new_keyring
     linux = spec.get("linux") or {}
-    _setup_cgroup(container, linux, opts, cfg, fds)
+    if cgroup is not None:
+        _setup_cgroup(cgroup, linux, cfg, fds)
     os.mkfifo(container.fifo, 0o622)
     os.chmod(container.fifo, 0o622)
     cfg.fifo_fd = os.open(container.fifo, os.O_PATH | os.O_CLOEXEC)
@@ -344,18 +349,23 @@ def _send_fd(sock: Any, fd: int, name: str) -> None:
     sock.sendmsg([name.encode()], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, struct.pack("i", fd))])
 
 
-def _setup_cgroup(
-    container: Container, linux: dict[str, Any], opts: CreateOptions, cfg: InitConfig,
-    fds: list[int],
-) -> None:
+def _open_cgroup(linux: dict[str, Any], container_id: str, opts: CreateOptions) -> Manager | None:
+    """The container's cgroup manager (nothing is created yet), or None when disabled."""
     if opts.cgroup_manager == "disabled":
-        return
+        return None
     from corral import cgroups
 
-    path = cgroups.resolve_path(linux.get("cgroupsPath"), container.id)
-    manager = cgroups.open_manager(path)
-    container.data["cgroup"] = manager.to_state()
-    container.save()  # from here on, delete --force knows what to remove
+    path = cgroups.resolve_path(linux.get("cgroupsPath"), container_id)
+    return cgroups.open_manager(path)
+
+
+def _setup_cgroup(
+    manager: Manager, linux: dict[str, Any], cfg: InitConfig, fds: list[int]
+) -> None:
+    """Make the cgroup, apply linux.resources, and open the files the init will join through.
+
+    The state file already names the cgroup, so delete --force can remove it if we die here.
+    """
     manager.create()
     if linux.get("resources"):
         manager.set(linux["resources"])
