@@ -1,0 +1,634 @@
+"""What the v1 and v2 managers share: the Manager interface, the kernel seam, file helpers,
+the checks that turn a malformed OCI value into a ``SpecError``, and the stats parsers.
+
+The kernel seam
+---------------
+On cgroupfs a ``mkdir`` creates a cgroup *with* its control files, an ``rmdir`` removes a
+directory that still holds them, and a write has side effects (``+memory`` into
+``cgroup.subtree_control`` enables a controller, ``FROZEN`` into ``freezer.state`` starts
+freezing). A plain directory tree does none of that, so every kernel effect of this package goes
+through four module-level names: :func:`raw_write`, :func:`mkdir`, :func:`rmdir` and
+:data:`sleep`. The unit tests replace them with a small fake kernel and run the real managers on
+a temporary directory; nothing else needs to be mocked.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import time
+
+from corral.errors import CgroupError, SpecError
+
+TYPE_CHECKING = False  # typing costs 8 ms to import; mypy still reads these blocks
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable
+    from typing import Any
+
+    # A converter checks one OCI value and returns the text to write, or None for "leave as is".
+    Converter = Callable[[str, Any], str | None]
+    # One row of a resource table: (OCI field under linux.resources, controller, file, converter).
+    Row = tuple[str, str, str, Converter]
+
+#: How long freeze() and thaw() wait for the kernel before giving up, in seconds.
+FREEZE_TIMEOUT = 5.0
+#: How long destroy() retries an rmdir that fails with EBUSY (processes still exiting).
+DESTROY_TIMEOUT = 2.0
+#: What the stats report for an unlimited value, as runc does (Go's math.MaxUint64).
+MAX_UINT64 = (1 << 64) - 1
+
+SIGKILL = 9  # the signal module costs an import; these numbers are fixed on Linux
+
+
+# -- the kernel seam ------------------------------------------------------------------------
+
+
+def raw_write(path: str, data: str) -> None:
+    """Write ``data`` to a control file in one write(2), as the kernel wants one value per call."""
+    fd = os.open(path, os.O_WRONLY | os.O_TRUNC | os.O_CLOEXEC)
+    try:
+        os.write(fd, data.encode())
+    finally:
+        os.close(fd)
+
+
+def mkdir(path: str) -> None:
+    """Create one cgroup (the kernel fills it with control files)."""
+    os.mkdir(path, 0o755)
+
+
+def rmdir(path: str) -> None:
+    """Remove one empty cgroup (control files do not count as content on cgroupfs)."""
+    os.rmdir(path)
+
+
+sleep = time.sleep
+
+
+# -- the interface --------------------------------------------------------------------------
+
+
+class Manager:
+    """One container's cgroup, on every hierarchy the host has.
+
+    ``path`` is the cgroup path inside each hierarchy (``/corral/<id>``), as returned by
+    :func:`corral.cgroups.resolve_path`. Subclasses: ``V1Manager`` (v1 and hybrid hosts) and
+    ``V2Manager`` (unified hosts). The runtime uses them in this order: ``create``, ``set``,
+    ``procs_files`` (opened before fork, written by the init just before exec), then ``freeze``,
+    ``thaw``, ``kill``, ``stats``, ``set`` again for ``update``, and ``destroy`` on delete.
+    """
+
+    __slots__ = ("path",)
+    mode = ""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.mode} {self.path}>"
+
+    def create(self) -> None:
+        """Make the container's cgroup (``mkdir -p``) on every hierarchy it uses."""
+        raise NotImplementedError
+
+    def procs_files(self) -> list[str]:
+        """Every ``cgroup.procs`` file the container's init must join (by writing "0")."""
+        raise NotImplementedError
+
+    def add(self, pid: int) -> None:
+        """Move process ``pid`` into the container's cgroup on every hierarchy."""
+        for path in self.procs_files():
+            try:
+                raw_write(path, str(pid))
+            except OSError as err:
+                raise CgroupError(f"adding process {pid} to {path}: {err.strerror}") from None
+
+    def pids(self) -> list[int]:
+        """Every process in the container's cgroup and its sub-cgroups."""
+        return read_pids(self._procs_dir())
+
+    def exists(self) -> bool:
+        """Whether any of the container's cgroup directories still exists."""
+        return any(os.path.isdir(d) for d in self._dirs())
+
+    def freeze(self, timeout: float | None = None) -> None:
+        """Freeze every process, and return only once the kernel reports them frozen."""
+        raise NotImplementedError
+
+    def thaw(self, timeout: float | None = None) -> None:
+        """Undo :meth:`freeze`, and return only once the kernel reports them running."""
+        raise NotImplementedError
+
+    def frozen(self) -> bool:
+        """Whether the cgroup is frozen now (a freeze in progress does not count)."""
+        raise NotImplementedError
+
+    def can_freeze(self) -> bool:
+        """Whether this host has a freezer for the container (v1 without freezer: no)."""
+        return True
+
+    def kill(self, sig: int) -> None:
+        """Send ``sig`` to every process in the cgroup, including ones forking right now.
+
+        Signalling a list of pids races with processes that fork in between, so the cgroup is
+        frozen first, signalled, then thawed. A cgroup that was frozen before stays frozen,
+        except after SIGKILL: a frozen process dies only once it runs again.
+        """
+        if not self.can_freeze():
+            signal_all(self.pids(), sig)
+            return
+        was_frozen = self.frozen()
+        self.freeze()
+        try:
+            signal_all(self.pids(), sig)
+        finally:
+            if not was_frozen or sig == SIGKILL:
+                self.thaw()
+
+    def destroy(self) -> None:
+        """Remove the container's cgroup everywhere, sub-cgroups first. Gone already is fine."""
+        failures = [msg for d in self._dirs() if (msg := remove_tree(d))]
+        if failures:
+            raise CgroupError("; ".join(failures))
+
+    def set(self, resources: dict[str, Any]) -> None:
+        """Apply OCI ``linux.resources`` (also what ``update`` calls with a partial dict)."""
+        raise NotImplementedError
+
+    def stats(self) -> dict[str, Any]:
+        """Usage counters, shaped like runc's ``events --stats`` data."""
+        raise NotImplementedError
+
+    def mount_sources(self) -> list[tuple[str, str]]:
+        """(host directory, name) per hierarchy, to bind at ``/sys/fs/cgroup/<name>``."""
+        raise NotImplementedError
+
+    def oom_events(self) -> int:
+        """A file descriptor that wakes up a poller when the kernel's OOM killer acts here.
+
+        v1: an eventfd registered through ``cgroup.event_control``; it becomes readable (read 8
+        bytes: the number of events) on each OOM and when the cgroup is removed. v2: the
+        ``memory.events`` file; poll it for POLLPRI, then call :meth:`oom_kill_count`. The
+        caller owns (and closes) the descriptor.
+        """
+        raise NotImplementedError
+
+    def oom_kill_count(self) -> int:
+        """How many processes the OOM killer has killed in this cgroup so far."""
+        raise NotImplementedError
+
+    def to_state(self) -> dict[str, Any]:
+        """Everything :func:`corral.cgroups.from_state` needs, as JSON-able data."""
+        raise NotImplementedError
+
+    # -- for subclasses
+
+    def _dirs(self) -> list[str]:
+        """The container's directory in each hierarchy."""
+        raise NotImplementedError
+
+    def _procs_dir(self) -> str:
+        """The directory whose cgroup.procs files list the container's processes."""
+        raise NotImplementedError
+
+
+# -- file helpers ---------------------------------------------------------------------------
+
+# Why a file can be missing, for the error message. Keyed by file name.
+_HINTS = {
+    "memory.memsw.limit_in_bytes": "swap accounting off",
+    "memory.swap.max": "swap accounting off",
+    "memory.kmem.tcp.limit_in_bytes": "kernel memory accounting off",
+    "blkio.leaf_weight": "needs the CFQ I/O scheduler, removed in Linux 5.0",
+    "blkio.leaf_weight_device": "needs the CFQ I/O scheduler, removed in Linux 5.0",
+    "io.bfq.weight": "per-device weights need the BFQ I/O scheduler",
+    "cpu.idle": "needs Linux 5.15 or later",
+    "cpu.cfs_burst_us": "needs Linux 5.14 or later",
+    "cpu.max.burst": "needs Linux 5.14 or later",
+    "cpu.rt_period_us": "kernel built without CONFIG_RT_GROUP_SCHED",
+    "cpu.rt_runtime_us": "kernel built without CONFIG_RT_GROUP_SCHED",
+}
+
+
+def hint(name: str) -> str:
+    """Why ``name`` may be absent on a host, or ""."""
+    if name.startswith("hugetlb."):
+        return "this huge page size is not supported here"
+    return _HINTS.get(name, "")
+
+
+def write(directory: str, name: str, value: str, field: str = "", why: str = "") -> None:
+    """Write ``value`` to ``directory/name``; on failure a CgroupError that names ``field``."""
+    try:
+        raw_write(f"{directory}/{name}", value)
+    except OSError as err:
+        raise write_error(directory, name, value, field, err, why) from None
+
+
+def write_error(
+    directory: str, name: str, value: str, field: str, err: OSError, why: str = ""
+) -> CgroupError:
+    """The one-line error for a failed write: missing file, missing cgroup, or kernel refusal.
+
+    ``why`` explains the failure when the caller knows more than the errno says.
+    """
+    where = f"{field}: " if field else ""
+    if err.errno == errno.ENOENT:
+        if not os.path.isdir(directory):
+            return CgroupError(f"{where}cgroup {directory} does not exist")
+        why = why or hint(name)
+        return CgroupError(
+            f"{where}{name} is not available on this host" + (f" ({why})" if why else "")
+        )
+    if not why and err.errno == errno.EBUSY and name.startswith("memory."):
+        why = "the cgroup already uses more memory than that"
+    return CgroupError(
+        f"{where}writing {value!r} to {directory}/{name}: {err.strerror}"
+        + (f" ({why})" if why else "")
+    )
+
+
+def apply(
+    targets: list[tuple[str, str, str, str, bool]],
+    why_missing: Callable[[str, str], str] | None = None,
+) -> None:
+    """Write planned values: (directory, file, text, field, retry_if_refused) in order.
+
+    Every file is checked first, so a host that lacks one changes nothing. A write marked
+    ``retry_if_refused`` that the kernel refuses with EINVAL is tried once more at the end,
+    after the values it depends on are in.
+    """
+    for d, name, text, field, _ in targets:
+        if not os.path.exists(f"{d}/{name}"):
+            why = why_missing(d, name) if why_missing else ""
+            raise write_error(d, name, text, field, OSError(errno.ENOENT, "missing"), why)
+    later = []
+    for d, name, text, field, retry in targets:
+        try:
+            raw_write(f"{d}/{name}", text)
+        except OSError as err:
+            if not (retry and err.errno == errno.EINVAL):
+                raise write_error(d, name, text, field, err) from None
+            later.append((d, name, text, field))
+    for d, name, text, field in later:
+        write(d, name, text, field)
+
+
+def read(path: str) -> str | None:
+    """The stripped text of a control file, or None when it does not exist."""
+    try:
+        with open(path, "rb") as f:
+            return f.read().decode().strip()
+    except FileNotFoundError:
+        return None
+    except OSError as err:
+        raise CgroupError(f"reading {path}: {err.strerror}") from None
+
+
+def read_uint(path: str) -> int:
+    """A number from a one-value file; "max" is MAX_UINT64 and a missing file 0 (as runc)."""
+    text = read(path)
+    if not text:
+        return 0
+    if text == "max":
+        return MAX_UINT64
+    try:
+        return max(int(text.split()[0]), 0)
+    except ValueError:
+        raise CgroupError(f"{path}: expected a number, got {text!r}") from None
+
+
+def read_keyed(path: str) -> dict[str, int]:
+    """A flat keyed file ("key value" per line: memory.stat, cpu.stat, memory.events)."""
+    out: dict[str, int] = {}
+    for line in (read(path) or "").splitlines():
+        key, _, value = line.partition(" ")
+        try:
+            out[key] = int(value)
+        except ValueError:
+            continue  # "max" and other words are not counters
+    return out
+
+
+def read_pids(directory: str) -> list[int]:
+    """The pids in ``directory``'s cgroup.procs and in those of every sub-cgroup."""
+    pids: list[int] = []
+    for dirpath, _dirs, _files in os.walk(directory):
+        for line in (read(dirpath + "/cgroup.procs") or "").split():
+            pids.append(int(line))
+    return pids
+
+
+def signal_all(pids: Iterable[int], sig: int) -> None:
+    """Send ``sig`` to each pid; one that has exited meanwhile is not an error."""
+    for pid in pids:
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            pass
+        except OSError as err:
+            raise CgroupError(f"sending signal {sig} to process {pid}: {err.strerror}") from None
+
+
+def mkdir_p(base: str, path: str, on_new_level: Callable[[str, str], None] | None = None) -> None:
+    """Create ``base + path`` level by level; ``on_new_level(parent, child)`` after each level.
+
+    The callback runs for levels that already existed too, so a half-made tree (a crash in the
+    middle of a create) is repaired by the next create.
+    """
+    current = base
+    for part in path.strip("/").split("/"):
+        parent, current = current, f"{current}/{part}"
+        try:
+            mkdir(current)
+        except FileExistsError:
+            pass
+        except OSError as err:
+            raise CgroupError(f"creating cgroup {current}: {err.strerror}") from None
+        if on_new_level is not None:
+            on_new_level(parent, current)
+
+
+def remove_tree(directory: str, timeout: float | None = None) -> str:
+    """rmdir ``directory`` and its sub-cgroups, deepest first; "" or an error message.
+
+    rmdir fails with EBUSY while the cgroup still holds a process, and a killed process needs
+    a moment to leave (its parent must reap it, or the kernel must finish tearing it down), so
+    EBUSY is retried with a growing delay for up to ``timeout`` seconds.
+    """
+    deadline = time.monotonic() + (DESTROY_TIMEOUT if timeout is None else timeout)
+    levels = [d for d, _, _ in os.walk(directory, topdown=False)]
+    delay = 0.001
+    for level in levels:
+        while True:
+            try:
+                rmdir(level)
+                break
+            except FileNotFoundError:
+                break
+            except OSError as err:
+                if err.errno != errno.EBUSY or time.monotonic() >= deadline:
+                    return f"removing cgroup {level}: {err.strerror}"
+            sleep(delay)
+            delay = min(delay * 2, 0.1)
+    return ""
+
+
+def wait_for(check: Callable[[], bool], timeout: float) -> bool:
+    """Poll ``check`` with a growing delay until it is true (True) or ``timeout`` passes."""
+    deadline = time.monotonic() + timeout
+    delay = 0.0005
+    while not check():
+        if time.monotonic() >= deadline:
+            return False
+        sleep(delay)
+        delay = min(delay * 2, 0.05)
+    return True
+
+
+# -- OCI value checks -----------------------------------------------------------------------
+# Each takes the JSON path of the field (for the error) and the value from config.json, and
+# returns the text to write, or None when the value means "not set" (runc's zero values).
+
+
+def integer(field: str, value: Any, low: int | None = None, high: int | None = None) -> int:
+    """An int (not a bool, not a float) in [low, high], or SpecError."""
+    if type(value) is not int:
+        raise SpecError(field, f"must be an integer, got {value!r}")
+    if (low is not None and value < low) or (high is not None and value > high):
+        if high is None:
+            raise SpecError(field, f"must be at least {low}, got {value}")
+        raise SpecError(field, f"must be between {low} and {high}, got {value}")
+    return value
+
+
+def flag(field: str, value: Any) -> str | None:
+    """A JSON boolean as the kernel's "1"/"0"."""
+    if type(value) is not bool:
+        raise SpecError(field, f"must be true or false, got {value!r}")
+    return "1" if value else "0"
+
+
+def uint(field: str, value: Any) -> str | None:
+    """A count where 0 means "not set" (realtime period, burst, classID...)."""
+    return str(value) if integer(field, value, 0) else None
+
+
+def limit(field: str, value: Any) -> str | None:
+    """A byte or time limit: -1 is unlimited, 0 is "not set" (as in runc)."""
+    if integer(field, value) < -1:
+        raise SpecError(field, f"must be -1 (unlimited) or a positive number, got {value}")
+    return str(value) if value else None
+
+
+def v2_limit(field: str, value: Any) -> str | None:
+    """A v1-style limit written for v2: -1 becomes "max"."""
+    text = limit(field, value)
+    return "max" if text == "-1" else text
+
+
+def shares(field: str, value: Any) -> str | None:
+    """cpu.shares: 2..262144 (the kernel's MIN_SHARES..MAX_SHARES), 0 meaning "not set"."""
+    if integer(field, value, 0) == 0:
+        return None
+    return str(integer(field, value, 2, 262144))
+
+
+def idle(field: str, value: Any) -> str | None:
+    """cpu.idle: 0 or 1 (1 puts the cgroup in SCHED_IDLE)."""
+    return str(integer(field, value, 0, 1))
+
+
+def pids_max(field: str, value: Any) -> str | None:
+    """pids.max: a positive limit, or "max" for 0 and -1 (the spec's "unlimited")."""
+    return str(value) if integer(field, value, -1) > 0 else "max"
+
+
+def swappiness(field: str, value: Any) -> str | None:
+    """memory.swappiness: 0..100; -1 (an old Docker default) means "not set"."""
+    if value == -1 and type(value) is int:
+        return None
+    return str(integer(field, value, 0, 100))
+
+
+def cpu_list(field: str, value: Any) -> str | None:
+    """A kernel CPU or NUMA node list such as "0-3,8"; "" means "not set"."""
+    if not isinstance(value, str):
+        raise SpecError(field, f"must be a string such as '0-3,8', got {value!r}")
+    for part in value.split(",") if value else ():
+        low, dash, high = part.partition("-")
+        if not (low.isdigit() and (not dash or (high.isdigit() and int(low) <= int(high)))):
+            raise SpecError(field, f"must be a list such as '0-3,8', got {value!r}")
+    return value or None
+
+
+def blkio_weight(field: str, value: Any) -> str | None:
+    """A block I/O weight: 10..1000, 0 meaning "not set"."""
+    if integer(field, value, 0) == 0:
+        return None
+    return str(integer(field, value, 10, 1000))
+
+
+def device_number(field: str, entry: Any) -> str:
+    """The "MAJ:MIN" of an entry with integer major and minor."""
+    if not isinstance(entry, dict):
+        raise SpecError(field, f"must be an object with major and minor, got {entry!r}")
+    major = integer(f"{field}.major", entry.get("major"), 0)
+    minor = integer(f"{field}.minor", entry.get("minor"), 0)
+    return f"{major}:{minor}"
+
+
+def page_size(field: str, value: Any) -> str:
+    """A huge page size as the kernel names it in hugetlb.<size>.* files: 2MB, 1GB, 64KB."""
+    if (
+        not isinstance(value, str)
+        or value[-2:] not in ("KB", "MB", "GB", "TB")
+        or not value[:-2].isdigit()
+    ):
+        raise SpecError(field, f"must be a size such as '2MB' or '1GB', got {value!r}")
+    return value
+
+
+def section(resources: dict[str, Any], name: str) -> dict[str, Any]:
+    """``resources[name]`` as a dict ({} when absent)."""
+    value = resources.get(name)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise SpecError(f"linux.resources.{name}", f"must be an object, got {value!r}")
+    return value
+
+
+def items(field: str, value: Any) -> list[tuple[str, dict[str, Any]]]:
+    """The entries of a JSON list of objects, each with its JSON path."""
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise SpecError(field, f"must be a list, got {value!r}")
+    out = []
+    for i, entry in enumerate(value):
+        if not isinstance(entry, dict):
+            raise SpecError(f"{field}[{i}]", f"must be an object, got {entry!r}")
+        out.append((f"{field}[{i}]", entry))
+    return out
+
+
+def check_resources(resources: Any) -> dict[str, Any]:
+    if not isinstance(resources, dict):
+        raise SpecError("linux.resources", f"must be an object, got {resources!r}")
+    return resources
+
+
+def table_writes(resources: dict[str, Any], rows: Iterable[Row]) -> list[tuple[str, str, str, str]]:
+    """Run a resource table: (controller, file, text, field) for each field that is set.
+
+    Every value is converted (and so checked) before anything is written, so a malformed
+    config changes nothing.
+    """
+    out = []
+    for dotted, controller, name, convert in rows:
+        sect, _, key = dotted.partition(".")
+        value = section(resources, sect).get(key)
+        if value is None:
+            continue
+        field = "linux.resources." + dotted
+        text = convert(field, value)
+        if text is not None:
+            out.append((controller, name, text, field))
+    return out
+
+
+def unsupported(reason: str) -> Converter:
+    """A converter for a field this cgroup version cannot honour: only "not set" values pass."""
+
+    def convert(field: str, value: Any) -> str | None:
+        if value is None or value is False or value == 0 or value == -1:
+            return None
+        raise CgroupError(f"{field}: {reason}")
+
+    return convert
+
+
+def priority(field: str, entry: dict[str, Any]) -> str:
+    """A net_prio.ifpriomap line, "eth0 5", from {"name": "eth0", "priority": 5}."""
+    name = entry.get("name")
+    if not isinstance(name, str) or not name or any(c.isspace() or c == "/" for c in name):
+        raise SpecError(field + ".name", f"must be a network interface name, got {name!r}")
+    return f"{name} {integer(field + '.priority', entry.get('priority'), 0)}"
+
+
+def rdma_lines(value: Any) -> list[tuple[str, str]]:
+    """rdma.max lines, "mlx5_0 hca_handle=2 hca_object=2000", each with its JSON path."""
+    field = "linux.resources.rdma"
+    if value is None:
+        return []
+    if not isinstance(value, dict):
+        raise SpecError(field, f"must be an object keyed by device name, got {value!r}")
+    out = []
+    for device, entry in value.items():
+        where = f'{field}["{device}"]'
+        if not isinstance(entry, dict) or not device or any(c.isspace() for c in device):
+            raise SpecError(where, f"must be an object with hcaHandles/hcaObjects, got {entry!r}")
+        parts = [device]
+        for key, name in (("hcaHandles", "hca_handle"), ("hcaObjects", "hca_object")):
+            if entry.get(key) is not None:
+                parts.append(f"{name}={integer(f'{where}.{key}', entry[key], 0, 0xFFFFFFFF)}")
+        if len(parts) > 1:
+            out.append((where, " ".join(parts)))
+    return out
+
+
+def device_rules(rules: Any) -> list[tuple[bool, str, str]]:
+    """OCI linux.resources.devices as (allow, type, "MAJ:MIN access") after checking each rule.
+
+    A missing major or minor is the wildcard "*". Types: a (all), c (char), b (block).
+    """
+    out = []
+    for field, rule in items("linux.resources.devices", rules):
+        allow = rule.get("allow")
+        if type(allow) is not bool:
+            raise SpecError(f"{field}.allow", f"must be true or false, got {allow!r}")
+        kind = rule.get("type") or "a"
+        if kind not in ("a", "b", "c"):
+            raise SpecError(f"{field}.type", f"must be 'a', 'b' or 'c', got {kind!r}")
+        access = rule.get("access") or "rwm"
+        if not isinstance(access, str) or not set(access) <= {"r", "w", "m"}:
+            raise SpecError(f"{field}.access", f"must be letters from 'rwm', got {access!r}")
+        numbers = []
+        for key in ("major", "minor"):
+            value = rule.get(key)
+            if value is None or value == -1:
+                numbers.append("*")
+            else:
+                numbers.append(str(integer(f"{field}.{key}", value, 0)))
+        out.append(
+            (allow, kind, f"{numbers[0]}:{numbers[1]} {''.join(c for c in 'rwm' if c in access)}")
+        )
+    return out
+
+
+# -- stats ----------------------------------------------------------------------------------
+
+
+def memory_entry(
+    usage: int = 0, max_usage: int = 0, failcnt: int = 0, limit: int = 0
+) -> dict[str, int]:
+    """runc's MemoryEntry."""
+    return {"usage": usage, "max": max_usage, "failcnt": failcnt, "limit": limit}
+
+
+def blkio_entry(device: str, op: str, value: int) -> dict[str, Any]:
+    """runc's BlkioEntry from "MAJ:MIN", an operation name and a value."""
+    major, _, minor = device.partition(":")
+    return {"major": int(major), "minor": int(minor), "op": op, "value": value}
+
+
+def pids_stats(directory: str | None) -> dict[str, int]:
+    """pids.current and pids.max; an unlimited pids.max is reported as 0, as runc does."""
+    if directory is None:
+        return {"current": 0, "limit": 0}
+    limit_text = read(directory + "/pids.max")
+    return {
+        "current": read_uint(directory + "/pids.current"),
+        "limit": int(limit_text) if limit_text and limit_text != "max" else 0,
+    }
