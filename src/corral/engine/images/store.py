@@ -1,0 +1,622 @@
+"""The image store: what an image *is* in corral, and the verbs on it.
+
+An image is three kinds of objects, each stored where it belongs::
+
+    tags (SQLite)          "busybox:latest" ──▶ image id = digest of the config blob
+    images (SQLite)        image id ──▶ manifest digest, created, size, arch, os
+    blobs/sha256/...       manifest (JSON) ──▶ config (JSON) + layer blobs (tar[.gz|.zst])
+    snapshots/<n>/fs       each layer unpacked once, keyed by chain id (see engine.snapshots)
+
+``ImageStore`` ties them together. Every change holds the store lock and commits its database
+rows in one transaction after the files it references are in place, so a failed import (a
+hostile layer, a digest mismatch) never shows up in ``corral images``.
+
+Sizes follow docker: an image's SIZE is the unpacked size of all its layers; ``system df``
+counts a layer shared by several images once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sqlite3
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from corral.engine.db import connect, transaction
+from corral.engine.format import rfc3339
+from corral.engine.images.content import ContentStore
+from corral.engine.images.digest import chain_ids, is_digest, short_id
+from corral.engine.images.layers import MEDIA_TYPE_OF, DecompressingReader, detect
+from corral.engine.root import Layout
+from corral.engine.snapshots.overlay import Snapshotter
+from corral.errors import NotFoundError, StateError, UsageError, UserError
+
+MEDIA_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+MEDIA_CONFIG = "application/vnd.oci.image.config.v1+json"
+DEFAULT_TAG = "latest"
+DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_REPO = re.compile(rf"^(?:[a-zA-Z0-9.-]+(?::[0-9]+)?/)?{_COMPONENT}(?:/{_COMPONENT})*$")
+_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+_ARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "ppc64le": "ppc64le",
+         "s390x": "s390x", "riscv64": "riscv64"}
+
+
+def host_architecture() -> str:
+    """The OCI name of this machine's architecture (``amd64`` on x86_64)."""
+    machine = os.uname().machine
+    return _ARCH.get(machine, machine)
+
+
+def parse_reference(ref: str, what: str = "image reference") -> tuple[str, str]:
+    """``"name[:tag]"`` -> ``(name, tag)``, tag ``latest`` by default; validated like docker."""
+    name, tag = ref, DEFAULT_TAG
+    slash = ref.rfind("/")
+    colon = ref.rfind(":")
+    if "@" in ref:
+        raise UsageError(f"{what} {ref!r}: digest references (name@sha256:...) are not supported yet")
+    if colon > slash:
+        name, tag = ref[:colon], ref[colon + 1:]
+    if not _REPO.match(name):
+        raise UsageError(
+            f"{what} {ref!r}: invalid repository name (lowercase letters, digits and . _ - /)"
+        )
+    if not _TAG.match(tag):
+        raise UsageError(f"{what} {ref!r}: invalid tag {tag!r}")
+    return name, tag
+
+
+def normalize(ref: str, what: str = "image reference") -> str:
+    """``"busybox"`` -> ``"busybox:latest"``."""
+    name, tag = parse_reference(ref, what)
+    return f"{name}:{tag}"
+
+
+@dataclass(frozen=True)
+class LayerRef:
+    """One layer of an image as its manifest and config name it."""
+
+    blob: str
+    media_type: str
+    blob_size: int
+    diff_id: str
+    chain_id: str
+    size: int
+
+
+@dataclass
+class Image:
+    """An image's row plus what hangs off it."""
+
+    id: str
+    created: str
+    size: int
+    architecture: str
+    os: str
+    manifest: str
+    added: float
+    tags: list[str] = field(default_factory=list)
+    layers: list[LayerRef] = field(default_factory=list)
+
+    @property
+    def short_id(self) -> str:
+        return short_id(self.id)
+
+
+@dataclass(frozen=True)
+class DiskUsageRow:
+    kind: str
+    total: int
+    active: int
+    size: int
+    reclaimable: int
+
+
+@dataclass
+class DiskUsage:
+    """``system df``: images (shared layers counted once), containers, volumes, build cache."""
+
+    rows: list[DiskUsageRow]
+    images: list[dict[str, Any]]
+    containers: list[dict[str, Any]]
+    blob_bytes: int
+
+
+class ImageStore:
+    """Images under one storage root. Cheap to create: nothing is opened until first use."""
+
+    def __init__(self, layout: Layout | None = None) -> None:
+        self.layout = layout or Layout.at()
+        self._db: sqlite3.Connection | None = None
+        self._content: ContentStore | None = None
+
+    # -- plumbing ------------------------------------------------------------------------------
+
+    @property
+    def db(self) -> sqlite3.Connection:
+        if self._db is None:
+            self.layout.create()
+            self._db = connect(self.layout.db)
+        return self._db
+
+    @property
+    def content(self) -> ContentStore:
+        if self._content is None:
+            self.layout.create()
+            self._content = ContentStore(self.layout.blobs, self.layout.tmp)
+        return self._content
+
+    @property
+    def snapshots(self) -> Snapshotter:
+        return Snapshotter(self.layout, self.db)
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+    @contextmanager
+    def locked(self) -> Iterator[None]:
+        with self.layout.locked():
+            yield
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def _image(self, image_id: str) -> Image:
+        row = self.db.execute("SELECT * FROM images WHERE id = ?", (image_id,)).fetchone()
+        if row is None:
+            raise NotFoundError(f"No such image: {image_id}")
+        tags = [r["name"] for r in self.db.execute(
+            "SELECT name FROM tags WHERE image_id = ? ORDER BY name", (image_id,))]
+        layers = [
+            LayerRef(r["blob"], r["media_type"], r["blob_size"], r["diff_id"], r["chain_id"],
+                     r["size"])
+            for r in self.db.execute(
+                "SELECT il.*, l.size FROM image_layers il JOIN layers l USING (chain_id)"
+                " WHERE il.image_id = ? ORDER BY il.idx", (image_id,))
+        ]
+        return Image(row["id"], row["created"], row["size"], row["architecture"], row["os"],
+                     row["manifest"], row["added"], tags, layers)
+
+    def resolve(self, ref: str) -> str:
+        """The image id that ``ref`` names: a tag, a full id, or a unique id prefix."""
+        if not ref:
+            raise UsageError("image name: must not be empty")
+        try:
+            tag = normalize(ref)
+        except UsageError:
+            tag = None
+        if tag is not None:
+            row = self.db.execute("SELECT image_id FROM tags WHERE name = ?", (tag,)).fetchone()
+            if row is not None:
+                return str(row["image_id"])
+        hexpart = ref[len("sha256:"):] if ref.startswith("sha256:") else ref
+        if re.fullmatch(r"[0-9a-f]{1,64}", hexpart):
+            rows = self.db.execute(
+                "SELECT id FROM images WHERE id LIKE ?", (f"sha256:{hexpart}%",)
+            ).fetchall()
+            if len(rows) == 1:
+                return str(rows[0]["id"])
+            if len(rows) > 1:
+                raise UserError(f"image {ref!r}: ambiguous id prefix ({len(rows)} images match)")
+        raise NotFoundError(f"No such image: {ref}")
+
+    def get(self, ref: str) -> Image:
+        return self._image(self.resolve(ref))
+
+    def images(self) -> list[Image]:
+        """Every image, newest first."""
+        rows = self.db.execute("SELECT id FROM images ORDER BY created DESC, added DESC").fetchall()
+        return [self._image(r["id"]) for r in rows]
+
+    def config(self, ref: str) -> dict[str, Any]:
+        """The image's OCI config (the JSON whose digest is the image id)."""
+        image_id = self.resolve(ref)
+        data: dict[str, Any] = json.loads(self.content.read_bytes(image_id))
+        return data
+
+    def manifest(self, ref: str) -> dict[str, Any]:
+        data: dict[str, Any] = json.loads(self.content.read_bytes(self.get(ref).manifest))
+        return data
+
+    def inspect(self, ref: str) -> dict[str, Any]:
+        """Docker's ``image inspect`` fields, plus the snapshot dirs the layers live in."""
+        image = self.get(ref)
+        config = self.config(image.id)
+        lowers = []
+        if image.layers:
+            lowers = [str(x.path) for x in self.snapshots.stack(image.layers[-1].chain_id)]
+        return {
+            "Id": image.id,
+            "RepoTags": image.tags,
+            "RepoDigests": [],
+            "Parent": "",
+            "Comment": (config.get("history") or [{}])[-1].get("comment", ""),
+            "Created": image.created,
+            "Author": config.get("author", ""),
+            "Config": config.get("config", {}),
+            "Architecture": image.architecture,
+            "Os": image.os,
+            "Size": image.size,
+            "GraphDriver": {"Name": "overlay", "Data": {"LowerDir": ":".join(lowers)}},
+            "RootFS": {"Type": "layers", "Layers": [x.diff_id for x in image.layers]},
+            "Metadata": {"LastTagTime": rfc3339(image.added)},
+            "Descriptor": {
+                "mediaType": MEDIA_MANIFEST,
+                "digest": image.manifest,
+                "size": self.content.size(image.manifest),
+            },
+            "Layers": [
+                {"chainID": x.chain_id, "diffID": x.diff_id, "blob": x.blob,
+                 "mediaType": x.media_type, "blobSize": x.blob_size, "size": x.size}
+                for x in image.layers
+            ],
+        }
+
+    def history(self, ref: str) -> list[dict[str, Any]]:
+        """The config's history, newest first, each non-empty step with its layer's size."""
+        image = self.get(ref)
+        config = self.config(image.id)
+        steps = list(config.get("history") or [])
+        sizes = [x.size for x in image.layers]
+        out = []
+        for step in steps:
+            size = 0
+            if not step.get("empty_layer") and sizes:
+                size = sizes.pop(0)
+            out.append({
+                "created": step.get("created", ""),
+                "created_by": step.get("created_by", ""),
+                "comment": step.get("comment", ""),
+                "size": size,
+                "empty_layer": bool(step.get("empty_layer")),
+            })
+        out.reverse()
+        for i, row in enumerate(out):
+            row["id"] = image.id if i == 0 else "<missing>"
+        return out
+
+    # -- writing -------------------------------------------------------------------------------
+
+    def import_rootfs(
+        self, path: str | os.PathLike[str], ref: str | None, *, cmd: Sequence[str] | None = None,
+        env: Sequence[str] | None = None, created_by: str | None = None, comment: str = "",
+    ) -> Image:
+        """``corral image import``: a root filesystem tarball becomes a one-layer image.
+
+        The tarball (plain, gzip, zstd, xz or bzip2) is stored as the layer blob (xz and bzip2,
+        which are not OCI layer formats, are stored decompressed), unpacked into a snapshot, and
+        described by a new config and manifest.
+        """
+        where = os.fspath(path)
+        tag = normalize(ref) if ref else None
+        try:
+            source: BinaryIO = open(where, "rb")
+        except OSError as err:
+            raise UserError(f"{where}: {err.strerror or err}")
+        with source, self.locked():
+            if not os.path.isfile(where):
+                raise UserError(f"{where}: not a regular file")
+            head = source.read(8)
+            source.seek(0)
+            kind = detect(head)
+            with self.content.writer(what=where) as writer:
+                if kind in MEDIA_TYPE_OF:
+                    writer.copy_from(source)
+                    media_type = MEDIA_TYPE_OF[kind]
+                else:
+                    writer.copy_from(DecompressingReader(source, kind, where))
+                    media_type = MEDIA_TYPE_OF["tar"]
+                blob = writer.commit()
+                blob_size = writer.size
+            with self.content.open(blob) as f:
+                layer, _ = self.snapshots.unpack(f, None, what=where)
+            created = rfc3339()
+            config = {
+                "created": created,
+                "architecture": host_architecture(),
+                "os": "linux",
+                "config": {"Env": list(env) if env else [DEFAULT_PATH],
+                           **({"Cmd": list(cmd)} if cmd else {})},
+                "rootfs": {"type": "layers", "diff_ids": [layer.diff_id]},
+                "history": [{
+                    "created": created,
+                    "created_by": created_by or f"corral image import {os.path.basename(where)}",
+                    **({"comment": comment} if comment else {}),
+                }],
+            }
+            return self._commit_image(
+                config, [(blob, media_type, blob_size)], tag,
+            )
+
+    def _commit_image(
+        self, config: dict[str, Any], blobs: Sequence[tuple[str, str, int]], tag: str | None,
+    ) -> Image:
+        """Store config and manifest blobs and record the image (layers must be unpacked)."""
+        diff_ids: list[str] = list(config["rootfs"]["diff_ids"])
+        chains = chain_ids(diff_ids)
+        for chain in chains:
+            self.snapshots.layer(chain)
+        config_bytes = json.dumps(config, separators=(",", ":")).encode()
+        config_digest = self.content.write_bytes(config_bytes)
+        manifest = {
+            "schemaVersion": 2,
+            "mediaType": MEDIA_MANIFEST,
+            "config": {"mediaType": MEDIA_CONFIG, "digest": config_digest,
+                       "size": len(config_bytes)},
+            "layers": [{"mediaType": mt, "digest": d, "size": s} for d, mt, s in blobs],
+        }
+        manifest_bytes = json.dumps(manifest, separators=(",", ":")).encode()
+        manifest_digest = self.content.write_bytes(manifest_bytes)
+        sizes = [self.snapshots.layer(c).size for c in chains]
+        with transaction(self.db) as db:
+            exists = db.execute("SELECT 1 FROM images WHERE id = ?", (config_digest,)).fetchone()
+            if not exists:
+                db.execute(
+                    "INSERT INTO images (id, created, size, architecture, os, manifest, added)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (config_digest, config.get("created", ""), sum(sizes),
+                     config.get("architecture", ""), config.get("os", ""), manifest_digest,
+                     time.time()),
+                )
+                db.execute(
+                    "INSERT OR REPLACE INTO manifests (digest, image_id, media_type, size)"
+                    " VALUES (?, ?, ?, ?)",
+                    (manifest_digest, config_digest, MEDIA_MANIFEST, len(manifest_bytes)),
+                )
+                for idx, ((blob, media_type, blob_size), diff_id, chain) in enumerate(
+                    zip(blobs, diff_ids, chains, strict=True)
+                ):
+                    db.execute(
+                        "INSERT INTO image_layers (image_id, idx, chain_id, diff_id, blob,"
+                        " media_type, blob_size) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        (config_digest, idx, chain, diff_id, blob, media_type, blob_size),
+                    )
+                    db.execute(
+                        "UPDATE layers SET refcount = refcount + 1 WHERE chain_id = ?", (chain,)
+                    )
+            if tag is not None:
+                db.execute(
+                    "INSERT OR REPLACE INTO tags (name, image_id) VALUES (?, ?)", (tag, config_digest)
+                )
+        return self._image(config_digest)
+
+    def tag(self, source: str, target: str) -> str:
+        """Point tag ``target`` at the image ``source`` names; returns the normalized tag."""
+        name = normalize(target, "target image")
+        with self.locked():
+            image_id = self.resolve(source)
+            with transaction(self.db) as db:
+                db.execute("INSERT OR REPLACE INTO tags (name, image_id) VALUES (?, ?)",
+                           (name, image_id))
+        return name
+
+    def users(self, image_id: str) -> list[str]:
+        """IDs of the containers made from ``image_id``."""
+        return [r["id"] for r in self.db.execute(
+            "SELECT id FROM containers WHERE image_id = ? ORDER BY created", (image_id,))]
+
+    def add_container(
+        self, container_id: str, image: str, name: str | None = None,
+        snapshot_key: str | None = None,
+    ) -> None:
+        """Record that a container uses an image (the container code calls this)."""
+        image_id = self.resolve(image)
+        with transaction(self.db) as db:
+            db.execute(
+                "INSERT INTO containers (id, name, image_id, snapshot_key, created)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (container_id, name, image_id, snapshot_key, time.time()),
+            )
+
+    def remove_container(self, container_id: str) -> None:
+        with transaction(self.db) as db:
+            db.execute("DELETE FROM containers WHERE id = ?", (container_id,))
+
+    def remove(self, ref: str, force: bool = False) -> list[str]:
+        """``rmi``: untag ``ref``; delete the image when its last tag goes (docker's rules).
+
+        Refused while containers use the image, unless ``force``; forced, the image goes but
+        the layers under those containers' snapshots stay until the containers are removed.
+        Returns docker's lines: ``Untagged: ...``, ``Deleted: sha256:...``.
+        """
+        with self.locked():
+            image_id = self.resolve(ref)
+            tags = [r["name"] for r in self.db.execute(
+                "SELECT name FROM tags WHERE image_id = ? ORDER BY name", (image_id,))]
+            try:
+                by_tag: str | None = normalize(ref)
+            except UsageError:
+                by_tag = None
+            if by_tag not in tags:
+                by_tag = None
+            users = self.users(image_id)
+            if users and not force:
+                what = f'repository reference "{by_tag}"' if by_tag else short_id(image_id)
+                raise StateError(
+                    f"conflict: unable to remove {what} (must force) - container "
+                    f"{users[0][:12]} is using its referenced image {short_id(image_id)}"
+                )
+            lines: list[str] = []
+            if by_tag is not None and len(tags) > 1:
+                with transaction(self.db) as db:
+                    db.execute("DELETE FROM tags WHERE name = ?", (by_tag,))
+                return [f"Untagged: {by_tag}"]
+            if by_tag is None and len(tags) > 1 and not force:
+                raise StateError(
+                    f"conflict: unable to delete {short_id(image_id)} (must be forced) - image "
+                    "is referenced in multiple repositories"
+                )
+            lines += [f"Untagged: {t}" for t in tags]
+            lines += self._delete(image_id)
+            return lines
+
+    def _delete(self, image_id: str) -> list[str]:
+        """Delete an image's rows, then layers and blobs nothing references any more."""
+        image = self._image(image_id)
+        with transaction(self.db) as db:
+            db.execute("DELETE FROM tags WHERE image_id = ?", (image_id,))
+            for layer in image.layers:
+                db.execute("UPDATE layers SET refcount = refcount - 1 WHERE chain_id = ?",
+                           (layer.chain_id,))
+            db.execute("DELETE FROM image_layers WHERE image_id = ?", (image_id,))
+            db.execute("DELETE FROM manifests WHERE image_id = ?", (image_id,))
+            db.execute("DELETE FROM images WHERE id = ?", (image_id,))
+        lines = [f"Deleted: {image_id}"]
+        lines += [f"Deleted: {layer.chain_id}" for layer in self.snapshots.collect()]
+        self.collect_blobs()
+        return lines
+
+    def collect_blobs(self) -> int:
+        """Delete blobs no image references (manifest, config, layers); return bytes freed."""
+        keep: set[str] = set()
+        for row in self.db.execute("SELECT id, manifest FROM images"):
+            keep.update((row["id"], row["manifest"]))
+        for row in self.db.execute("SELECT blob FROM image_layers"):
+            keep.add(row["blob"])
+        freed = 0
+        for digest in self.content.digests():
+            if digest not in keep and is_digest(digest):
+                try:
+                    freed += self.content.size(digest)
+                except FileNotFoundError:
+                    continue
+                self.content.delete(digest)
+        return freed
+
+    def prune(self, all_images: bool = False) -> tuple[list[str], int]:
+        """Remove dangling images (untagged), or with ``all_images`` every unused image.
+
+        Images used by containers stay. Returns docker's lines and the bytes reclaimed (the
+        unpacked size of the layers that went).
+        """
+        lines: list[str] = []
+        reclaimed = 0
+        with self.locked():
+            for image in self.images():
+                if self.users(image.id) or (image.tags and not all_images):
+                    continue
+                lines += [f"untagged: {t}" for t in image.tags]
+                before = {x.chain_id: x.size for x in self._all_layers()}
+                for line in self._delete(image.id):
+                    lines.append(line.replace("Deleted:", "deleted:"))
+                after = {x.chain_id for x in self._all_layers()}
+                reclaimed += sum(size for chain, size in before.items() if chain not in after)
+            self.snapshots.collect()
+            self.collect_blobs()
+        return lines, reclaimed
+
+    def _all_layers(self) -> list[LayerRef]:
+        return [
+            LayerRef("", "", 0, r["diff_id"], r["chain_id"], r["size"])
+            for r in self.db.execute("SELECT chain_id, diff_id, size FROM layers")
+        ]
+
+    # -- accounting ------------------------------------------------------------------------------
+
+    def disk_usage(self) -> DiskUsage:
+        """Docker's ``system df``: layers shared by several images are counted once."""
+        images = self.images()
+        layer_size = {x.chain_id: x.size for x in self._all_layers()}
+        users: dict[str, int] = {}
+        for image in images:
+            for layer in image.layers:
+                users[layer.chain_id] = users.get(layer.chain_id, 0) + 1
+        in_use = {r["image_id"] for r in self.db.execute("SELECT image_id FROM containers")}
+        total = sum(layer_size[c] for c in users)
+        used_layers = {x.chain_id for i in images if i.id in in_use for x in i.layers}
+        used = sum(layer_size[c] for c in used_layers)
+        image_rows = []
+        for image in images:
+            shared = sum(x.size for x in image.layers if users[x.chain_id] > 1)
+            image_rows.append({
+                "id": image.id, "tags": image.tags, "created": image.created,
+                "size": image.size, "shared": shared, "unique": image.size - shared,
+                "containers": len(self.users(image.id)),
+            })
+        snap = self.snapshots
+        active_keys = {key: upper for key, _, upper in snap.active()}
+        mounted = _mounted_uppers()
+        container_rows = []
+        for row in self.db.execute("SELECT * FROM containers ORDER BY created DESC"):
+            upper = active_keys.get(row["snapshot_key"] or "")
+            size = snap.usage(row["snapshot_key"]) if upper is not None else 0
+            running = upper is not None and str(upper) in mounted
+            container_rows.append({
+                "id": row["id"], "name": row["name"] or "", "image": row["image_id"],
+                "size": size, "created": row["created"], "active": running,
+            })
+        c_size = sum(int(c["size"]) for c in container_rows)
+        c_active = sum(1 for c in container_rows if c["active"])
+        c_reclaim = sum(int(c["size"]) for c in container_rows if not c["active"])
+        blob_bytes = 0
+        for digest in self.content.digests():
+            try:
+                blob_bytes += self.content.size(digest)
+            except FileNotFoundError:
+                pass
+        rows = [
+            DiskUsageRow("Images", len(images), sum(1 for i in images if i.id in in_use),
+                         total, total - used),
+            DiskUsageRow("Containers", len(container_rows), c_active, c_size, c_reclaim),
+            DiskUsageRow("Local Volumes", 0, 0, 0, 0),
+            DiskUsageRow("Build Cache", 0, 0, 0, 0),
+        ]
+        return DiskUsage(rows, image_rows, container_rows, blob_bytes)
+
+    def info(self) -> dict[str, Any]:
+        """Where everything lives, and how much of it there is."""
+        layout = self.layout
+        counts = {
+            "images": self.db.execute("SELECT COUNT(*) FROM images").fetchone()[0],
+            "tags": self.db.execute("SELECT COUNT(*) FROM tags").fetchone()[0],
+            "layers": self.db.execute("SELECT COUNT(*) FROM layers").fetchone()[0],
+            "active_snapshots": self.db.execute(
+                "SELECT COUNT(*) FROM snapshots WHERE kind = 'active'").fetchone()[0],
+            "containers": self.db.execute("SELECT COUNT(*) FROM containers").fetchone()[0],
+            "blob_count": len(self.content.digests()),
+        }
+        return {
+            "root": str(layout.root),
+            "database": str(layout.db),
+            "blobs": str(layout.blobs),
+            "snapshots": str(layout.snapshots),
+            "tmp": str(layout.tmp),
+            "snapshotter": "overlay",
+            "runtime_root": str(layout.runtime_root),
+            "architecture": host_architecture(),
+            **counts,
+        }
+
+
+def _mounted_uppers() -> set[str]:
+    """Upper dirs of the overlays mounted now (a mounted container rootfs counts as active)."""
+    out: set[str] = set()
+    try:
+        with open("/proc/self/mountinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                for option in line.rsplit(" ", 1)[-1].split(","):
+                    if option.startswith("upperdir="):
+                        out.add(option[len("upperdir="):].strip())
+    except OSError:
+        pass
+    return out
+
+
+def open_store(root: str | os.PathLike[str] | None = None) -> ImageStore:
+    """The image store at ``root`` (``--root``), ``$CORRAL_ROOT`` or ``/var/lib/corral``."""
+    return ImageStore(Layout.at(root))
+
+
+def existing(path: str) -> Path:
+    """``path`` as a Path, or a one-line error naming it."""
+    if not os.path.exists(path):
+        raise UserError(f"{path}: no such file or directory")
+    return Path(path)

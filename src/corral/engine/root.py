@@ -1,0 +1,123 @@
+"""Where the engine keeps everything: one directory, ``/var/lib/corral`` unless told otherwise.
+
+::
+
+    <root>/
+      corral.db               SQLite (WAL): images, tags, manifests, layers, snapshots, containers
+      corral.db-wal, -shm     SQLite's write-ahead log
+      lock                    flock()ed by every command that changes something
+      blobs/sha256/<hex>      content-addressed blobs: manifests, configs, layer tarballs
+      tmp/                    partial downloads and blobs being written (same filesystem, so a
+                              finished blob is rename()d into blobs/ atomically)
+      snapshots/<n>/fs        a layer unpacked (committed snapshot, read-only overlay lower dir)
+                              or a container's upper dir (active snapshot, with <n>/work)
+      snapshots/.extract-*    a layer being unpacked; renamed to snapshots/<n> once complete
+
+The root is chosen by ``--root``, else ``$CORRAL_ROOT``, else ``/var/lib/corral``. The OCI
+runtime's state lives elsewhere (``/run/corral``, tmpfs: it must not survive a reboot, while
+images must).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_ROOT = "/var/lib/corral"
+DEFAULT_RUNTIME_ROOT = "/run/corral"
+ENV_ROOT = "CORRAL_ROOT"
+EXTRACT_PREFIX = ".extract-"
+
+
+def default_root() -> Path:
+    """``$CORRAL_ROOT`` if set and non-empty, else ``/var/lib/corral``."""
+    return Path(os.environ.get(ENV_ROOT) or DEFAULT_ROOT)
+
+
+@dataclass(frozen=True)
+class Layout:
+    """The paths under one storage root. Creating the object touches nothing; ``create()`` does."""
+
+    root: Path
+    runtime_root: Path = Path(DEFAULT_RUNTIME_ROOT)
+
+    @classmethod
+    def at(cls, root: str | os.PathLike[str] | None = None) -> Layout:
+        return cls(Path(root).absolute() if root is not None else default_root().absolute())
+
+    @property
+    def db(self) -> Path:
+        return self.root / "corral.db"
+
+    @property
+    def blobs(self) -> Path:
+        return self.root / "blobs" / "sha256"
+
+    @property
+    def tmp(self) -> Path:
+        return self.root / "tmp"
+
+    @property
+    def snapshots(self) -> Path:
+        return self.root / "snapshots"
+
+    @property
+    def lock_path(self) -> Path:
+        return self.root / "lock"
+
+    def snapshot_dir(self, snapshot_id: int) -> Path:
+        return self.snapshots / str(snapshot_id)
+
+    def create(self) -> None:
+        """Make the directories (0700: image contents may hold secrets and setuid files)."""
+        for path in (self.root, self.blobs.parent, self.blobs, self.tmp, self.snapshots):
+            path.mkdir(mode=0o700, parents=True, exist_ok=True)
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold the store's exclusive lock; leftovers of an interrupted command are swept first.
+
+        Only one changing command runs at a time, so anything in ``tmp/`` or any
+        ``snapshots/.extract-*`` found while holding the lock belongs to a command that died.
+        """
+        self.create()
+        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            self.sweep_temporary()
+            yield
+        finally:
+            os.close(fd)
+
+    def sweep_temporary(self) -> None:
+        """Remove partial blobs and half-extracted snapshots (call only under the lock)."""
+        for entry in os.scandir(self.tmp):
+            remove_tree(Path(entry.path))
+        for entry in os.scandir(self.snapshots):
+            if entry.name.startswith(EXTRACT_PREFIX):
+                remove_tree(Path(entry.path))
+
+
+def remove_tree(path: Path) -> None:
+    """Remove a file or a directory tree, including read-only directories inside it."""
+    if path.is_symlink() or not path.is_dir():
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+        return
+
+    def onerror(func: object, name: str, exc: object) -> None:
+        # A layer may hold 0500 directories; root is not stopped by modes, but be thorough.
+        with contextlib.suppress(OSError):
+            os.chmod(os.path.dirname(name), 0o700)
+        with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+            if os.path.isdir(name) and not os.path.islink(name):
+                shutil.rmtree(name, ignore_errors=True)
+            else:
+                os.unlink(name)
+
+    shutil.rmtree(path, onerror=onerror)
