@@ -32,6 +32,7 @@ DEFAULT_ROOT = "/var/lib/corral"
 DEFAULT_RUNTIME_ROOT = "/run/corral"
 ENV_ROOT = "CORRAL_ROOT"
 EXTRACT_PREFIX = ".extract-"
+_HELD: dict[str, int] = {}  # roots whose lock this process holds, and how deeply
 
 
 def default_root() -> Path:
@@ -85,13 +86,23 @@ class Layout:
         Only one changing command runs at a time, so anything in ``tmp/`` or any
         ``snapshots/.extract-*`` found while holding the lock belongs to a command that died.
         """
+        key = str(self.root)
+        if _HELD.get(key, 0):  # re-entered in this process: the lock is ours already
+            _HELD[key] += 1
+            try:
+                yield
+            finally:
+                _HELD[key] -= 1
+            return
         self.create()
         fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
+            _HELD[key] = 1
             self.sweep_temporary()
             yield
         finally:
+            _HELD.pop(key, None)
             os.close(fd)
 
     def sweep_temporary(self) -> None:

@@ -21,12 +21,13 @@ import json
 import os
 import re
 import sqlite3
+import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from corral.engine.db import connect, transaction
 from corral.engine.format import rfc3339
@@ -36,6 +37,9 @@ from corral.engine.images.layers import MEDIA_TYPE_OF, DecompressingReader, dete
 from corral.engine.root import Layout
 from corral.engine.snapshots.overlay import Snapshotter
 from corral.errors import NotFoundError, StateError, UsageError, UserError
+
+if TYPE_CHECKING:
+    from corral.engine.images.fromhost import RootfsBuilder
 
 MEDIA_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 MEDIA_CONFIG = "application/vnd.oci.image.config.v1+json"
@@ -298,43 +302,93 @@ class ImageStore:
         where = os.fspath(path)
         tag = normalize(ref) if ref else None
         try:
-            source: BinaryIO = open(where, "rb")
+            source: BinaryIO = open(where, "rb")  # noqa: SIM115  (closed by the with below)
         except OSError as err:
             raise UserError(f"{where}: {err.strerror or err}")
         with source, self.locked():
             if not os.path.isfile(where):
                 raise UserError(f"{where}: not a regular file")
-            head = source.read(8)
-            source.seek(0)
-            kind = detect(head)
-            with self.content.writer(what=where) as writer:
-                if kind in MEDIA_TYPE_OF:
-                    writer.copy_from(source)
-                    media_type = MEDIA_TYPE_OF[kind]
-                else:
-                    writer.copy_from(DecompressingReader(source, kind, where))
-                    media_type = MEDIA_TYPE_OF["tar"]
-                blob = writer.commit()
-                blob_size = writer.size
-            with self.content.open(blob) as f:
-                layer, _ = self.snapshots.unpack(f, None, what=where)
-            created = rfc3339()
-            config = {
-                "created": created,
-                "architecture": host_architecture(),
-                "os": "linux",
-                "config": {"Env": list(env) if env else [DEFAULT_PATH],
-                           **({"Cmd": list(cmd)} if cmd else {})},
-                "rootfs": {"type": "layers", "diff_ids": [layer.diff_id]},
-                "history": [{
-                    "created": created,
-                    "created_by": created_by or f"corral image import {os.path.basename(where)}",
-                    **({"comment": comment} if comment else {}),
-                }],
-            }
-            return self._commit_image(
-                config, [(blob, media_type, blob_size)], tag,
+            return self.import_stream(
+                source, where, tag, cmd=cmd, env=env,
+                created_by=created_by or f"corral image import {os.path.basename(where)}",
+                comment=comment,
             )
+
+    def import_stream(
+        self, source: BinaryIO, what: str, tag: str | None, *, cmd: Sequence[str] | None = None,
+        env: Sequence[str] | None = None, created_by: str = "", comment: str = "",
+    ) -> Image:
+        """Import the seekable root filesystem tarball ``source``; call with the lock held."""
+        head = source.read(8)
+        source.seek(0)
+        kind = detect(head)
+        with self.content.writer(what=what) as writer:
+            if kind in MEDIA_TYPE_OF:
+                writer.copy_from(source)
+                media_type = MEDIA_TYPE_OF[kind]
+            else:
+                writer.copy_from(DecompressingReader(source, kind, what))
+                media_type = MEDIA_TYPE_OF["tar"]
+            blob = writer.commit()
+            blob_size = writer.size
+        with self.content.open(blob) as f:
+            layer, _ = self.snapshots.unpack(f, None, what=what)
+        created = rfc3339()
+        config = {
+            "created": created,
+            "architecture": host_architecture(),
+            "os": "linux",
+            "config": {"Env": list(env) if env else [DEFAULT_PATH],
+                       **({"Cmd": list(cmd)} if cmd else {})},
+            "rootfs": {"type": "layers", "diff_ids": [layer.diff_id]},
+            "history": [{
+                "created": created,
+                "created_by": created_by,
+                **({"comment": comment} if comment else {}),
+            }],
+        }
+        return self._commit_image(config, [(blob, media_type, blob_size)], tag)
+
+    def import_tree(
+        self, builder: RootfsBuilder, ref: str | None, *, cmd: Sequence[str] | None = None,
+        created_by: str = "", comment: str = "",
+    ) -> Image:
+        """Write ``builder``'s tree as a tar inside the store and import it as a one-layer image."""
+        tag = normalize(ref) if ref else None
+        with self.locked():
+            with tempfile.TemporaryFile(dir=self.layout.tmp) as f:
+                builder.write_tar(f)
+                f.seek(0)
+                return self.import_stream(f, created_by or "rootfs", tag, cmd=cmd,
+                                          created_by=created_by, comment=comment)
+
+    def from_host(
+        self, ref: str, programs: Sequence[str], extra: Sequence[str] = (),
+        cmd: Sequence[str] | None = None,
+    ) -> Image:
+        """``corral image from-host``: host programs and exactly the libraries they need."""
+        from corral.engine.images.fromhost import from_host
+
+        normalize(ref)
+        builder = from_host(programs, extra)
+        by = "corral image from-host " + " ".join(
+            [*programs, *(f"--add {p}" for p in extra)])
+        return self.import_tree(builder, ref, cmd=list(cmd or programs[:1]), created_by=by)
+
+    def busybox(self, ref: str = "busybox:latest", binary: str = "/bin/busybox") -> Image:
+        """``corral image busybox``: the classic busybox image from the host's static busybox."""
+        from corral.engine.images.fromhost import busybox_rootfs
+
+        normalize(ref)
+        return self.import_tree(busybox_rootfs(binary), ref, cmd=["sh"],
+                                created_by=f"corral image busybox {binary}")
+
+    def ensure_busybox(self, ref: str = "busybox:latest") -> Image:
+        """The default image: ``busybox:latest``, built from the host on first use."""
+        try:
+            return self.get(ref)
+        except NotFoundError:
+            return self.busybox(ref)
 
     def _commit_image(
         self, config: dict[str, Any], blobs: Sequence[tuple[str, str, int]], tag: str | None,
