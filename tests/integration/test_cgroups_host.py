@@ -478,3 +478,75 @@ def test_v2_missing_controller_is_a_clear_error(v2mgr: Manager) -> None:
         "linux.resources.pids.limit: pids.max is not available on this host (the pids controller"
         " is not enabled for this cgroup; the parent's cgroup.subtree_control must list it)"
     )
+
+
+PROBE = """
+import os, sys
+for spec in sys.argv[1:]:
+    name, mode = spec.split(":")
+    flags = {"r": os.O_RDONLY, "w": os.O_WRONLY, "rw": os.O_RDWR}[mode]
+    try:
+        os.close(os.open(name, flags))
+        print(spec, "ok")
+    except PermissionError:
+        print(spec, "denied")
+"""
+DEVICES = {
+    name: numbers
+    for name, numbers in {
+        "/dev/null": ("c", 1, 3),
+        "/dev/zero": ("c", 1, 5),
+        "/dev/full": ("c", 1, 7),
+        "/dev/urandom": ("c", 1, 9),
+        "/dev/kmsg": ("c", 1, 11),  # not in runc's defaults
+        "/dev/loop0": ("b", 7, 0),
+    }.items()
+    if os.path.exists(name)
+}
+
+
+@needs_unified
+@pytest.mark.parametrize(
+    "rules",
+    [
+        [
+            {"allow": False, "access": "rwm"},
+            {"allow": True, "type": "c", "major": 1, "minor": 3, "access": "rw"},
+            {"allow": True, "type": "c", "major": 1, "minor": 5, "access": "r"},
+        ],
+        [
+            {"allow": True, "access": "rwm"},
+            {"allow": False, "type": "c", "major": 1, "minor": 7, "access": "w"},
+            {"allow": False, "type": "c", "major": 1, "minor": 9},
+        ],
+        [{"allow": False, "access": "rwm"}, *cgroups.DEFAULT_DEVICE_RULES],
+    ],
+    ids=["allow-list", "deny-list", "runc-defaults"],
+)
+def test_v2_device_filter_matches_the_kernel(
+    v2mgr: Manager, spawn: Callable[..., subprocess.Popen[bytes]], rules: list[dict[str, object]]
+) -> None:
+    """The kernel enforces the eBPF program, and decides as the program's interpreter says."""
+    from corral.cgroups import _base
+    from corral.cgroups.devices import compile_program, emulate, run_program
+
+    assert isinstance(v2mgr, V2Manager)
+    v2mgr.set({"devices": rules})
+    v2mgr.set({"devices": rules})  # again (an update): the old program is replaced
+    from corral.sys import bpf
+
+    fd = os.open(v2mgr.dir, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        assert len(bpf.device_program_ids(fd)) == 1
+    finally:
+        os.close(fd)
+    specs = [f"{dev}:{mode}" for dev in DEVICES for mode in ("r", "w", "rw")]
+    proc = spawn(v2mgr, ["python3", "-I", "-c", PROBE, *specs], stdout=subprocess.PIPE)
+    out, _ = proc.communicate(timeout=20)
+    kernel = dict(line.split() for line in out.decode().splitlines())
+    program = compile_program(*emulate(_base.device_rules(rules)))
+    for spec in specs:
+        dev, mode = spec.split(":")
+        expected = run_program(program, *DEVICES[dev], mode)
+        assert kernel[spec] == ("ok" if expected else "denied"), spec
+    assert "denied" in kernel.values() and "ok" in kernel.values()

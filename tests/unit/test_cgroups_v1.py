@@ -675,3 +675,22 @@ def test_oom_events_registers_an_eventfd(mgr: V1Manager, fake: FakeCgroupfs) -> 
         "oom_kill_disable 0\nunder_oom 0\noom_kill 2\n"
     )
     assert mgr.oom_kill_count() == 2
+
+
+def test_kill_of_a_removed_cgroup_is_a_no_op(mgr: V1Manager, fake: FakeCgroupfs) -> None:
+    mgr.destroy()
+    mgr.kill(9)
+    assert fake.writes == []
+
+
+def test_kill_signals_even_when_freezing_fails(
+    tmp_path: Path, sleeper: subprocess.Popen[bytes], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_base, "FREEZE_TIMEOUT", 0.02)
+    with FakeCgroupfs(str(tmp_path), "v1", freeze_ticks=10**9) as fake:
+        mgr = open_v1(fake)
+        mgr.create()
+        mgr.add(sleeper.pid)
+        with pytest.raises(CgroupError, match="still FREEZING"):
+            mgr.kill(15)
+        assert sleeper.wait(5) == -15

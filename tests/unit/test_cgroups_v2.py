@@ -12,9 +12,10 @@ import pytest
 
 import corral.cgroups as cgroups
 from corral.cgroups import _base
+from corral.cgroups.devices import run_program
 from corral.cgroups.testing import V2_CONTROLLERS, FakeCgroupfs
 from corral.cgroups.v2 import V2Manager, cpu_weight
-from corral.errors import CgroupError, SpecError
+from corral.errors import CgroupError, KernelError, SpecError
 
 PATH = "/corral/c1"
 
@@ -361,12 +362,44 @@ def test_kernel_refusal_names_file_and_error(mgr: V2Manager, fake: FakeCgroupfs)
     )
 
 
-def test_devices_need_the_ebpf_filter(mgr: V2Manager) -> None:
-    mgr.set({"devices": []})
-    with pytest.raises(CgroupError, match=r"need the eBPF filter"):
-        mgr.set({"devices": [{"allow": False, "access": "rwm"}]})
+def test_devices_install_an_ebpf_filter(mgr: V2Manager, fake: FakeCgroupfs) -> None:
+    mgr.set({"pids": {"limit": 3}})
+    assert fake.device_programs == {}  # no devices list: the filter is left alone
+    mgr.set(
+        {
+            "devices": [
+                {"allow": False, "access": "rwm"},
+                {"allow": True, "type": "c", "major": 1, "minor": 3, "access": "rw"},
+            ]
+        }
+    )
+    program = fake.device_programs["corral/c1"]
+    assert run_program(program, "c", 1, 3, "rw")
+    assert not run_program(program, "c", 1, 5, "r")
+    mgr.set({"devices": []})  # an empty list denies everything, as on v1
+    assert not run_program(fake.device_programs["corral/c1"], "c", 1, 3, "r")
+
+
+def test_bad_device_rules_install_nothing(mgr: V2Manager, fake: FakeCgroupfs) -> None:
     with pytest.raises(SpecError, match=r"devices\[0\].type"):
-        mgr.set({"devices": [{"allow": False, "type": "z"}]})
+        mgr.set({"pids": {"limit": 1}, "devices": [{"allow": False, "type": "z"}]})
+    assert fake.device_programs == {}
+    assert fake.writes == []
+
+
+def test_device_filter_failure_is_a_cgroup_error(
+    mgr: V2Manager, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def refuse(directory: str, program: bytes) -> None:
+        raise KernelError("bpf(BPF_PROG_LOAD)", errno.EPERM, "Operation not permitted")
+
+    monkeypatch.setattr(_base, "attach_device_filter", refuse)
+    with pytest.raises(CgroupError) as info:
+        mgr.set({"devices": [{"allow": False, "access": "rwm"}]})
+    assert str(info.value) == (
+        "linux.resources.devices: installing the eBPF filter: bpf(BPF_PROG_LOAD):"
+        " Operation not permitted"
+    )
 
 
 # -- freezer and kill -------------------------------------------------------------------------

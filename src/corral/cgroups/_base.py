@@ -7,9 +7,10 @@ On cgroupfs a ``mkdir`` creates a cgroup *with* its control files, an ``rmdir`` 
 directory that still holds them, and a write has side effects (``+memory`` into
 ``cgroup.subtree_control`` enables a controller, ``FROZEN`` into ``freezer.state`` starts
 freezing). A plain directory tree does none of that, so every kernel effect of this package goes
-through four module-level names: :func:`raw_write`, :func:`mkdir`, :func:`rmdir` and
-:data:`sleep`. The unit tests replace them with a small fake kernel and run the real managers on
-a temporary directory; nothing else needs to be mocked.
+through five module-level names: :func:`raw_write`, :func:`mkdir`, :func:`rmdir`, :data:`sleep`
+and :func:`attach_device_filter`. The unit tests replace them with a small fake kernel
+(:mod:`corral.cgroups.testing`) and run the real managers on a temporary directory; nothing else
+needs to be mocked.
 """
 
 from __future__ import annotations
@@ -63,6 +64,13 @@ def rmdir(path: str) -> None:
 
 
 sleep = time.sleep
+
+
+def attach_device_filter(directory: str, program: bytes) -> None:
+    """Make the eBPF ``program`` the device filter of cgroup v2 ``directory`` (bpf(2))."""
+    from corral.sys import bpf
+
+    bpf.replace_device_filter(directory, program)
 
 
 # -- the interface --------------------------------------------------------------------------
@@ -132,13 +140,21 @@ class Manager:
 
         Signalling a list of pids races with processes that fork in between, so the cgroup is
         frozen first, signalled, then thawed. A cgroup that was frozen before stays frozen,
-        except after SIGKILL: a frozen process dies only once it runs again.
+        except after SIGKILL: a frozen process dies only once it runs again. A cgroup that is
+        gone has no process to signal. If freezing fails, the processes are signalled anyway
+        (racy beats not at all) and the freezer's error is raised.
         """
+        if not self.exists():
+            return
         if not self.can_freeze():
             signal_all(self.pids(), sig)
             return
         was_frozen = self.frozen()
-        self.freeze()
+        try:
+            self.freeze()
+        except CgroupError:
+            signal_all(self.pids(), sig)
+            raise
         try:
             signal_all(self.pids(), sig)
         finally:
@@ -594,6 +610,10 @@ def device_rules(rules: Any) -> list[tuple[bool, str, str]]:
         access = rule.get("access") or "rwm"
         if not isinstance(access, str) or not set(access) <= {"r", "w", "m"}:
             raise SpecError(f"{field}.access", f"must be letters from 'rwm', got {access!r}")
+        if kind == "a" and set(access) != {"r", "w", "m"}:
+            # The v1 kernel reads type "a" as "all devices, all access" whatever follows;
+            # refuse rather than silently widen (v2 emulates v1, so the same holds there).
+            raise SpecError(f"{field}.access", "a rule for all devices (type 'a') needs 'rwm'")
         numbers = []
         for key in ("major", "minor"):
             value = rule.get(key)

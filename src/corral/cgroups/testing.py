@@ -2,8 +2,8 @@
 
 :class:`FakeCgroupfs` builds a directory tree that looks like ``/sys/fs/cgroup`` on a v1, hybrid
 or v2 host, writes a matching ``mountinfo``, and replaces the kernel seam of
-:mod:`corral.cgroups._base` (``raw_write``, ``mkdir``, ``rmdir``, ``sleep``) with functions that
-imitate what cgroupfs does on top of plain files:
+:mod:`corral.cgroups._base` (``raw_write``, ``mkdir``, ``rmdir``, ``sleep``,
+``attach_device_filter``) with functions that imitate what cgroupfs does on top of plain files:
 
 - ``mkdir`` fills the new directory with the control files the kernel would create (on v2 only
   for the controllers the parent's ``cgroup.subtree_control`` enables; v1 cpusets start empty);
@@ -11,6 +11,8 @@ imitate what cgroupfs does on top of plain files:
   or a sub-cgroup exists;
 - writes to ``cgroup.subtree_control``, ``cgroup.procs``, ``freezer.state``, ``cgroup.freeze`` and
   ``cgroup.kill`` have their kernel meaning; ``writes`` records every write in order;
+- ``attach_device_filter`` records the eBPF program per cgroup in ``device_programs`` (run it
+  with ``corral.cgroups.devices.run_program``);
 - ``sleep`` advances the fake's clock: a v1 freeze stays FREEZING for ``freeze_ticks`` sleeps,
   and v2's ``cgroup.events`` catches up with ``cgroup.freeze`` after ``freeze_ticks`` sleeps.
 
@@ -30,6 +32,7 @@ import errno
 import os
 
 from corral.cgroups import _base
+from corral.errors import KernelError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -206,6 +209,7 @@ class FakeCgroupfs:
         self.fail: dict[str, int] = {}  # path relative to root -> errno for its next write
         self.busy: dict[str, int] = {}  # path relative to root -> EBUSY rmdirs before success
         self.slept = 0
+        self.device_programs: dict[str, bytes] = {}  # path relative to root -> eBPF program
         self._ticks: dict[str, int] = {}
         self._saved: dict[str, object] = {}
         self._build()
@@ -276,7 +280,7 @@ class FakeCgroupfs:
     # -- the seam
 
     def __enter__(self) -> FakeCgroupfs:
-        for name in ("raw_write", "mkdir", "rmdir", "sleep"):
+        for name in ("raw_write", "mkdir", "rmdir", "sleep", "attach_device_filter"):
             self._saved[name] = getattr(_base, name)
             setattr(_base, name, getattr(self, name))
         return self
@@ -348,6 +352,11 @@ class FakeCgroupfs:
             self._sync_events()
         else:
             self._set(path, data)
+
+    def attach_device_filter(self, directory: str, program: bytes) -> None:
+        if not os.path.isdir(directory):
+            raise KernelError("open", errno.ENOENT, os.strerror(errno.ENOENT), directory)
+        self.device_programs[self.rel(directory)] = program
 
     def sleep(self, seconds: float) -> None:
         self.slept += 1

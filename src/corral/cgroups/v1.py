@@ -319,19 +319,13 @@ class V1Manager(Manager):
         """Deny everything, then apply each rule in order, as runc does.
 
         Only when the config has a ``devices`` list: an ``update`` without one leaves the rules
-        alone. The v1 kernel reads type "a" as "all devices, all access" whatever follows, so a
-        type-a rule with partial access is refused rather than silently widened.
+        alone; an empty list denies every device.
         """
         if res.get("devices") is None:
             return []
         field = "linux.resources.devices"
         ops: list[Op] = [("devices", "devices.deny", "a", field, False)]
         for i, (allow, kind, rest) in enumerate(_base.device_rules(res["devices"])):
-            if kind == "a" and not rest.endswith(" rwm"):
-                raise SpecError(
-                    f"{field}[{i}].access",
-                    "a rule for all devices (type 'a') must have access 'rwm' on cgroup v1",
-                )
             line = "a" if kind == "a" else f"{kind} {rest}"
             name = "devices.allow" if allow else "devices.deny"
             ops.append(("devices", name, line, f"{field}[{i}]", False))

@@ -13,6 +13,8 @@ a config gives the same limits with either runtime:
   (``io.bfq.weight`` takes the v1 number unchanged when the BFQ scheduler is there)
 - ``memory.swap`` is memory+swap (a v1 notion) -> ``memory.swap.max`` is swap alone: swap - limit
 - -1 ("unlimited" on v1) -> "max"
+- ``devices`` (devices.allow/deny on v1) -> an eBPF program attached to the cgroup
+  (:mod:`corral.cgroups.devices` builds it, :mod:`corral.sys.bpf` loads it)
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ from corral.cgroups._base import (
     unsupported,
     v2_limit,
 )
-from corral.errors import CgroupError, SpecError
+from corral.errors import CgroupError, KernelError, SpecError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -186,17 +188,23 @@ class V2Manager(Manager):
     def set(self, resources: dict[str, Any]) -> None:
         """Apply linux.resources: plan every write (checking every value), then write.
 
-        ``unified`` entries go last, so they override the typed fields (as in runc).
+        ``unified`` entries go last, so they override the typed fields (as in runc); the device
+        filter is installed after the files.
         """
         res = check_resources(resources)
         ops: list[Op] = self._memory_ops(res) + self._cpu_ops(res)
         ops += table_writes(res, _TABLE)
-        ops += self._io_ops(res) + self._misc_ops(res) + self._device_ops(res)
-        ops += self._unified_ops(res)
+        ops += self._io_ops(res) + self._misc_ops(res) + self._unified_ops(res)
+        program = self._device_program(res)
         _base.apply(
             [(self.dir, name, text, field, False) for _, name, text, field in ops],
             self._why_missing,
         )
+        if program is not None:
+            try:
+                _base.attach_device_filter(self.dir, program)
+            except KernelError as err:
+                raise CgroupError(f"linux.resources.devices: installing the eBPF filter: {err}")
 
     def _why_missing(self, directory: str, name: str) -> str:
         """A file is missing on v2 mostly because its controller is not enabled here."""
@@ -295,16 +303,15 @@ class V2Manager(Manager):
             ops.append(("rdma", "rdma.max", line, where))
         return ops
 
-    def _device_ops(self, res: dict[str, Any]) -> list[Op]:
-        """v2 has no devices.allow: access to device nodes is decided by an eBPF program
-        attached to the cgroup (BPF_CGROUP_DEVICE), which is not written yet. The rules are
-        checked, and any rule at all is an error, rather than running without a filter."""
-        if _base.device_rules(res.get("devices")):
-            raise CgroupError(
-                "linux.resources.devices: device rules on cgroup v2 need the eBPF filter"
-                " (not yet implemented)"
-            )
-        return []
+    def _device_program(self, res: dict[str, Any]) -> bytes | None:
+        """v2 has no devices.allow: the kernel asks an eBPF program attached to the cgroup
+        (BPF_CGROUP_DEVICE) on every device open and mknod. The rules are replayed with v1's
+        semantics and compiled (corral.cgroups.devices); None when the config has no list."""
+        if res.get("devices") is None:
+            return None
+        from corral.cgroups import devices
+
+        return devices.compile_program(*devices.emulate(_base.device_rules(res["devices"])))
 
     def _unified_ops(self, res: dict[str, Any]) -> list[Op]:
         """linux.resources.unified: file name -> value, written as given."""
