@@ -189,9 +189,20 @@ def _setup_and_exec(cfg: InitConfig) -> None:
         k.unshare(k.CLONE_NEWCGROUP)  # after the join: the container sees its cgroup as "/"
     env = list(process.get("env") or [])
     path = find_program(process["args"][0], env)
+    # seccomp, as runc: without no_new_privs loading needs CAP_SYS_ADMIN, so before the caps go;
+    # with it, as late as possible. corral.runtime.seccomp.prepare() ran before fork.
+    seccomp, nnp = (spec.get("linux") or {}).get("seccomp"), bool(process.get("noNewPrivileges"))
+    if seccomp is not None and not nnp:
+        from corral.runtime.seccomp import install
+
+        install(cfg.sock, seccomp)
     become_user(process)
     close_fds_from(3 + cfg.preserve_fds)
     restore_signals()
+    if seccomp is not None and nnp:
+        from corral.runtime.seccomp import install
+
+        install(cfg.sock, seccomp)
 
     # 4. Tell the parent we are ready, wait for `start`, run the user's program.
     cfg.sock.send(b"ready")

@@ -1,0 +1,109 @@
+"""linux.seccomp in the runtime: check it before fork, load it in the init, hand on the listener.
+
+Three calls, three places (the kernel work is in ``corral.sys.seccomp``):
+
+``prepare(spec)``   the runtime, before fork. Checks linux.seccomp (``SpecError`` naming the
+                    field) and loads libseccomp and this module, which the init can no longer
+                    import once it has pivoted into the container's root.
+``install(sock, seccomp)``
+                    the init. Builds and loads the filter; with SCMP_ACT_NOTIFY rules sends the
+                    listener fd to the runtime (``b"seccomp"`` + SCM_RIGHTS) and closes its copy.
+                    Where: runc's order. Without noNewPrivileges loading needs CAP_SYS_ADMIN, so
+                    before the capabilities are dropped; with it, as late as possible before exec,
+                    so the fewest syscalls of the runtime's own run under the filter.
+``send_to_listener(...)``
+                    the runtime, on ``b"seccomp"``: connects to linux.seccomp.listenerPath and
+                    sends the fd with the container process state (runtime-spec runtime.md).
+"""
+
+from __future__ import annotations
+
+import os
+
+from corral.sys.seccomp import Profile, compile_profile
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+SEND_FD_MESSAGE = b"seccomp"  # init -> runtime, with the listener fd attached
+SECCOMP_FD_NAME = "seccompFd"  # the fd's name in the container process state
+_SOL_SOCKET = 1
+_SCM_RIGHTS = 1
+
+
+def prepare(spec: dict[str, Any]) -> Profile | None:
+    """Check the spec's linux.seccomp before fork; None when it has none."""
+    seccomp = (spec.get("linux") or {}).get("seccomp")
+    if seccomp is None:
+        return None
+    return compile_profile(seccomp)
+
+
+def install(sock: Any, seccomp: dict[str, Any], profile: Profile | None = None) -> None:
+    """In the init: load the filter; pass a notify listener fd to the runtime over ``sock``."""
+    if profile is None:
+        profile = compile_profile(seccomp)  # checked before fork: this only resolves names
+    fd = profile.load()
+    if fd is None:
+        return
+    try:
+        sock.sendmsg([SEND_FD_MESSAGE], [(_SOL_SOCKET, _SCM_RIGHTS, fd.to_bytes(4, _byteorder()))])
+    finally:
+        os.close(fd)
+
+
+def process_state(state: dict[str, Any], pid: int, metadata: str) -> dict[str, Any]:
+    """The container process state sent to a seccomp listener (runtime-spec runtime.md)."""
+    from corral.spec.defaults import OCI_VERSION
+
+    doc: dict[str, Any] = {"ociVersion": OCI_VERSION, "fds": [SECCOMP_FD_NAME], "pid": pid}
+    if metadata:
+        doc["metadata"] = metadata
+    doc["state"] = state
+    return doc
+
+
+def send_to_listener(
+    listener_path: str, notify_fd: int, metadata: str, state: dict[str, Any], pid: int
+) -> None:
+    """Connect to the listener's unix socket and send it the notify fd with the container
+    process state as one message, as runc does. The caller keeps (and closes) ``notify_fd``."""
+    import _socket
+
+    from corral import _json
+    from corral.errors import KernelError
+
+    payload = _json.dumps(process_state(state, pid, metadata)).encode()
+    conn = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM | _socket.SOCK_CLOEXEC)
+    try:
+        try:
+            conn.connect(listener_path)
+        except OSError as err:
+            raise KernelError.from_oserror(
+                "connect to the seccomp listener (linux.seccomp.listenerPath)", err, listener_path
+            ) from None
+        try:
+            conn.sendmsg(
+                [payload], [(_SOL_SOCKET, _SCM_RIGHTS, notify_fd.to_bytes(4, _byteorder()))]
+            )
+        except OSError as err:
+            raise KernelError.from_oserror(
+                "send the seccomp fd to the listener", err, listener_path
+            ) from None
+    finally:
+        conn.close()
+
+
+def fd_from_message(ancdata: list[tuple[int, int, bytes]]) -> int:
+    """The fd that came with ``b"seccomp"`` (recvmsg's ancillary data), or -1."""
+    for level, kind, data in ancdata:
+        if level == _SOL_SOCKET and kind == _SCM_RIGHTS and len(data) >= 4:
+            return int.from_bytes(data[:4], _byteorder())
+    return -1
+
+
+def _byteorder() -> Any:
+    import sys
+
+    return sys.byteorder
