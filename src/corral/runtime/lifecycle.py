@@ -192,6 +192,7 @@ def _plan_namespaces(
             except OSError as err:
                 raise SpecError(f"linux.namespaces[{i}].path", f"{path}: {err.strerror}") from None
             fds.append(fd)
+            _check_namespace_type(fd, flag, f"linux.namespaces[{i}].path", path, kind)
             if kind in ("pid", "time"):
                 before_fork.append((flag, fd))
             else:
@@ -209,6 +210,19 @@ def _plan_namespaces(
         cfg.userns = True
         cfg.user_fd = joins_user[0][1]
     return before_fork
+
+
+def _check_namespace_type(fd: int, flag: int, field: str, path: str, kind: str) -> None:
+    """config-linux.md: "The runtime MUST generate an error if path is not associated with a
+    namespace of type type" (ioctl NS_GET_NSTYPE on the opened file)."""
+    import fcntl
+
+    try:
+        actual = fcntl.ioctl(fd, 0xB703)  # NS_GET_NSTYPE
+    except OSError:
+        raise SpecError(field, f"{path} is not a namespace file") from None
+    if actual != flag:
+        raise SpecError(field, f"{path} is not a {kind} namespace")
 
 
 def _time_offsets(linux: dict[str, Any]) -> str:
@@ -366,9 +380,13 @@ def _setup_cgroup(
 
     The state file already names the cgroup, so delete --force can remove it if we die here.
     """
+    from corral import cgroups
+
     manager.create()
-    if linux.get("resources"):
-        manager.set(linux["resources"])
+    resources = dict(linux.get("resources") or {})
+    # runc appends its default allowed devices (/dev/null & co) to the config's rules.
+    resources["devices"] = [*(resources.get("devices") or []), *cgroups.DEFAULT_DEVICE_RULES]
+    manager.set(resources)
     for procs in manager.procs_files():
         fd = os.open(procs, os.O_WRONLY | os.O_CLOEXEC)
         fds.append(fd)
@@ -415,14 +433,17 @@ def start(store: StateStore, container_id: str) -> Container:
 
 def _warn_hooks(hooks: list[dict[str, Any]], state: dict[str, Any], kind: str) -> None:
     """poststart and poststop failures are warnings (runtime.md): log and go on."""
-    from corral.runtime.hooks import run_hooks
+    from corral import _json
+    from corral.runtime.hooks import run_hook
 
-    try:
-        run_hooks(hooks, state, kind)
-    except HookError as err:
-        from corral.runtime import log
+    payload = _json.dumps(state).encode()
+    for index, hook in enumerate(hooks):  # the remaining hooks run after a failed one
+        try:
+            run_hook(hook, payload, f"hooks.{kind}[{index}]")
+        except HookError as err:
+            from corral.runtime import log
 
-        log.warning(str(err))
+            log.warning(str(err))
 
 
 # -- kill ------------------------------------------------------------------------------------

@@ -27,9 +27,35 @@ _ST_TO_MS = 0x1 | 0x2 | 0x4 | 0x8 | 0x10 | 0x40 | 0x400 | 0x800 | 0x1000
 
 
 def prepare_root(plan: RootfsPlan) -> None:
-    """Steps 1 and 2: stop propagation to the host, make the rootfs a mount point."""
-    k.mount(None, "/", None, plan.propagation)
+    """Steps 1 and 2: stop propagation to the host, make the rootfs a mount point.
+
+    As runc does, the mount holding the rootfs is made private if it is shared (pivot_root
+    refuses a shared parent, and the bind would propagate to the host); rootfsPropagation is
+    applied to the container's "/" after pivot_root (enter_root). Before that, "/" is made a
+    slave (recursively) unless the config asks for shared: a private or unbindable "/" here
+    would cut a rootfs that should end up a slave from its master, or refuse the bind.
+    """
+    first = plan.propagation
+    if not first & k.MS_SHARED:
+        first = k.MS_SLAVE | k.MS_REC
+    k.mount(None, "/", None, first)
+    parent = _shared_parent_mount(plan.rootfs)
+    if parent is not None:
+        k.mount(None, parent, None, k.MS_PRIVATE)
     k.mount(plan.rootfs, plan.rootfs, "bind", k.MS_BIND | k.MS_REC)
+
+
+def _shared_parent_mount(path: str) -> str | None:
+    """The mount point holding ``path``, if that mount is shared (mountinfo's "shared:N")."""
+    best, shared = "", False
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            fields = line.split(" - ")[0].split()
+            point = fields[4].encode().decode("unicode_escape") if "\\" in fields[4] else fields[4]
+            inside = point == "/" or path == point or path.startswith(point.rstrip("/") + "/")
+            if inside and len(point) >= len(best):
+                best, shared = point, any(o.startswith("shared:") for o in fields[6:])
+    return best if shared else None
 
 
 def mount_all(plan: RootfsPlan, root_fd: int, cgroup_sources: list[tuple[str, str]]) -> None:
@@ -239,6 +265,7 @@ def enter_root(plan: RootfsPlan) -> None:
         k.umount2(".", k.MNT_DETACH)
         os.close(old_root)
     os.chdir("/")
+    k.mount(None, "/", None, plan.propagation)  # rootfsPropagation, on the container's "/"
 
 
 def finish(plan: RootfsPlan) -> None:

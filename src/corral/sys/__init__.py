@@ -95,6 +95,9 @@ RESOLVE_BENEATH = 0x08
 RESOLVE_IN_ROOT = 0x10
 
 # System call numbers for calls glibc 2.36 does not wrap, per architecture.
+# Read once, at import: after the init sets a LINUX32 personality uname says "i686", but the
+# syscall numbers are still those of the native ABI.
+_MACHINE = os.uname().machine
 _SYSCALLS = {
     "x86_64": {"pivot_root": 155, "capget": 125, "capset": 126, "openat2": 437},
     "aarch64": {"pivot_root": 41, "capget": 90, "capset": 91, "openat2": 437},
@@ -125,9 +128,9 @@ def _check(op: str, ret: int, path: str | None = None) -> int:
 def _syscall(name: str, *args: Any) -> int:
     import ctypes
 
-    numbers = _SYSCALLS.get(os.uname().machine)
+    numbers = _SYSCALLS.get(_MACHINE)
     if numbers is None:
-        raise KernelError(name, 38, f"unsupported architecture {os.uname().machine}")
+        raise KernelError(name, 38, f"unsupported architecture {_MACHINE}")
     fn = _lib().syscall
     fn.restype = ctypes.c_long
     return int(fn(ctypes.c_long(numbers[name]), *args))
