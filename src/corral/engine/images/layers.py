@@ -329,6 +329,8 @@ class _Extractor:
                     )
                 except OSError as err:
                     where = "/".join(parts[: i + 1])
+                    if err.errno == errno.ENOTDIR and _is_symlink(comp, fd):
+                        err.errno = errno.ELOOP  # O_DIRECTORY is checked before O_NOFOLLOW
                     if err.errno == errno.ELOOP:
                         raise LayerError(
                             f"{self.what}: entry {name!r}: {where} is a symlink; refusing to "
@@ -472,7 +474,11 @@ class _Extractor:
         try:
             tfd = self._open_dir(tparents, False, member.name)
         except LayerError as err:
-            raise LayerError(f"{err}; a hard link must point to a file in the same layer")
+            raise LayerError(
+                f"{self.what}: hard link {member.name!r} -> {member.linkname!r}: the target is "
+                f"not in this layer ({str(err).rsplit(': ', 1)[-1]}); a hard link must point to "
+                "a file in the same layer"
+            )
         try:
             try:
                 st = os.lstat(tbase, dir_fd=tfd)
@@ -548,6 +554,13 @@ class _Extractor:
             finally:
                 os.close(fd)
         self._set_cache(None, -1)
+
+
+def _is_symlink(name: str, dir_fd: int) -> bool:
+    try:
+        return stat.S_ISLNK(os.lstat(name, dir_fd=dir_fd).st_mode)
+    except OSError:
+        return False
 
 
 def _xattrs(member: tarfile.TarInfo) -> dict[str, bytes]:

@@ -331,8 +331,12 @@ class ImageStore:
                 media_type = MEDIA_TYPE_OF["tar"]
             blob = writer.commit()
             blob_size = writer.size
-        with self.content.open(blob) as f:
-            layer, _ = self.snapshots.unpack(f, None, what=what)
+        try:
+            with self.content.open(blob) as f:
+                layer, _ = self.snapshots.unpack(f, None, what=what)
+        except BaseException:
+            self.collect_blobs()  # the refused layer's blob must not stay behind
+            raise
         created = rfc3339()
         config = {
             "created": created,
