@@ -71,8 +71,13 @@ def escape_from_extract_dir(canary: Path) -> str:
 
 
 def test_dotdot_names(store: ImageStore, tmp_path: Path, canary: Path) -> None:
-    refuse(store, tmp_path, t.layer_tar([t.file(escape_from_extract_dir(canary), b"pwned")]),
-           "'..'", "evil.tar")
+    refuse(
+        store,
+        tmp_path,
+        t.layer_tar([t.file(escape_from_extract_dir(canary), b"pwned")]),
+        "'..'",
+        "evil.tar",
+    )
     assert_nothing_left(store, canary)
     refuse(store, tmp_path, t.layer_tar([t.file("a/../../x", b"pwned")]), "'..'")
     assert_nothing_left(store, canary)
@@ -82,7 +87,9 @@ def test_absolute_names_stay_inside(store: ImageStore, tmp_path: Path, canary: P
     outside = Path("/tmp") / f"corral-canary-{uuid.uuid4().hex}"
     try:
         path = tmp_path / "abs.tar"
-        path.write_bytes(t.layer_tar([t.file(str(canary / "passwd"), b"x"), t.file(str(outside), b"x")]))
+        path.write_bytes(
+            t.layer_tar([t.file(str(canary / "passwd"), b"x"), t.file(str(outside), b"x")])
+        )
         image = store.import_rootfs(path, "abs")  # docker's rule: a leading "/" is dropped
         layer = store.snapshots.layer(image.layers[0].chain_id).path
         assert (layer / str(canary).lstrip("/") / "passwd").read_bytes() == b"x"
@@ -90,7 +97,9 @@ def test_absolute_names_stay_inside(store: ImageStore, tmp_path: Path, canary: P
         assert (canary / "passwd").read_text() == "original\n"
         # ... but an absolute name that climbs out is refused.
         store.remove("abs")
-        refuse(store, tmp_path, t.layer_tar([t.file("/" + escape_from_extract_dir(canary))]), "'..'")
+        refuse(
+            store, tmp_path, t.layer_tar([t.file("/" + escape_from_extract_dir(canary))]), "'..'"
+        )
     finally:
         if outside.exists():
             outside.unlink()
@@ -98,27 +107,49 @@ def test_absolute_names_stay_inside(store: ImageStore, tmp_path: Path, canary: P
 
 
 def test_file_through_symlink(store: ImageStore, tmp_path: Path, canary: Path) -> None:
-    refuse(store, tmp_path, t.layer_tar([t.symlink("a", str(canary)), t.file("a/passwd", b"pwned")]),
-           "a is a symlink", "a/passwd")
+    refuse(
+        store,
+        tmp_path,
+        t.layer_tar([t.symlink("a", str(canary)), t.file("a/passwd", b"pwned")]),
+        "a is a symlink",
+        "a/passwd",
+    )
     assert_nothing_left(store, canary)
     # Relative symlink climbing out, then a directory entry and a file below it.
     up = "../" * 8 + str(canary).lstrip("/")
-    refuse(store, tmp_path, t.layer_tar([t.symlink("b", up), t.directory("b/sub"), t.file("b/sub/f")]),
-           "b is a symlink")
+    refuse(
+        store,
+        tmp_path,
+        t.layer_tar([t.symlink("b", up), t.directory("b/sub"), t.file("b/sub/f")]),
+        "b is a symlink",
+    )
     assert_nothing_left(store, canary)
     # A whiteout through a symlink must not mknod outside either.
-    refuse(store, tmp_path, t.layer_tar([t.symlink("c", str(canary)), t.whiteout("c/passwd")]),
-           "c is a symlink")
+    refuse(
+        store,
+        tmp_path,
+        t.layer_tar([t.symlink("c", str(canary)), t.whiteout("c/passwd")]),
+        "c is a symlink",
+    )
     assert_nothing_left(store, canary)
 
 
 def test_hardlink_outside(store: ImageStore, tmp_path: Path, canary: Path) -> None:
     before = os.stat("/etc/shadow").st_nlink
-    refuse(store, tmp_path, t.layer_tar([t.hardlink("shadow", "/etc/shadow")]),
-           "etc/shadow", "not in this layer")
+    refuse(
+        store,
+        tmp_path,
+        t.layer_tar([t.hardlink("shadow", "/etc/shadow")]),
+        "etc/shadow",
+        "not in this layer",
+    )
     refuse(store, tmp_path, t.layer_tar([t.hardlink("x", "../../etc/shadow")]), "'..'")
-    refuse(store, tmp_path, t.layer_tar([t.symlink("l", str(canary)), t.hardlink("x", "l/passwd")]),
-           "l is a symlink")
+    refuse(
+        store,
+        tmp_path,
+        t.layer_tar([t.symlink("l", str(canary)), t.hardlink("x", "l/passwd")]),
+        "l is a symlink",
+    )
     assert os.stat("/etc/shadow").st_nlink == before
     assert os.stat(canary / "passwd").st_nlink == 1
     assert_nothing_left(store, canary)
@@ -170,8 +201,9 @@ def test_layer_diff_id_mismatch(store: ImageStore, canary: Path) -> None:
     assert_nothing_left(store, canary)
 
 
-def test_devices_need_root(store: ImageStore, tmp_path: Path, canary: Path,
-                           monkeypatch: pytest.MonkeyPatch) -> None:
+def test_devices_need_root(
+    store: ImageStore, tmp_path: Path, canary: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(os, "geteuid", lambda: 1000)
     refuse(store, tmp_path, t.layer_tar([t.device("dev/sda", "b", 8, 0)]), "device nodes need root")
     assert_nothing_left(store, canary)

@@ -47,7 +47,9 @@ def mounted(store: ImageStore, key: str, parent: str | None, where: Path) -> Ite
             store.snapshots.remove(key)
 
 
-def test_import_then_run_from_overlay(store: ImageStore, busybox_tarball: Path, tmp_path: Path) -> None:
+def test_import_then_run_from_overlay(
+    store: ImageStore, busybox_tarball: Path, tmp_path: Path
+) -> None:
     image = store.import_rootfs(busybox_tarball, "bb")
     chain = image.layers[-1].chain_id
     with store.locked():
@@ -56,14 +58,20 @@ def test_import_then_run_from_overlay(store: ImageStore, busybox_tarball: Path, 
     assert mounts == [Mount("overlay", "overlay", mounts[0].options)]
     layer_dir = store.snapshots.layer(chain).path
     assert mounts[0].options[0] == f"lowerdir={layer_dir}"
-    assert mounts[0].options[1].startswith("upperdir=") and mounts[0].options[2].startswith("workdir=")
+    assert mounts[0].options[1].startswith("upperdir=") and mounts[0].options[2].startswith(
+        "workdir="
+    )
     target = tmp_path / "mnt"
     target.mkdir()
     mount(mounts, target)
     try:
         assert (target / "bin/busybox").is_file()
-        done = subprocess.run(["chroot", str(target), "/bin/sh", "-c", "echo hi > /tmp/f; cat /tmp/f"],
-                              capture_output=True, text=True, timeout=30)
+        done = subprocess.run(
+            ["chroot", str(target), "/bin/sh", "-c", "echo hi > /tmp/f; cat /tmp/f"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
         assert (done.returncode, done.stdout) == (0, "hi\n"), done.stderr
     finally:
         unmount(target)
@@ -73,10 +81,15 @@ def test_import_then_run_from_overlay(store: ImageStore, busybox_tarball: Path, 
         store.snapshots.remove("c1")
 
 
-def test_two_containers_share_one_lower(store: ImageStore, busybox_tarball: Path, tmp_path: Path) -> None:
+def test_two_containers_share_one_lower(
+    store: ImageStore, busybox_tarball: Path, tmp_path: Path
+) -> None:
     chain = store.import_rootfs(busybox_tarball, "bb").layers[-1].chain_id
     lower = store.snapshots.layer(chain).path
-    with mounted(store, "a", chain, tmp_path / "a") as a, mounted(store, "b", chain, tmp_path / "b") as b:
+    with (
+        mounted(store, "a", chain, tmp_path / "a") as a,
+        mounted(store, "b", chain, tmp_path / "b") as b,
+    ):
         ino = os.stat(lower / "bin/busybox").st_ino
         assert os.stat(a / "bin/busybox").st_ino == ino == os.stat(b / "bin/busybox").st_ino
         (a / "only-a").write_text("a")
@@ -88,13 +101,25 @@ def test_two_containers_share_one_lower(store: ImageStore, busybox_tarball: Path
 
 
 def test_whiteouts_and_opaque_dirs_hide_lower_files(store: ImageStore, tmp_path: Path) -> None:
-    base = t.layer_tar([
-        t.directory("etc"), t.file("etc/passwd", b"root"), t.file("etc/motd", b"hi"),
-        t.directory("usr/share/doc"), t.file("usr/share/doc/a"), t.file("usr/share/doc/b"),
-    ], "gzip")
-    top = t.layer_tar([
-        t.whiteout("etc/passwd"), t.opaque("usr/share/doc"), t.file("usr/share/doc/new", b"n"),
-    ], "zstd")
+    base = t.layer_tar(
+        [
+            t.directory("etc"),
+            t.file("etc/passwd", b"root"),
+            t.file("etc/motd", b"hi"),
+            t.directory("usr/share/doc"),
+            t.file("usr/share/doc/a"),
+            t.file("usr/share/doc/b"),
+        ],
+        "gzip",
+    )
+    top = t.layer_tar(
+        [
+            t.whiteout("etc/passwd"),
+            t.opaque("usr/share/doc"),
+            t.file("usr/share/doc/new", b"n"),
+        ],
+        "zstd",
+    )
     with store.locked():
         l0, _ = store.snapshots.unpack(io.BytesIO(base), None)
         l1, _ = store.snapshots.unpack(io.BytesIO(top), l0.chain_id)

@@ -31,8 +31,7 @@ def test_chain_ids_depend_on_order() -> None:
 def test_known_value() -> None:
     # Two layers of docker.io/library/... are not needed: the formula pinned by hand.
     assert chain_id(A, B) == (
-        "sha256:" + hashlib.sha256(
-            b"sha256:" + b"a" * 64 + b" sha256:" + b"b" * 64).hexdigest()
+        "sha256:" + hashlib.sha256(b"sha256:" + b"a" * 64 + b" sha256:" + b"b" * 64).hexdigest()
     )
 
 

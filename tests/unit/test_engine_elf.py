@@ -60,5 +60,5 @@ def test_truncated_elf(tmp_path) -> None:  # type: ignore[no-untyped-def]
 
 def test_missing_library_is_named(tmp_path) -> None:  # type: ignore[no-untyped-def]
     resolver = elf.Resolver(cache=[], default_dirs=(str(tmp_path),))
-    with pytest.raises(elf.ElfError, match="libselinux.so.1"):
+    with pytest.raises(elf.ElfError, match=r"libselinux\.so\.1"):
         elf.resolve_libraries("/bin/ls", resolver)

@@ -58,28 +58,48 @@ def test_whiteout_becomes_overlay_whiteout(tmp_path: Path) -> None:
 
 
 def test_opaque_marker_becomes_xattr(tmp_path: Path) -> None:
-    target, _ = unpack(tmp_path, t.layer_tar([
-        t.directory("usr/share"), t.opaque("usr/share"), t.file("usr/share/new", b"n")]))
+    target, _ = unpack(
+        tmp_path,
+        t.layer_tar(
+            [t.directory("usr/share"), t.opaque("usr/share"), t.file("usr/share/new", b"n")]
+        ),
+    )
     assert os.getxattr(target / "usr/share", OPAQUE_XATTR) == b"y"
     assert sorted(os.listdir(target / "usr/share")) == ["new"]
 
 
 def test_metadata_is_kept(tmp_path: Path) -> None:
-    target, _ = unpack(tmp_path, t.layer_tar([
-        t.directory("bin", mode=0o711, mtime=1_000_000),
-        t.file("bin/su", b"#!", mode=0o4755, uid=0, gid=0),
-        t.file("home/u/f", b"data", mode=0o640, uid=1000, gid=1001, mtime=1_234_567,
-               xattrs={"user.note": "hi"}),
-        t.symlink("bin/sh", "busybox"),
-        t.hardlink("bin/su2", "bin/su"),
-        t.fifo("run/fifo"),
-        t.device("dev/null", "c", 1, 3),
-    ]))
+    target, _ = unpack(
+        tmp_path,
+        t.layer_tar(
+            [
+                t.directory("bin", mode=0o711, mtime=1_000_000),
+                t.file("bin/su", b"#!", mode=0o4755, uid=0, gid=0),
+                t.file(
+                    "home/u/f",
+                    b"data",
+                    mode=0o640,
+                    uid=1000,
+                    gid=1001,
+                    mtime=1_234_567,
+                    xattrs={"user.note": "hi"},
+                ),
+                t.symlink("bin/sh", "busybox"),
+                t.hardlink("bin/su2", "bin/su"),
+                t.fifo("run/fifo"),
+                t.device("dev/null", "c", 1, 3),
+            ]
+        ),
+    )
     su = os.stat(target / "bin/su")
     assert stat.S_IMODE(su.st_mode) == 0o4755
     f = os.stat(target / "home/u/f")
     assert (stat.S_IMODE(f.st_mode), f.st_uid, f.st_gid, int(f.st_mtime)) == (
-        0o640, 1000, 1001, 1_234_567)
+        0o640,
+        1000,
+        1001,
+        1_234_567,
+    )
     assert os.getxattr(target / "home/u/f", "user.note") == b"hi"
     assert os.readlink(target / "bin/sh") == "busybox"
     assert os.stat(target / "bin/su2").st_ino == su.st_ino
@@ -92,9 +112,18 @@ def test_metadata_is_kept(tmp_path: Path) -> None:
 
 
 def test_later_entry_replaces_earlier(tmp_path: Path) -> None:
-    target, _ = unpack(tmp_path, t.layer_tar([
-        t.file("a", b"one"), t.file("a", b"two"), t.directory("d"), t.file("d/x"), t.file("d", b"f"),
-    ]))
+    target, _ = unpack(
+        tmp_path,
+        t.layer_tar(
+            [
+                t.file("a", b"one"),
+                t.file("a", b"two"),
+                t.directory("d"),
+                t.file("d/x"),
+                t.file("d", b"f"),
+            ]
+        ),
+    )
     assert (target / "a").read_bytes() == b"two"
     assert (target / "d").read_bytes() == b"f"
 

@@ -19,8 +19,9 @@ def store(tmp_path: Path) -> ImageStore:
 @pytest.fixture
 def rootfs(tmp_path: Path) -> Path:
     path = tmp_path / "rootfs.tar.gz"
-    path.write_bytes(t.layer_tar(
-        [t.directory("bin"), t.file("bin/hello", b"x" * 1000, mode=0o755)], "gzip"))
+    path.write_bytes(
+        t.layer_tar([t.directory("bin"), t.file("bin/hello", b"x" * 1000, mode=0o755)], "gzip")
+    )
     return path
 
 
@@ -63,7 +64,12 @@ def test_df_counts_shared_layers_once(store: ImageStore, rootfs: Path, tmp_path:
     usage = store.disk_usage()
     images = usage.rows[0]
     assert (images.kind, images.total, images.active, images.size, images.reclaimable) == (
-        "Images", 3, 0, 1500, 1500)
+        "Images",
+        3,
+        0,
+        1500,
+        1500,
+    )
     by_id = {row["id"]: row for row in usage.images}
     assert (by_id[a.id]["shared"], by_id[a.id]["unique"]) == (1000, 0)
     store.add_container("c1" * 32, "a")

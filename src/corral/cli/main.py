@@ -73,16 +73,18 @@ def cmd_import(ns: argparse.Namespace) -> int:
     store = _store(ns)
     if not os.path.exists(ns.file):
         raise UsageError(f"{ns.file}: no such file")
-    image = store.import_rootfs(ns.file, ns.reference, comment=ns.message or "",
-                                cmd=ns.cmd.split() if ns.cmd else None)
+    image = store.import_rootfs(
+        ns.file, ns.reference, comment=ns.message or "", cmd=ns.cmd.split() if ns.cmd else None
+    )
     print(image.id)
     return 0
 
 
 def cmd_from_host(ns: argparse.Namespace) -> int:
     store = _store(ns)
-    image = store.from_host(ns.reference, ns.programs, ns.add or [],
-                            cmd=ns.cmd.split() if ns.cmd else None)
+    image = store.from_host(
+        ns.reference, ns.programs, ns.add or [], cmd=ns.cmd.split() if ns.cmd else None
+    )
     print(image.id)
     return 0
 
@@ -137,8 +139,9 @@ def cmd_history(ns: argparse.Namespace) -> int:
         if image_id != "<missing>" and not ns.no_trunc:
             image_id = short_id(image_id)
         by = step["created_by"] if ns.no_trunc else truncate(step["created_by"], 45)
-        rows.append([image_id, ago(step["created"]), by, human_size(step["size"], 3),
-                     step["comment"]])
+        rows.append(
+            [image_id, ago(step["created"]), by, human_size(step["size"], 3), step["comment"]]
+        )
     if ns.quiet:
         for row in rows:
             print(row[0])
@@ -170,8 +173,9 @@ def cmd_prune(ns: argparse.Namespace) -> int:
 
     if not ns.force and sys.stdin.isatty():
         what = "all images without at least one container" if ns.all else "all dangling images"
-        answer = input(f"WARNING! This will remove {what}.\nAre you sure you want to continue? "
-                       "[y/N] ")
+        answer = input(
+            f"WARNING! This will remove {what}.\nAre you sure you want to continue? [y/N] "
+        )
         if answer.strip().lower() not in ("y", "yes"):
             return 0
     lines, reclaimed = _store(ns).prune(all_images=ns.all)
@@ -194,17 +198,17 @@ def cmd_info(ns: argparse.Namespace) -> int:
     if ns.format == "json":
         print(json.dumps(info, indent=2))
         return 0
-    print(f"""Storage root:    {info['root']}
- Database:       {info['database']}
- Blobs:          {info['blobs']} ({info['blob_count']} blobs)
- Snapshots:      {info['snapshots']} ({info['layers']} layers, \
-{info['active_snapshots']} active)
- Temporary:      {info['tmp']}
-Snapshotter:     {info['snapshotter']}
-Runtime root:    {info['runtime_root']}
-Architecture:    {info['architecture']}
-Images:          {info['images']} ({info['tags']} tags)
-Containers:      {info['containers']}""")
+    print(f"""Storage root:    {info["root"]}
+ Database:       {info["database"]}
+ Blobs:          {info["blobs"]} ({info["blob_count"]} blobs)
+ Snapshots:      {info["snapshots"]} ({info["layers"]} layers, \
+{info["active_snapshots"]} active)
+ Temporary:      {info["tmp"]}
+Snapshotter:     {info["snapshotter"]}
+Runtime root:    {info["runtime_root"]}
+Architecture:    {info["architecture"]}
+Images:          {info["images"]} ({info["tags"]} tags)
+Containers:      {info["containers"]}""")
     return 0
 
 
@@ -220,37 +224,69 @@ def cmd_df(ns: argparse.Namespace) -> int:
         return human_size(row.reclaimable)
 
     if not ns.verbose:
-        rows = [[r.kind, str(r.total), str(r.active), human_size(r.size), reclaim(r)]
-                for r in usage.rows]
+        rows = [
+            [r.kind, str(r.total), str(r.active), human_size(r.size), reclaim(r)]
+            for r in usage.rows
+        ]
         sys.stdout.write(table(["TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"], rows))
         return 0
     image_rows = []
     for image in usage.images:
         tags = [t.rsplit(":", 1) for t in image["tags"]] or [["<none>", "<none>"]]
         for repo, tag in tags:
-            image_rows.append([
-                repo, tag, short_id(image["id"]), ago(image["created"]),
-                human_size(image["size"]), human_size(image["shared"]),
-                human_size(image["unique"]), str(image["containers"]),
-            ])
+            image_rows.append(
+                [
+                    repo,
+                    tag,
+                    short_id(image["id"]),
+                    ago(image["created"]),
+                    human_size(image["size"]),
+                    human_size(image["shared"]),
+                    human_size(image["unique"]),
+                    str(image["containers"]),
+                ]
+            )
     print("Images space usage:\n")
-    sys.stdout.write(table(["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE", "SHARED SIZE",
-                            "UNIQUE SIZE", "CONTAINERS"], image_rows))
+    sys.stdout.write(
+        table(
+            [
+                "REPOSITORY",
+                "TAG",
+                "IMAGE ID",
+                "CREATED",
+                "SIZE",
+                "SHARED SIZE",
+                "UNIQUE SIZE",
+                "CONTAINERS",
+            ],
+            image_rows,
+        )
+    )
     print("\nContainers space usage:\n")
     container_rows = [
-        [c["id"][:12], short_id(c["image"]), "0", human_size(c["size"]),
-         "running" if c["active"] else "created", c["name"]]
+        [
+            c["id"][:12],
+            short_id(c["image"]),
+            "0",
+            human_size(c["size"]),
+            "running" if c["active"] else "created",
+            c["name"],
+        ]
         for c in usage.containers
     ]
-    sys.stdout.write(table(["CONTAINER ID", "IMAGE", "LOCAL VOLUMES", "SIZE", "STATUS", "NAMES"],
-                           container_rows))
+    sys.stdout.write(
+        table(["CONTAINER ID", "IMAGE", "LOCAL VOLUMES", "SIZE", "STATUS", "NAMES"], container_rows)
+    )
     print("\nLocal Volumes space usage:\n")
     sys.stdout.write(table(["VOLUME NAME", "LINKS", "SIZE"], []))
     print("\nBuild cache usage: 0B\n")
-    sys.stdout.write(table(["CACHE ID", "CACHE TYPE", "SIZE", "CREATED", "LAST USED", "USAGE",
-                            "SHARED"], []))
-    print(f"\nContent store (compressed layer blobs, manifests, configs): "
-          f"{human_size(usage.blob_bytes)}")
+    sys.stdout.write(
+        table(["CACHE ID", "CACHE TYPE", "SIZE", "CREATED", "LAST USED", "USAGE", "SHARED"], [])
+    )
+    print(
+        f"\nContent store (compressed layer blobs, manifests, configs): "
+        f"{human_size(usage.blob_bytes)}"
+    )
     return 0
 
 
@@ -279,8 +315,9 @@ def _image_commands(sub: Any, top: bool) -> None:
     p.add_argument("target", metavar="TARGET_IMAGE[:TAG]")
     p.set_defaults(func=cmd_tag)
 
-    p = sub.add_parser("rmi" if top else "rm", aliases=[] if top else ["remove"],
-                       help="remove images")
+    p = sub.add_parser(
+        "rmi" if top else "rm", aliases=[] if top else ["remove"], help="remove images"
+    )
     p.add_argument("references", nargs="+", metavar="IMAGE")
     p.add_argument("-f", "--force", action="store_true", help="even if containers use it")
     p.set_defaults(func=cmd_rmi)
@@ -319,8 +356,9 @@ def _image_commands(sub: Any, top: bool) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog=PROG, description="corral: containers and images, docker-style.")
-    parser.add_argument("--root", metavar="DIR",
-                        help="storage root (default $CORRAL_ROOT or /var/lib/corral)")
+    parser.add_argument(
+        "--root", metavar="DIR", help="storage root (default $CORRAL_ROOT or /var/lib/corral)"
+    )
     parser.add_argument("-v", "--version", action="store_true", help="print the version")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 

@@ -41,7 +41,10 @@ class BlobWriter:
     """Write one blob: hash as you go, verify on ``commit()``, rename into place atomically."""
 
     def __init__(
-        self, store: ContentStore, expected: str | None = None, size: int | None = None,
+        self,
+        store: ContentStore,
+        expected: str | None = None,
+        size: int | None = None,
         what: str = "blob",
     ) -> None:
         if expected is not None:
@@ -64,9 +67,7 @@ class BlobWriter:
         self.size += len(data)
         if self.expected_size is not None and self.size > self.expected_size:
             self.abort()
-            raise DigestMismatch(
-                f"{self.what}: more than the {self.expected_size} bytes announced"
-            )
+            raise DigestMismatch(f"{self.what}: more than the {self.expected_size} bytes announced")
         self._file.write(data)
         return len(data)
 
@@ -90,7 +91,9 @@ class BlobWriter:
             )
         if self.expected is not None and digest != self.expected:
             self.abort()
-            raise DigestMismatch(f"{self.what}: digest mismatch: expected {self.expected}, got {digest}")
+            raise DigestMismatch(
+                f"{self.what}: digest mismatch: expected {self.expected}, got {digest}"
+            )
         self._file.flush()
         os.fsync(self._file.fileno())
         self._file.close()
@@ -115,7 +118,10 @@ class BlobWriter:
         return self
 
     def __exit__(
-        self, kind: type[BaseException] | None, value: BaseException | None, tb: TracebackType | None
+        self,
+        kind: type[BaseException] | None,
+        value: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         if self.digest is None:
             self.abort()
@@ -137,7 +143,9 @@ class ContentStore:
     def size(self, digest: str) -> int:
         return self.path(digest).stat().st_size
 
-    def writer(self, expected: str | None = None, size: int | None = None, what: str = "blob") -> BlobWriter:
+    def writer(
+        self, expected: str | None = None, size: int | None = None, what: str = "blob"
+    ) -> BlobWriter:
         return BlobWriter(self, expected, size, what)
 
     def write_bytes(self, data: bytes, expected: str | None = None, what: str = "blob") -> str:

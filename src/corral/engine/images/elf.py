@@ -37,7 +37,11 @@ DT_RPATH = 15
 DT_RUNPATH = 29
 
 DEFAULT_DIRS = (
-    "/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu", "/lib64", "/usr/lib64", "/lib",
+    "/lib/x86_64-linux-gnu",
+    "/usr/lib/x86_64-linux-gnu",
+    "/lib64",
+    "/usr/lib64",
+    "/lib",
     "/usr/lib",
 )
 LD_SO_CACHE = "/etc/ld.so.cache"
@@ -120,7 +124,7 @@ def parse_bytes(data: bytes, path: str = "<bytes>") -> ElfInfo:
             else:
                 p_type, p_offset, p_vaddr, _paddr, p_filesz = fields[:5]
             if p_type == PT_INTERP:
-                raw = data[p_offset:p_offset + p_filesz]
+                raw = data[p_offset : p_offset + p_filesz]
                 info.interpreter = raw.split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
             elif p_type == PT_LOAD:
                 loads.append((p_vaddr, p_filesz, p_offset))
@@ -134,7 +138,10 @@ def parse_bytes(data: bytes, path: str = "<bytes>") -> ElfInfo:
 
 
 def _read_dynamic(
-    data: bytes, info: ElfInfo, dynamic: tuple[int, int], fmt: str,
+    data: bytes,
+    info: ElfInfo,
+    dynamic: tuple[int, int],
+    fmt: str,
     loads: list[tuple[int, int, int]],
 ) -> None:
     offset, size = dynamic
@@ -214,7 +221,7 @@ def read_ld_cache(path: str = LD_SO_CACHE) -> list[tuple[str, str, int]]:
 
 
 def _cstr(data: bytes, at: int) -> str:
-    return data[at:data.index(b"\0", at)].decode("utf-8", "surrogateescape")
+    return data[at : data.index(b"\0", at)].decode("utf-8", "surrogateescape")
 
 
 # -- resolution --------------------------------------------------------------------------------
@@ -224,7 +231,8 @@ class Resolver:
     """Find shared libraries as the dynamic loader would, for programs of one ELF kind."""
 
     def __init__(
-        self, cache: list[tuple[str, str, int]] | None = None,
+        self,
+        cache: list[tuple[str, str, int]] | None = None,
         default_dirs: tuple[str, ...] = DEFAULT_DIRS,
     ) -> None:
         self.cache = read_ld_cache() if cache is None else cache

@@ -111,8 +111,15 @@ class RootfsBuilder:
 
     def add_file(self, path: str, host_path: str, mode: int | None = None) -> str:
         st = os.stat(host_path)
-        return self._put(path, Entry("file", stat.S_IMODE(st.st_mode) if mode is None else mode,
-                                     source=host_path, mtime=st.st_mtime))
+        return self._put(
+            path,
+            Entry(
+                "file",
+                stat.S_IMODE(st.st_mode) if mode is None else mode,
+                source=host_path,
+                mtime=st.st_mtime,
+            ),
+        )
 
     def add_host_path(self, host_path: str, recursive: bool = False) -> None:
         """Copy ``host_path`` to the same path in the image, with the symlinks on the way."""

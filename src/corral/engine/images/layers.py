@@ -128,7 +128,7 @@ class DecompressingReader(io.RawIOBase):
         if kind == "gzip":
             self._inner = gzip.GzipFile(fileobj=source, mode="rb")
         elif kind == "xz":
-            self._inner = lzma.LZMAFile(source, "rb")
+            self._inner = lzma.LZMAFile(source, "rb")  # noqa: SIM115  (a stream, closed by GC)
         elif kind == "bzip2":
             import bz2
 
@@ -274,7 +274,7 @@ def apply_layer(source: BinaryIO, target: str, what: str = "layer") -> Applied:
     try:
         extractor = _Extractor(root_fd, what)
         try:
-            tar = tarfile.open(
+            tar = tarfile.open(  # noqa: SIM115  (iterated below; nothing to close)
                 fileobj=hashing, mode="r|", encoding="utf-8", errors="surrogateescape"
             )
         except tarfile.TarError as err:
@@ -324,7 +324,8 @@ class _Extractor:
                         pass
                 try:
                     nfd = os.open(
-                        comp, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
+                        comp,
+                        os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
                         dir_fd=fd,
                     )
                 except OSError as err:
@@ -387,7 +388,7 @@ class _Extractor:
                 return
             if base.startswith(WHITEOUT_META_PREFIX):
                 return  # aufs bookkeeping (.wh..wh.plnk and such): nothing for overlay
-            hidden = base[len(WHITEOUT_PREFIX):]
+            hidden = base[len(WHITEOUT_PREFIX) :]
             if hidden in ("", ".", ".."):
                 raise LayerError(f"{self.what}: entry {name!r}: invalid whiteout")
             self._remove_existing(pfd, parents, hidden)
@@ -397,8 +398,10 @@ class _Extractor:
         finally:
             os.close(pfd)
 
-    def _remove_existing(self, pfd: int, parents: list[str], base: str, keep_dir: bool = False) -> bool:
-        """Remove ``base`` if present (a later entry replaces an earlier one). True if a dir stays."""
+    def _remove_existing(
+        self, pfd: int, parents: list[str], base: str, keep_dir: bool = False
+    ) -> bool:
+        """Remove ``base`` if present (a later entry replaces it). True if a dir stays."""
         try:
             st = os.lstat(base, dir_fd=pfd)
         except FileNotFoundError:
@@ -421,7 +424,9 @@ class _Extractor:
         kept_dir = self._remove_existing(pfd, parents, base, keep_dir=member.isdir())
         if member.isreg():
             fd = os.open(
-                base, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
+                base,
+                os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                0o600,
                 dir_fd=pfd,
             )
             try:
@@ -437,7 +442,9 @@ class _Extractor:
         elif member.isdir():
             if not kept_dir:
                 os.mkdir(base, 0o700, dir_fd=pfd)
-            fd = os.open(base, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=pfd)
+            fd = os.open(
+                base, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=pfd
+            )
             try:
                 self._meta(fd, None, member, is_dir=True)
             finally:
@@ -456,15 +463,21 @@ class _Extractor:
                 if not self.is_root:
                     raise LayerError(f"{self.what}: entry {name!r}: device nodes need root")
                 kind = stat.S_IFCHR if member.ischr() else stat.S_IFBLK
-                os.mknod(base, kind | 0o600, os.makedev(member.devmajor, member.devminor), dir_fd=pfd)
+                os.mknod(
+                    base, kind | 0o600, os.makedev(member.devmajor, member.devminor), dir_fd=pfd
+                )
             fd = os.open(base, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=pfd)
             try:
                 self._meta(fd, (pfd, base), member)
-                os.utime(base, ns=(int(member.mtime) * 10**9,) * 2, dir_fd=pfd, follow_symlinks=False)
+                os.utime(
+                    base, ns=(int(member.mtime) * 10**9,) * 2, dir_fd=pfd, follow_symlinks=False
+                )
             finally:
                 os.close(fd)
         else:
-            raise LayerError(f"{self.what}: entry {name!r}: unsupported tar entry type {member.type!r}")
+            raise LayerError(
+                f"{self.what}: entry {name!r}: unsupported tar entry type {member.type!r}"
+            )
 
     def _hardlink(self, pfd: int, base: str, member: tarfile.TarInfo) -> None:
         link = split_name(member.linkname, f"{self.what}: hard link {member.name!r}")
@@ -489,7 +502,8 @@ class _Extractor:
                 )
             if stat.S_ISDIR(st.st_mode):
                 raise LayerError(
-                    f"{self.what}: hard link {member.name!r} -> {member.linkname!r}: target is a directory"
+                    f"{self.what}: hard link {member.name!r} -> {member.linkname!r}: "
+                    "target is a directory"
                 )
             os.link(tbase, base, src_dir_fd=tfd, dst_dir_fd=pfd, follow_symlinks=False)
         finally:
@@ -568,11 +582,11 @@ def _xattrs(member: tarfile.TarInfo) -> dict[str, bytes]:
     out: dict[str, bytes] = {}
     for key, value in member.pax_headers.items():
         if key.startswith("SCHILY.xattr."):
-            out[key[len("SCHILY.xattr."):]] = value.encode("utf-8", "surrogateescape")
+            out[key[len("SCHILY.xattr.") :]] = value.encode("utf-8", "surrogateescape")
         elif key.startswith("LIBARCHIVE.xattr."):
             from urllib.parse import unquote
 
-            name = unquote(key[len("LIBARCHIVE.xattr."):])
+            name = unquote(key[len("LIBARCHIVE.xattr.") :])
             out.setdefault(name, base64.b64decode(value + "=" * (-len(value) % 4)))
     return out
 
@@ -596,4 +610,3 @@ def tree_size(path: str, seen: set[tuple[int, int]] | None = None) -> int:
                 seen.add((st.st_dev, st.st_ino))
                 total += st.st_size
     return total
-

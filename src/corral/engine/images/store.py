@@ -49,8 +49,14 @@ DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bi
 _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
 _REPO = re.compile(rf"^(?:[a-zA-Z0-9.-]+(?::[0-9]+)?/)?{_COMPONENT}(?:/{_COMPONENT})*$")
 _TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
-_ARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "ppc64le": "ppc64le",
-         "s390x": "s390x", "riscv64": "riscv64"}
+_ARCH = {
+    "x86_64": "amd64",
+    "aarch64": "arm64",
+    "armv7l": "arm",
+    "ppc64le": "ppc64le",
+    "s390x": "s390x",
+    "riscv64": "riscv64",
+}
 
 
 def host_architecture() -> str:
@@ -65,9 +71,11 @@ def parse_reference(ref: str, what: str = "image reference") -> tuple[str, str]:
     slash = ref.rfind("/")
     colon = ref.rfind(":")
     if "@" in ref:
-        raise UsageError(f"{what} {ref!r}: digest references (name@sha256:...) are not supported yet")
+        raise UsageError(
+            f"{what} {ref!r}: digest references (name@sha256:...) are not supported yet"
+        )
     if colon > slash:
-        name, tag = ref[:colon], ref[colon + 1:]
+        name, tag = ref[:colon], ref[colon + 1 :]
     if not _REPO.match(name):
         raise UsageError(
             f"{what} {ref!r}: invalid repository name (lowercase letters, digits and . _ - /)"
@@ -177,17 +185,33 @@ class ImageStore:
         row = self.db.execute("SELECT * FROM images WHERE id = ?", (image_id,)).fetchone()
         if row is None:
             raise NotFoundError(f"No such image: {image_id}")
-        tags = [r["name"] for r in self.db.execute(
-            "SELECT name FROM tags WHERE image_id = ? ORDER BY name", (image_id,))]
+        tags = [
+            r["name"]
+            for r in self.db.execute(
+                "SELECT name FROM tags WHERE image_id = ? ORDER BY name", (image_id,)
+            )
+        ]
         layers = [
-            LayerRef(r["blob"], r["media_type"], r["blob_size"], r["diff_id"], r["chain_id"],
-                     r["size"])
+            LayerRef(
+                r["blob"], r["media_type"], r["blob_size"], r["diff_id"], r["chain_id"], r["size"]
+            )
             for r in self.db.execute(
                 "SELECT il.*, l.size FROM image_layers il JOIN layers l USING (chain_id)"
-                " WHERE il.image_id = ? ORDER BY il.idx", (image_id,))
+                " WHERE il.image_id = ? ORDER BY il.idx",
+                (image_id,),
+            )
         ]
-        return Image(row["id"], row["created"], row["size"], row["architecture"], row["os"],
-                     row["manifest"], row["added"], tags, layers)
+        return Image(
+            row["id"],
+            row["created"],
+            row["size"],
+            row["architecture"],
+            row["os"],
+            row["manifest"],
+            row["added"],
+            tags,
+            layers,
+        )
 
     def resolve(self, ref: str) -> str:
         """The image id that ``ref`` names: a tag, a full id, or a unique id prefix."""
@@ -201,7 +225,7 @@ class ImageStore:
             row = self.db.execute("SELECT image_id FROM tags WHERE name = ?", (tag,)).fetchone()
             if row is not None:
                 return str(row["image_id"])
-        hexpart = ref[len("sha256:"):] if ref.startswith("sha256:") else ref
+        hexpart = ref[len("sha256:") :] if ref.startswith("sha256:") else ref
         if re.fullmatch(r"[0-9a-f]{1,64}", hexpart):
             rows = self.db.execute(
                 "SELECT id FROM images WHERE id LIKE ?", (f"sha256:{hexpart}%",)
@@ -258,8 +282,14 @@ class ImageStore:
                 "size": self.content.size(image.manifest),
             },
             "Layers": [
-                {"chainID": x.chain_id, "diffID": x.diff_id, "blob": x.blob,
-                 "mediaType": x.media_type, "blobSize": x.blob_size, "size": x.size}
+                {
+                    "chainID": x.chain_id,
+                    "diffID": x.diff_id,
+                    "blob": x.blob,
+                    "mediaType": x.media_type,
+                    "blobSize": x.blob_size,
+                    "size": x.size,
+                }
                 for x in image.layers
             ],
         }
@@ -275,13 +305,15 @@ class ImageStore:
             size = 0
             if not step.get("empty_layer") and sizes:
                 size = sizes.pop(0)
-            out.append({
-                "created": step.get("created", ""),
-                "created_by": step.get("created_by", ""),
-                "comment": step.get("comment", ""),
-                "size": size,
-                "empty_layer": bool(step.get("empty_layer")),
-            })
+            out.append(
+                {
+                    "created": step.get("created", ""),
+                    "created_by": step.get("created_by", ""),
+                    "comment": step.get("comment", ""),
+                    "size": size,
+                    "empty_layer": bool(step.get("empty_layer")),
+                }
+            )
         out.reverse()
         for i, row in enumerate(out):
             row["id"] = image.id if i == 0 else "<missing>"
@@ -290,8 +322,14 @@ class ImageStore:
     # -- writing -------------------------------------------------------------------------------
 
     def import_rootfs(
-        self, path: str | os.PathLike[str], ref: str | None, *, cmd: Sequence[str] | None = None,
-        env: Sequence[str] | None = None, created_by: str | None = None, comment: str = "",
+        self,
+        path: str | os.PathLike[str],
+        ref: str | None,
+        *,
+        cmd: Sequence[str] | None = None,
+        env: Sequence[str] | None = None,
+        created_by: str | None = None,
+        comment: str = "",
     ) -> Image:
         """``corral image import``: a root filesystem tarball becomes a one-layer image.
 
@@ -309,14 +347,25 @@ class ImageStore:
             if not os.path.isfile(where):
                 raise UserError(f"{where}: not a regular file")
             return self.import_stream(
-                source, where, tag, cmd=cmd, env=env,
+                source,
+                where,
+                tag,
+                cmd=cmd,
+                env=env,
                 created_by=created_by or f"corral image import {os.path.basename(where)}",
                 comment=comment,
             )
 
     def import_stream(
-        self, source: BinaryIO, what: str, tag: str | None, *, cmd: Sequence[str] | None = None,
-        env: Sequence[str] | None = None, created_by: str = "", comment: str = "",
+        self,
+        source: BinaryIO,
+        what: str,
+        tag: str | None,
+        *,
+        cmd: Sequence[str] | None = None,
+        env: Sequence[str] | None = None,
+        created_by: str = "",
+        comment: str = "",
     ) -> Image:
         """Import the seekable root filesystem tarball ``source``; call with the lock held."""
         head = source.read(8)
@@ -342,32 +391,44 @@ class ImageStore:
             "created": created,
             "architecture": host_architecture(),
             "os": "linux",
-            "config": {"Env": list(env) if env else [DEFAULT_PATH],
-                       **({"Cmd": list(cmd)} if cmd else {})},
+            "config": {
+                "Env": list(env) if env else [DEFAULT_PATH],
+                **({"Cmd": list(cmd)} if cmd else {}),
+            },
             "rootfs": {"type": "layers", "diff_ids": [layer.diff_id]},
-            "history": [{
-                "created": created,
-                "created_by": created_by,
-                **({"comment": comment} if comment else {}),
-            }],
+            "history": [
+                {
+                    "created": created,
+                    "created_by": created_by,
+                    **({"comment": comment} if comment else {}),
+                }
+            ],
         }
         return self._commit_image(config, [(blob, media_type, blob_size)], tag)
 
     def import_tree(
-        self, builder: RootfsBuilder, ref: str | None, *, cmd: Sequence[str] | None = None,
-        created_by: str = "", comment: str = "",
+        self,
+        builder: RootfsBuilder,
+        ref: str | None,
+        *,
+        cmd: Sequence[str] | None = None,
+        created_by: str = "",
+        comment: str = "",
     ) -> Image:
         """Write ``builder``'s tree as a tar inside the store and import it as a one-layer image."""
         tag = normalize(ref) if ref else None
-        with self.locked():
-            with tempfile.TemporaryFile(dir=self.layout.tmp) as f:
-                builder.write_tar(f)
-                f.seek(0)
-                return self.import_stream(f, created_by or "rootfs", tag, cmd=cmd,
-                                          created_by=created_by, comment=comment)
+        with self.locked(), tempfile.TemporaryFile(dir=self.layout.tmp) as f:
+            builder.write_tar(f)
+            f.seek(0)
+            return self.import_stream(
+                f, created_by or "rootfs", tag, cmd=cmd, created_by=created_by, comment=comment
+            )
 
     def from_host(
-        self, ref: str, programs: Sequence[str], extra: Sequence[str] = (),
+        self,
+        ref: str,
+        programs: Sequence[str],
+        extra: Sequence[str] = (),
         cmd: Sequence[str] | None = None,
     ) -> Image:
         """``corral image from-host``: host programs and exactly the libraries they need."""
@@ -375,8 +436,7 @@ class ImageStore:
 
         normalize(ref)
         builder = from_host(programs, extra)
-        by = "corral image from-host " + " ".join(
-            [*programs, *(f"--add {p}" for p in extra)])
+        by = "corral image from-host " + " ".join([*programs, *(f"--add {p}" for p in extra)])
         return self.import_tree(builder, ref, cmd=list(cmd or programs[:1]), created_by=by)
 
     def busybox(self, ref: str = "busybox:latest", binary: str = "/bin/busybox") -> Image:
@@ -384,8 +444,9 @@ class ImageStore:
         from corral.engine.images.fromhost import busybox_rootfs
 
         normalize(ref)
-        return self.import_tree(busybox_rootfs(binary), ref, cmd=["sh"],
-                                created_by=f"corral image busybox {binary}")
+        return self.import_tree(
+            busybox_rootfs(binary), ref, cmd=["sh"], created_by=f"corral image busybox {binary}"
+        )
 
     def ensure_busybox(self, ref: str = "busybox:latest") -> Image:
         """The default image: ``busybox:latest``, built from the host on first use."""
@@ -395,7 +456,10 @@ class ImageStore:
             return self.busybox(ref)
 
     def _commit_image(
-        self, config: dict[str, Any], blobs: Sequence[tuple[str, str, int]], tag: str | None,
+        self,
+        config: dict[str, Any],
+        blobs: Sequence[tuple[str, str, int]],
+        tag: str | None,
     ) -> Image:
         """Store config and manifest blobs and record the image (layers must be unpacked)."""
         diff_ids: list[str] = list(config["rootfs"]["diff_ids"])
@@ -407,8 +471,11 @@ class ImageStore:
         manifest = {
             "schemaVersion": 2,
             "mediaType": MEDIA_MANIFEST,
-            "config": {"mediaType": MEDIA_CONFIG, "digest": config_digest,
-                       "size": len(config_bytes)},
+            "config": {
+                "mediaType": MEDIA_CONFIG,
+                "digest": config_digest,
+                "size": len(config_bytes),
+            },
             "layers": [{"mediaType": mt, "digest": d, "size": s} for d, mt, s in blobs],
         }
         manifest_bytes = json.dumps(manifest, separators=(",", ":")).encode()
@@ -420,9 +487,15 @@ class ImageStore:
                 db.execute(
                     "INSERT INTO images (id, created, size, architecture, os, manifest, added)"
                     " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (config_digest, config.get("created", ""), sum(sizes),
-                     config.get("architecture", ""), config.get("os", ""), manifest_digest,
-                     time.time()),
+                    (
+                        config_digest,
+                        config.get("created", ""),
+                        sum(sizes),
+                        config.get("architecture", ""),
+                        config.get("os", ""),
+                        manifest_digest,
+                        time.time(),
+                    ),
                 )
                 db.execute(
                     "INSERT OR REPLACE INTO manifests (digest, image_id, media_type, size)"
@@ -442,7 +515,8 @@ class ImageStore:
                     )
             if tag is not None:
                 db.execute(
-                    "INSERT OR REPLACE INTO tags (name, image_id) VALUES (?, ?)", (tag, config_digest)
+                    "INSERT OR REPLACE INTO tags (name, image_id) VALUES (?, ?)",
+                    (tag, config_digest),
                 )
         return self._image(config_digest)
 
@@ -452,17 +526,25 @@ class ImageStore:
         with self.locked():
             image_id = self.resolve(source)
             with transaction(self.db) as db:
-                db.execute("INSERT OR REPLACE INTO tags (name, image_id) VALUES (?, ?)",
-                           (name, image_id))
+                db.execute(
+                    "INSERT OR REPLACE INTO tags (name, image_id) VALUES (?, ?)", (name, image_id)
+                )
         return name
 
     def users(self, image_id: str) -> list[str]:
         """IDs of the containers made from ``image_id``."""
-        return [r["id"] for r in self.db.execute(
-            "SELECT id FROM containers WHERE image_id = ? ORDER BY created", (image_id,))]
+        return [
+            r["id"]
+            for r in self.db.execute(
+                "SELECT id FROM containers WHERE image_id = ? ORDER BY created", (image_id,)
+            )
+        ]
 
     def add_container(
-        self, container_id: str, image: str, name: str | None = None,
+        self,
+        container_id: str,
+        image: str,
+        name: str | None = None,
         snapshot_key: str | None = None,
     ) -> None:
         """Record that a container uses an image (the container code calls this)."""
@@ -487,8 +569,12 @@ class ImageStore:
         """
         with self.locked():
             image_id = self.resolve(ref)
-            tags = [r["name"] for r in self.db.execute(
-                "SELECT name FROM tags WHERE image_id = ? ORDER BY name", (image_id,))]
+            tags = [
+                r["name"]
+                for r in self.db.execute(
+                    "SELECT name FROM tags WHERE image_id = ? ORDER BY name", (image_id,)
+                )
+            ]
             try:
                 by_tag: str | None = normalize(ref)
             except UsageError:
@@ -522,8 +608,10 @@ class ImageStore:
         with transaction(self.db) as db:
             db.execute("DELETE FROM tags WHERE image_id = ?", (image_id,))
             for layer in image.layers:
-                db.execute("UPDATE layers SET refcount = refcount - 1 WHERE chain_id = ?",
-                           (layer.chain_id,))
+                db.execute(
+                    "UPDATE layers SET refcount = refcount - 1 WHERE chain_id = ?",
+                    (layer.chain_id,),
+                )
             db.execute("DELETE FROM image_layers WHERE image_id = ?", (image_id,))
             db.execute("DELETE FROM manifests WHERE image_id = ?", (image_id,))
             db.execute("DELETE FROM images WHERE id = ?", (image_id,))
@@ -594,11 +682,17 @@ class ImageStore:
         image_rows = []
         for image in images:
             shared = sum(x.size for x in image.layers if users[x.chain_id] > 1)
-            image_rows.append({
-                "id": image.id, "tags": image.tags, "created": image.created,
-                "size": image.size, "shared": shared, "unique": image.size - shared,
-                "containers": len(self.users(image.id)),
-            })
+            image_rows.append(
+                {
+                    "id": image.id,
+                    "tags": image.tags,
+                    "created": image.created,
+                    "size": image.size,
+                    "shared": shared,
+                    "unique": image.size - shared,
+                    "containers": len(self.users(image.id)),
+                }
+            )
         snap = self.snapshots
         active_keys = {key: upper for key, _, upper in snap.active()}
         mounted = _mounted_uppers()
@@ -607,10 +701,16 @@ class ImageStore:
             upper = active_keys.get(row["snapshot_key"] or "")
             size = snap.usage(row["snapshot_key"]) if upper is not None else 0
             running = upper is not None and str(upper) in mounted
-            container_rows.append({
-                "id": row["id"], "name": row["name"] or "", "image": row["image_id"],
-                "size": size, "created": row["created"], "active": running,
-            })
+            container_rows.append(
+                {
+                    "id": row["id"],
+                    "name": row["name"] or "",
+                    "image": row["image_id"],
+                    "size": size,
+                    "created": row["created"],
+                    "active": running,
+                }
+            )
         c_size = sum(int(c["size"]) for c in container_rows)
         c_active = sum(1 for c in container_rows if c["active"])
         c_reclaim = sum(int(c["size"]) for c in container_rows if not c["active"])
@@ -621,8 +721,9 @@ class ImageStore:
             except FileNotFoundError:
                 pass
         rows = [
-            DiskUsageRow("Images", len(images), sum(1 for i in images if i.id in in_use),
-                         total, total - used),
+            DiskUsageRow(
+                "Images", len(images), sum(1 for i in images if i.id in in_use), total, total - used
+            ),
             DiskUsageRow("Containers", len(container_rows), c_active, c_size, c_reclaim),
             DiskUsageRow("Local Volumes", 0, 0, 0, 0),
             DiskUsageRow("Build Cache", 0, 0, 0, 0),
@@ -637,7 +738,8 @@ class ImageStore:
             "tags": self.db.execute("SELECT COUNT(*) FROM tags").fetchone()[0],
             "layers": self.db.execute("SELECT COUNT(*) FROM layers").fetchone()[0],
             "active_snapshots": self.db.execute(
-                "SELECT COUNT(*) FROM snapshots WHERE kind = 'active'").fetchone()[0],
+                "SELECT COUNT(*) FROM snapshots WHERE kind = 'active'"
+            ).fetchone()[0],
             "containers": self.db.execute("SELECT COUNT(*) FROM containers").fetchone()[0],
             "blob_count": len(self.content.digests()),
         }
@@ -662,7 +764,7 @@ def _mounted_uppers() -> set[str]:
             for line in f:
                 for option in line.rsplit(" ", 1)[-1].split(","):
                     if option.startswith("upperdir="):
-                        out.add(option[len("upperdir="):].strip())
+                        out.add(option[len("upperdir=") :].strip())
     except OSError:
         pass
     return out

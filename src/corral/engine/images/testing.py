@@ -29,8 +29,14 @@ def _info(name: str, kind: bytes, mode: int, mtime: int) -> tarfile.TarInfo:
 
 
 def file(
-    name: str, data: bytes = b"", mode: int = 0o644, uid: int = 0, gid: int = 0,
-    mtime: int = 1_600_000_000, xattrs: dict[str, str] | None = None, size: int | None = None,
+    name: str,
+    data: bytes = b"",
+    mode: int = 0o644,
+    uid: int = 0,
+    gid: int = 0,
+    mtime: int = 1_600_000_000,
+    xattrs: dict[str, str] | None = None,
+    size: int | None = None,
 ) -> tuple[tarfile.TarInfo, bytes]:
     """A regular file; ``size`` may lie (declare more than ``data`` holds)."""
     info = _info(name, tarfile.REGTYPE, mode, mtime)
@@ -41,7 +47,9 @@ def file(
     return info, data
 
 
-def directory(name: str, mode: int = 0o755, mtime: int = 1_600_000_000) -> tuple[tarfile.TarInfo, bytes]:
+def directory(
+    name: str, mode: int = 0o755, mtime: int = 1_600_000_000
+) -> tuple[tarfile.TarInfo, bytes]:
     return _info(name, tarfile.DIRTYPE, mode, mtime), b""
 
 
@@ -57,7 +65,9 @@ def hardlink(name: str, target: str) -> tuple[tarfile.TarInfo, bytes]:
     return info, b""
 
 
-def device(name: str, kind: str = "c", major: int = 1, minor: int = 3) -> tuple[tarfile.TarInfo, bytes]:
+def device(
+    name: str, kind: str = "c", major: int = 1, minor: int = 3
+) -> tuple[tarfile.TarInfo, bytes]:
     info = _info(name, tarfile.CHRTYPE if kind == "c" else tarfile.BLKTYPE, 0o666, 1_600_000_000)
     info.devmajor, info.devminor = major, minor
     return info, b""
@@ -78,9 +88,7 @@ def opaque(directory_path: str) -> tuple[tarfile.TarInfo, bytes]:
     return file(f"{directory_path.rstrip('/')}/.wh..wh..opq")
 
 
-def layer_tar(
-    entries: Sequence[tuple[tarfile.TarInfo, bytes]], compression: str = "tar"
-) -> bytes:
+def layer_tar(entries: Sequence[tuple[tarfile.TarInfo, bytes]], compression: str = "tar") -> bytes:
     """The tar (``compression`` "tar", "gzip" or "zstd") of ``entries``, written raw.
 
     Entries are written as given, so a lying size produces a truncated archive.

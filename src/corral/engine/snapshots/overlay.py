@@ -88,7 +88,10 @@ class Snapshotter:
     # -- committed snapshots (layers) ---------------------------------------------------------
 
     def unpack(
-        self, blob: BinaryIO, parent: str | None, expected_diff_id: str | None = None,
+        self,
+        blob: BinaryIO,
+        parent: str | None,
+        expected_diff_id: str | None = None,
         what: str = "layer",
     ) -> tuple[Layer, Applied | None]:
         """Unpack ``blob`` on top of chain ``parent`` unless that layer stack already exists.
@@ -120,7 +123,8 @@ class Snapshotter:
                 return known, applied
             with transaction(self.db) as db:
                 cur = db.execute(
-                    "INSERT INTO snapshots (key, kind, parent, created) VALUES (?, 'committed', ?, ?)",
+                    "INSERT INTO snapshots (key, kind, parent, created)"
+                    " VALUES (?, 'committed', ?, ?)",
                     (chain, parent, time.time()),
                 )
                 snapshot_id = int(cur.lastrowid or 0)
@@ -146,7 +150,11 @@ class Snapshotter:
         if row is None:
             return None
         return Layer(
-            row["chain_id"], row["diff_id"], row["parent"], row["snapshot_id"], row["size"],
+            row["chain_id"],
+            row["diff_id"],
+            row["parent"],
+            row["snapshot_id"],
+            row["size"],
             self.layout.snapshot_dir(row["snapshot_id"]) / "fs",
         )
 

@@ -1,0 +1,127 @@
+"""``corral`` as a user types it: image commands against a tmp ``--root``."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+CORRAL = os.environ.get("CORRAL") or str(REPO / ".venv" / "bin" / "corral")
+
+
+def corral(root: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    cmd = [CORRAL] if os.path.exists(CORRAL) else [sys.executable, "-m", "corral.cli.main"]
+    done = subprocess.run(
+        [*cmd, "--root", str(root), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+    )
+    if check:
+        assert done.returncode == 0, done.stderr
+    return done
+
+
+def one_line_error(done: subprocess.CompletedProcess[str], *fragments: str) -> None:
+    assert done.returncode == 1, done
+    assert "Traceback" not in done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    return tmp_path / "root"
+
+
+def test_busybox_import_tag_list_inspect_rmi(root: Path, tmp_path: Path, bundle_template) -> None:  # type: ignore[no-untyped-def]
+    image_id = corral(root, "image", "busybox").stdout.strip()
+    assert image_id.startswith("sha256:")
+    tarball = tmp_path / "rootfs.tar"
+    with tarfile.open(tarball, "w") as tar:
+        tar.add(bundle_template.path / "rootfs", arcname=".")
+    corral(root, "image", "import", str(tarball), "mine:v1")
+    corral(root, "tag", "mine:v1", "again")
+    lines = corral(root, "images").stdout.splitlines()
+    assert lines[0].split() == ["REPOSITORY", "TAG", "IMAGE", "ID", "CREATED", "SIZE"]
+    assert sorted(line.split()[0] for line in lines[1:]) == ["again", "busybox", "mine"]
+    data = json.loads(corral(root, "image", "inspect", "busybox").stdout)
+    assert data[0]["Id"] == image_id and data[0]["Config"]["Cmd"] == ["sh"]
+    assert (
+        corral(root, "image", "inspect", "-f", "{{.Os}}/{{.Architecture}}", "mine:v1").stdout
+        == "linux/amd64\n"
+    )
+    history = corral(root, "history", "mine:v1").stdout.splitlines()
+    assert history[0].startswith("IMAGE") and "corral image import rootfs.tar" in history[1]
+    df = corral(root, "system", "df").stdout.splitlines()
+    assert df[0].split() == ["TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"]
+    assert df[1].split()[:3] == ["Images", "2", "0"]
+    assert "Images space usage:" in corral(root, "system", "df", "-v").stdout
+    info = corral(root, "info").stdout
+    assert f"Storage root:    {root}" in info and str(root / "corral.db") in info
+    assert corral(root, "rmi", "again").stdout == "Untagged: again:latest\n"
+    out = corral(root, "rmi", "mine:v1", "busybox").stdout
+    assert out.count("Deleted: sha256:") == 4
+    assert corral(root, "images", "-q").stdout == ""
+
+
+def test_from_host_python(root: Path) -> None:
+    corral(
+        root, "image", "from-host", "py", "/usr/bin/python3.11", "--add", "/usr/lib/python3.11/json"
+    )
+    data = json.loads(corral(root, "image", "inspect", "py").stdout)[0]
+    assert data["Config"]["Cmd"] == ["/usr/bin/python3.11"]
+    lower = data["GraphDriver"]["Data"]["LowerDir"]
+    assert os.path.isfile(os.path.join(lower, "usr/lib/x86_64-linux-gnu/libc.so.6"))
+    assert os.path.islink(os.path.join(lower, "lib64"))
+    assert os.path.isfile(os.path.join(lower, "usr/lib/python3.11/json/__init__.py"))
+
+
+def test_env_root(tmp_path: Path) -> None:
+    env = {**os.environ, "CORRAL_ROOT": str(tmp_path / "envroot")}
+    done = subprocess.run(
+        [sys.executable, "-m", "corral.cli.main", "info", "-f", "json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    )
+    assert json.loads(done.stdout)["root"] == str(tmp_path / "envroot")
+
+
+@pytest.mark.parametrize(
+    ("args", "fragments"),
+    [
+        (["rmi", "nope"], ["No such image: nope"]),
+        (["image", "import", "/no/such.tar", "x"], ["/no/such.tar"]),
+        (["image", "import", "/etc/hostname", "Bad Name"], ["Bad Name", "invalid repository"]),
+        (["image", "import", "/etc/hostname", "x"], ["/etc/hostname", "not a tar"]),
+        (["image", "from-host", "x", "/no/prog"], ["/no/prog"]),
+        (["image", "from-host", "x", "/bin/ls", "--add", "/no/dir"], ["--add /no/dir"]),
+        (["tag", "nope", "x"], ["No such image: nope"]),
+        (["bogus"], ["bogus"]),
+        (["images", "--bogus"], ["--bogus"]),
+    ],
+)
+def test_errors_are_one_line(root: Path, args: list[str], fragments: list[str]) -> None:
+    one_line_error(corral(root, *args, check=False), *fragments)
+    if root.exists():
+        assert corral(root, "images", "-q").stdout == ""
+
+
+def test_help_is_fast_and_lazy() -> None:
+    code = (
+        "import sys; from corral.cli import main; "
+        "print(sorted(m for m in sys.modules if m.startswith('corral.engine')))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
