@@ -267,8 +267,8 @@ def _default_corral(tmp: str) -> list[str]:
             f"#!{_python()} -IS\n"
             "import sys\n"
             f"sys.path.insert(0, {str(REPO / 'src')!r})\n"
-            "from corral.cli.runc import main\n"
-            "sys.exit(main())\n"
+            "from corral.cli.runc import run\n"
+            "run()\n"
         )
     os.chmod(launcher, 0o755)
     return [launcher]

@@ -90,7 +90,7 @@ fi
 # runs the runtime several times per container, so these start Python isolated and without
 # site (-IS: a shebang passes everything after the interpreter as ONE argument, so "-I -S"
 # would not parse) and put the source tree first on sys.path. corral has no dependencies.
-write_launcher() {  # NAME MODULE
+write_launcher() {  # NAME MODULE "ENTRY; CALL"
   local target="$LAUNCHER_DIR/$1" tmp
   tmp="$(mktemp "$LAUNCHER_DIR/.$1.XXXXXX")"
   cat >"$tmp" <<EOF
@@ -98,8 +98,7 @@ write_launcher() {  # NAME MODULE
 # corral's launcher, written by $REPO/scripts/install.sh
 import sys
 sys.path.insert(0, "$REPO/src")
-from $2 import main
-sys.exit(main())
+from $2 import $3
 EOF
   chmod 0755 "$tmp"
   if cmp -s "$tmp" "$target"; then
@@ -110,8 +109,8 @@ EOF
   fi
 }
 mkdir -p "$LAUNCHER_DIR"
-write_launcher corral-runc corral.cli.runc
-write_launcher corral corral.cli.main
+write_launcher corral-runc corral.cli.runc "run; run()"
+write_launcher corral corral.cli.main "main; sys.exit(main())"
 
 # 4. The demo bundle.
 quiet "$VENV/bin/python3" -m corral.bundle --hostname corral "$BUNDLE_DIR" -- sh -c "$DEMO_SCRIPT"

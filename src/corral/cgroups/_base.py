@@ -167,6 +167,32 @@ class Manager:
         if failures:
             raise CgroupError("; ".join(failures))
 
+    def prune_parent(self, parent: str) -> None:
+        """rmdir ``parent`` (e.g. the default "/corral") in every hierarchy if it is now empty.
+
+        Only for the parent corral itself made; a busy or non-empty one is left alone, and a
+        create racing with this retries its mkdir (see mkdir_p).
+        """
+        if not self.path.startswith(parent.rstrip("/") + "/"):
+            return
+        for d in self._dirs():
+            base = d[: len(d) - len(self.path)]
+            try:
+                os.rmdir(base + parent)
+            except OSError:
+                pass
+
+    def join_plan(self) -> tuple[list[str], list[str]]:
+        """Split :meth:`procs_files` into (early, late) for the runtime.
+
+        The parent moves the new init into the *early* ones right after fork, so the kernel's
+        first-migration cost (an RCU grace period, up to ~20 ms) overlaps the init's own
+        set-up; the init joins the *late* ones itself just before exec, so the pages it dirties
+        meanwhile are not charged to the container's memory limit. Memory lives in the single
+        hierarchy on v2, so everything is late there.
+        """
+        return [], self.procs_files()
+
     def set(self, resources: dict[str, Any]) -> None:
         """Apply OCI ``linux.resources`` (also what ``update`` calls with a partial dict)."""
         raise NotImplementedError
@@ -352,17 +378,23 @@ def mkdir_p(base: str, path: str, on_new_level: Callable[[str, str], None] | Non
     The callback runs for levels that already existed too, so a half-made tree (a crash in the
     middle of a create) is repaired by the next create.
     """
-    current = base
-    for part in path.strip("/").split("/"):
-        parent, current = current, f"{current}/{part}"
+    for attempt in range(5):
+        current = base
         try:
-            mkdir(current)
-        except FileExistsError:
-            pass
+            for part in path.strip("/").split("/"):
+                parent, current = current, f"{current}/{part}"
+                try:
+                    mkdir(current)
+                except FileExistsError:
+                    pass
+                if on_new_level is not None:
+                    on_new_level(parent, current)
+            return
+        except FileNotFoundError:
+            if attempt == 4:  # a delete pruned an empty parent under us: start again
+                raise CgroupError(f"creating cgroup {current}: parent keeps vanishing") from None
         except OSError as err:
             raise CgroupError(f"creating cgroup {current}: {err.strerror}") from None
-        if on_new_level is not None:
-            on_new_level(parent, current)
 
 
 def remove_tree(directory: str, timeout: float | None = None) -> str:

@@ -124,6 +124,11 @@ class V1Manager(Manager):
     def procs_files(self) -> list[str]:
         return [d + "/cgroup.procs" for d in self._dirs()]
 
+    def join_plan(self) -> tuple[list[str], list[str]]:
+        memory = self._by_controller.get("memory")
+        late = [memory + "/cgroup.procs"] if memory else []
+        return [p for p in self.procs_files() if p not in late], late
+
     def _dirs(self) -> list[str]:
         dirs = [mount + self.path for mount, _ in self.hierarchies]
         return [*dirs, self.unified + self.path] if self.unified else dirs

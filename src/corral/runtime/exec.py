@@ -184,6 +184,13 @@ def _cgroup_fds(container: Container, fds: list[int]) -> list[int]:
 def _child(
     process: dict[str, Any], sock: Any, joins: list[int], procs: list[int], preserve_fds: int
 ) -> NoReturn:
+    # What the steps below import lazily must be loaded before the mount namespace is joined:
+    # after that our root is the container's, where the host's Python modules are not.
+    import _signal  # noqa: F401
+    import fcntl  # noqa: F401
+    import struct  # noqa: F401
+
+    import corral.spec.tables  # noqa: F401
     from corral.runtime import init
 
     try:

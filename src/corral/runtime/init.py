@@ -47,8 +47,8 @@ class InitConfig:
     """Everything the init needs, prepared by the parent before fork (fds stay open across it)."""
 
     __slots__ = (
-        "bundle", "cgroup_procs_fds", "cgroup_sources", "container_id", "fifo_fd", "join_fds",
-        "new_namespaces", "no_new_keyring", "pid_flags", "plan", "preserve_fds", "process", "sock",
+        "bundle", "cgroup_early", "cgroup_procs_fds", "cgroup_sources", "container_id",
+        "fifo_fd", "join_fds", "new_namespaces", "no_new_keyring", "pid_flags", "plan", "preserve_fds", "process", "sock",
         "spec", "time_offsets", "unshare_cgroup", "user_fd", "userns",
     )
 
@@ -60,7 +60,8 @@ class InitConfig:
         self.plan = plan
         self.sock: Any = None
         self.fifo_fd = -1
-        self.cgroup_procs_fds: list[int] = []
+        self.cgroup_procs_fds: list[int] = []  # joined by the init itself, just before exec
+        self.cgroup_early: list[str] = []  # cgroup.procs files the parent moves the init into
         self.cgroup_sources: list[tuple[str, str]] = []
         self.join_fds: list[tuple[str, int]] = []  # (namespace type, fd) to setns into
         self.new_namespaces = 0  # CLONE_NEW* flags the init unshares itself
@@ -138,8 +139,23 @@ def _report(cfg: InitConfig, message: str) -> None:
         pass
 
 
+def _preload(spec: dict[str, Any], process: dict[str, Any]) -> None:
+    """Import now what the steps after pivot_root will need.
+
+    After pivot_root the host's files, our own Python modules included, are out of reach: an
+    import there would fail. Built-in modules (time, fcntl, _socket, _signal) need no file.
+    """
+    import corral.spec.tables
+
+    if process.get("terminal"):
+        import struct  # noqa: F401
+    if spec.get("hooks"):
+        import corral.runtime.hooks  # noqa: F401
+
+
 def _setup_and_exec(cfg: InitConfig) -> None:
     spec, process = cfg.spec, cfg.process
+    _preload(spec, process)
     # 1. Namespaces: join the given ones (user first, so the others are owned by it), then make
     #    the new ones. pid and time were arranged by the parent: they apply from our birth.
     for _kind, fd in cfg.join_fds:
@@ -171,7 +187,7 @@ def _setup_and_exec(cfg: InitConfig) -> None:
     if hooks.get("createContainer"):
         from corral.runtime.hooks import run_hooks
 
-        run_hooks(hooks["createContainer"], _hook_state(cfg, "created"), "createContainer")
+        run_hooks(hooks["createContainer"], _hook_state(cfg, "creating"), "createContainer")
     fs.enter_root(plan)
     fs.finish(plan)
 
@@ -213,7 +229,7 @@ def _setup_and_exec(cfg: InitConfig) -> None:
     if hooks.get("startContainer"):
         from corral.runtime.hooks import run_hooks
 
-        run_hooks(hooks["startContainer"], _hook_state(cfg, "running"), "startContainer")
+        run_hooks(hooks["startContainer"], _hook_state(cfg, "created"), "startContainer")
     os.execve(path, process["args"], dict(_env_pairs(env)))
 
 

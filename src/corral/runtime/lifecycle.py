@@ -94,6 +94,10 @@ def create(store: StateStore, container_id: str, bundle: str, opts: CreateOption
     if not any(ns["type"] == "mount" and not ns.get("path") for ns in namespaces):
         raise SpecError("linux.namespaces", 'a new mount namespace ("type": "mount") is required')
     plan = plan_rootfs(spec, rootfs, bundle, no_pivot=opts.no_pivot)
+    if linux.get("seccomp"):
+        from corral.runtime.seccomp import prepare as prepare_seccomp
+
+        prepare_seccomp(spec)  # checks linux.seccomp; loads libseccomp while the host is visible
     if opts.dry_run:
         print("\n".join(plan.describe()))
         raise SystemExit(0)
@@ -162,8 +166,10 @@ def _spawn_init(
         k.prctl(k.PR_SET_CHILD_SUBREAPER, 1)
     pid = _fork_into(pid_flags, cfg, fds)
     child_sock.close()
+    if not cfg.userns:
+        _join_early(cfg, pid)
     try:
-        pid, pty = _serve_init(container, parent_sock, pid)
+        pid, pty = _serve_init(container, parent_sock, pid, cfg)
     finally:
         parent_sock.close()
     if pty is not None and console is not None:
@@ -293,7 +299,24 @@ def write_atomic_plain(path: str, text: str) -> None:
         os.close(fd)
 
 
-def _serve_init(container: Container, sock: Any, pid: int) -> tuple[int, int | None]:
+def _join_early(cfg: InitConfig, pid: int) -> None:
+    """Move the new init into the cgroups it may join early (see Manager.join_plan).
+
+    Done by us, right after fork, while the init works on its mounts: the kernel's first
+    migration can wait for an RCU grace period, and this way that wait is not on the path.
+    """
+    for path in cfg.cgroup_early:
+        try:
+            write_atomic_plain(path, str(pid))
+        except OSError as err:
+            from corral.errors import CgroupError
+
+            raise CgroupError(f"adding the init ({pid}) to {path}: {err.strerror}") from None
+
+
+def _serve_init(
+    container: Container, sock: Any, pid: int, cfg: InitConfig
+) -> tuple[int, int | None]:
     """Answer the init until it says ready (or fails).
 
     Returns the init's pid and the pty master if one came.
@@ -309,6 +332,7 @@ def _serve_init(container: Container, sock: Any, pid: int) -> tuple[int, int | N
         elif msg.startswith(b"pid:"):
             os.waitpid(pid, 0)  # the user-namespace stage, done once it has forked the init
             pid = int(msg[4:])
+            _join_early(cfg, pid)
         elif msg == b"hooks":
             container.data["pid"] = pid
             hooks = container.config.get("hooks") or {}
@@ -324,6 +348,10 @@ def _serve_init(container: Container, sock: Any, pid: int) -> tuple[int, int | N
             sock.send(b"go")
         elif msg == b"pty":
             pty = _fd_from(ancdata)
+        elif msg == b"seccomp":
+            container.data["pid"] = pid
+            state = container.hook_state("creating")
+            _forward_seccomp_fd(container.config, _fd_from(ancdata), state, pid)
         elif msg == b"ready":
             return pid, pty
         elif msg.startswith(b"error:"):
@@ -333,6 +361,19 @@ def _serve_init(container: Container, sock: Any, pid: int) -> tuple[int, int | N
             raise ContainerInitError(
                 f"container init exited before it was ready (status {status:#x})"
             )
+
+
+def _forward_seccomp_fd(config: dict[str, Any], fd: int, state: dict[str, Any], pid: int) -> None:
+    """Hand the seccomp notify fd the init sent us to linux.seccomp.listenerPath."""
+    from corral.runtime.seccomp import send_to_listener
+
+    seccomp = (config.get("linux") or {}).get("seccomp") or {}
+    try:
+        send_to_listener(
+            seccomp.get("listenerPath", ""), fd, seccomp.get("listenerMetadata", ""), state, pid
+        )
+    finally:
+        os.close(fd)
 
 
 def _fd_from(ancdata: list[tuple[int, int, bytes]]) -> int:
@@ -387,10 +428,12 @@ def _setup_cgroup(
     # runc appends its default allowed devices (/dev/null & co) to the config's rules.
     resources["devices"] = [*(resources.get("devices") or []), *cgroups.DEFAULT_DEVICE_RULES]
     manager.set(resources)
-    for procs in manager.procs_files():
+    early, late = manager.join_plan()
+    for procs in late:
         fd = os.open(procs, os.O_WRONLY | os.O_CLOEXEC)
         fds.append(fd)
         cfg.cgroup_procs_fds.append(fd)
+    cfg.cgroup_early = early
     cfg.cgroup_sources = manager.mount_sources()
 
 
@@ -556,6 +599,7 @@ def destroy(container: Container) -> None:
             if pids:
                 manager.kill(9)
             manager.destroy()
+        manager.prune_parent("/" + cgroups.DEFAULT_PARENT)
     _rmtree(container.dir)
 
 
