@@ -14,21 +14,29 @@ traceback (set ``CORRAL_DEBUG=1`` to see one). The engine is imported inside eac
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
-from typing import Any, NoReturn
 
 from corral.errors import CorralError, UsageError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # importing typing costs ~8 ms; argparse pulls in re: both only when needed
+    import argparse
+    from typing import Any, NoReturn
 
 PROG = "corral"
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse, but a usage mistake is a UsageError (one line, exit 1), not usage + exit 2."""
+def _parser_class() -> type[argparse.ArgumentParser]:
+    import argparse
 
-    def error(self, message: str) -> NoReturn:
-        raise UsageError(f"{self.prog}: {message}")
+    class Parser(argparse.ArgumentParser):
+        """argparse, but a usage mistake is a UsageError (one line, exit 1), not usage + exit 2."""
+
+        def error(self, message: str) -> NoReturn:
+            raise UsageError(f"{self.prog}: {message}")
+
+    return Parser
 
 
 def _store(ns: argparse.Namespace) -> Any:
@@ -355,6 +363,7 @@ def _image_commands(sub: Any, top: bool) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    _Parser = _parser_class()
     parser = _Parser(prog=PROG, description="corral: containers and images, docker-style.")
     parser.add_argument(
         "--root", metavar="DIR", help="storage root (default $CORRAL_ROOT or /var/lib/corral)"
