@@ -5,6 +5,7 @@ on the other end of a SOCK_SEQPACKET socket. Messages are small byte strings:
 
     init -> parent   b"hooks"          mounts are done: run prestart/createRuntime hooks now
     parent -> init   b"go"             hooks passed, carry on
+    parent -> init   b"joined"         the parent has moved us into the early cgroups (v1)
     init -> parent   b"pty" + fd       the terminal's master side (SCM_RIGHTS)
     init -> parent   b"ready"          all set up; about to block on the exec fifo
     init -> parent   b"error:" + text  setup failed (text is the one-line message); init exits
@@ -47,9 +48,26 @@ class InitConfig:
     """Everything the init needs, prepared by the parent before fork (fds stay open across it)."""
 
     __slots__ = (
-        "bundle", "cgroup_early", "cgroup_procs_fds", "cgroup_sources", "container_id",
-        "fifo_fd", "join_fds", "new_namespaces", "no_new_keyring", "pid_flags", "plan", "preserve_fds", "process", "sock",
-        "spec", "time_offsets", "unshare_cgroup", "user_fd", "userns",
+        "bundle",
+        "cgroup_early",
+        "cgroup_procs_fds",
+        "cgroup_sources",
+        "container_id",
+        "fifo_fd",
+        "join_fds",
+        "joined",
+        "new_namespaces",
+        "no_new_keyring",
+        "pid_flags",
+        "plan",
+        "preserve_fds",
+        "process",
+        "sock",
+        "spec",
+        "time_offsets",
+        "unshare_cgroup",
+        "user_fd",
+        "userns",
     )
 
     def __init__(self, spec: dict[str, Any], plan: RootfsPlan) -> None:
@@ -62,6 +80,7 @@ class InitConfig:
         self.fifo_fd = -1
         self.cgroup_procs_fds: list[int] = []  # joined by the init itself, just before exec
         self.cgroup_early: list[str] = []  # cgroup.procs files the parent moves the init into
+        self.joined = False  # the parent said b"joined" (it may say so before we ask anything)
         self.cgroup_sources: list[tuple[str, str]] = []
         self.join_fds: list[tuple[str, int]] = []  # (namespace type, fd) to setns into
         self.new_namespaces = 0  # CLONE_NEW* flags the init unshares itself
@@ -132,6 +151,18 @@ def enter_for_children(pid_flags: list[tuple[int, int]], time_offsets: str) -> N
                 f.write(time_offsets)
 
 
+def receive(cfg: InitConfig, want: bytes) -> bool:
+    """Wait for ``want`` from the parent, noting a b"joined" that may arrive first."""
+    while True:
+        msg = cfg.sock.recv(64)
+        if msg == b"joined":
+            cfg.joined = True
+            if want == b"joined":
+                return True
+            continue
+        return bool(msg == want)
+
+
 def _report(cfg: InitConfig, message: str) -> None:
     try:
         cfg.sock.send(b"error:" + message.encode(errors="replace"))
@@ -182,7 +213,7 @@ def _setup_and_exec(cfg: InitConfig) -> None:
     hooks = spec.get("hooks") or {}
     if hooks.get("prestart") or hooks.get("createRuntime"):
         cfg.sock.send(b"hooks")
-        if cfg.sock.recv(64) != b"go":
+        if not receive(cfg, b"go"):
             os._exit(1)  # the parent reported the hook's failure itself
     if hooks.get("createContainer"):
         from corral.runtime.hooks import run_hooks
@@ -198,6 +229,8 @@ def _setup_and_exec(cfg: InitConfig) -> None:
     personality = (spec.get("linux") or {}).get("personality")
     if personality:
         k.personality(PERSONALITIES[personality.get("domain", "LINUX")])
+    if cfg.cgroup_early and not cfg.joined and not receive(cfg, b"joined"):
+        os._exit(1)  # nothing of the container may run before it is in all its cgroups
     for fd in cfg.cgroup_procs_fds:
         os.write(fd, b"0")  # "0" means "the writing process"
         os.close(fd)

@@ -167,7 +167,7 @@ def _spawn_init(
     pid = _fork_into(pid_flags, cfg, fds)
     child_sock.close()
     if not cfg.userns:
-        _join_early(cfg, pid)
+        _join_early(cfg, pid, parent_sock)
     try:
         pid, pty = _serve_init(container, parent_sock, pid, cfg)
     finally:
@@ -299,12 +299,15 @@ def write_atomic_plain(path: str, text: str) -> None:
         os.close(fd)
 
 
-def _join_early(cfg: InitConfig, pid: int) -> None:
+def _join_early(cfg: InitConfig, pid: int, sock: Any) -> None:
     """Move the new init into the cgroups it may join early (see Manager.join_plan).
 
     Done by us, right after fork, while the init works on its mounts: the kernel's first
     migration can wait for an RCU grace period, and this way that wait is not on the path.
+    The init waits for b"joined" before it joins the rest and runs anything of the container.
     """
+    if not cfg.cgroup_early:
+        return
     for path in cfg.cgroup_early:
         try:
             write_atomic_plain(path, str(pid))
@@ -312,6 +315,7 @@ def _join_early(cfg: InitConfig, pid: int) -> None:
             from corral.errors import CgroupError
 
             raise CgroupError(f"adding the init ({pid}) to {path}: {err.strerror}") from None
+    sock.send(b"joined")
 
 
 def _serve_init(
@@ -332,7 +336,7 @@ def _serve_init(
         elif msg.startswith(b"pid:"):
             os.waitpid(pid, 0)  # the user-namespace stage, done once it has forked the init
             pid = int(msg[4:])
-            _join_early(cfg, pid)
+            _join_early(cfg, pid, sock)
         elif msg == b"hooks":
             container.data["pid"] = pid
             hooks = container.config.get("hooks") or {}
