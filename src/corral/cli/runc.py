@@ -163,6 +163,13 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 1
+    except Exception as err:  # a bug in corral: still one line, the traceback with --debug
+        if "--debug" in args or "-debug" in args:
+            import traceback
+
+            traceback.print_exc()
+        log.error(f"internal error: {type(err).__name__}: {err}")
+        return 1
 
 
 def _store(g: dict[str, Any]) -> Any:

@@ -199,7 +199,7 @@ def _setup_and_exec(cfg: InitConfig) -> None:
     if spec.get("domainname") is not None:
         k.setdomainname(spec["domainname"])
     if not cfg.no_new_keyring:
-        _new_session_keyring()
+        k.join_session_keyring()
 
     # 2. The filesystem, while the host's paths are still reachable for bind sources.
     plan = cfg.plan
@@ -296,17 +296,6 @@ def find_program(name: str, env: list[str]) -> str:
     if "/" in name and os.path.exists(name):
         raise SpecError("process.args[0]", f'exec: "{name}": permission denied')
     raise SpecError("process.args[0]", f'exec: "{name}": executable file not found in $PATH')
-
-
-def _new_session_keyring() -> None:
-    """Give the container its own session keyring, so it cannot see the host's keys."""
-    import ctypes
-
-    # keyctl(KEYCTL_JOIN_SESSION_KEYRING=1, NULL): a fresh anonymous session keyring.
-    lib = ctypes.CDLL(None, use_errno=True)
-    if lib.syscall(250, 1, None) < 0 and ctypes.get_errno() not in (38, 1):  # ENOSYS, EPERM
-        err = ctypes.get_errno()
-        raise KernelError("join session keyring", err, os.strerror(err))
 
 
 def setup_terminal(process: dict[str, Any], sock: Any, console: bool) -> None:

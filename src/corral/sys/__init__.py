@@ -5,7 +5,8 @@ mount, umount2, pivot_root, unshare, setns, sethostname, setdomainname, prctl, c
 personality, openat2. A failing call raises ``KernelError(op, errno, strerror, path)``; nothing
 else in corral touches ctypes, so the rest reads as plain Python and is unit-tested without root.
 
-ctypes is loaded on first use, not at import: ``corral-runc state`` and ``kill`` never need it.
+The binding is loaded on first use, not at import (``corral-runc state`` and ``kill`` never need
+it), and through corral.sys._ffi rather than ctypes itself: see that module for why.
 """
 
 from __future__ import annotations
@@ -99,41 +100,39 @@ RESOLVE_IN_ROOT = 0x10
 # syscall numbers are still those of the native ABI.
 _MACHINE = os.uname().machine
 _SYSCALLS = {
-    "x86_64": {"pivot_root": 155, "capget": 125, "capset": 126, "openat2": 437},
-    "aarch64": {"pivot_root": 41, "capget": 90, "capset": 91, "openat2": 437},
+    "x86_64": {"pivot_root": 155, "capget": 125, "capset": 126, "openat2": 437, "keyctl": 250},
+    "aarch64": {"pivot_root": 41, "capget": 90, "capset": 91, "openat2": 437, "keyctl": 219},
 }
 
 _libc: Any = None
 
 
 def _lib() -> Any:
-    """Load libc once, on first use, with errno capture on."""
+    """Load libc once, on first use (errno is captured after every call)."""
     global _libc
     if _libc is None:
-        import ctypes
+        from corral.sys._ffi import Library
 
-        _libc = ctypes.CDLL(None, use_errno=True)
+        _libc = Library(None)
     return _libc
 
 
 def _check(op: str, ret: int, path: str | None = None) -> int:
     if ret < 0:
-        import ctypes
+        from corral.sys._ffi import get_errno
 
-        err = ctypes.get_errno()
+        err = get_errno()
         raise KernelError(op, err, os.strerror(err), path)
     return ret
 
 
 def _syscall(name: str, *args: Any) -> int:
-    import ctypes
+    from corral.sys._ffi import c_long
 
     numbers = _SYSCALLS.get(_MACHINE)
     if numbers is None:
         raise KernelError(name, 38, f"unsupported architecture {_MACHINE}")
-    fn = _lib().syscall
-    fn.restype = ctypes.c_long
-    return int(fn(ctypes.c_long(numbers[name]), *args))
+    return int(_lib().function("syscall", c_long)(c_long(numbers[name]), *args))
 
 
 def _b(value: str | None) -> bytes | None:
@@ -176,11 +175,10 @@ def setdomainname(name: str) -> None:
 
 
 def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 0) -> int:
-    import ctypes
+    from corral.sys._ffi import c_ulong
 
-    fn = _lib().prctl
-    fn.argtypes = [ctypes.c_int] + [ctypes.c_ulong] * 4
-    return _check("prctl", fn(option, arg2, arg3, arg4, arg5))
+    args = (c_ulong(arg2), c_ulong(arg3), c_ulong(arg4), c_ulong(arg5))
+    return _check("prctl", _lib().prctl(option, *args))
 
 
 def personality(persona: int) -> None:
@@ -189,10 +187,10 @@ def personality(persona: int) -> None:
 
 def setrlimit(resource: int, soft: int, hard: int) -> None:
     """prlimit64(2) on ourselves (the ``resource`` module costs 2 ms to import; this does not)."""
-    import ctypes
+    from corral.sys._ffi import byref, c_uint64
 
-    new = (ctypes.c_uint64 * 2)(_rlim(soft), _rlim(hard))
-    _check("setrlimit", _lib().prlimit64(0, resource, ctypes.byref(new), None))
+    new = (c_uint64 * 2)(_rlim(soft), _rlim(hard))
+    _check("setrlimit", _lib().prlimit64(0, resource, byref(new), None))
 
 
 def _rlim(value: int) -> int:
@@ -205,11 +203,11 @@ _CAP_V3 = 0x20080522
 
 def capget() -> tuple[int, int, int]:
     """Return this thread's (effective, permitted, inheritable) sets as 64-bit masks."""
-    import ctypes
+    from corral.sys._ffi import byref, c_uint32
 
-    header = (ctypes.c_uint32 * 2)(_CAP_V3, 0)
-    data = (ctypes.c_uint32 * 6)()
-    _check("capget", _syscall("capget", ctypes.byref(header), ctypes.byref(data)))
+    header = (c_uint32 * 2)(_CAP_V3, 0)
+    data = (c_uint32 * 6)()
+    _check("capget", _syscall("capget", byref(header), byref(data)))
     eff = data[0] | data[3] << 32
     prm = data[1] | data[4] << 32
     inh = data[2] | data[5] << 32
@@ -217,23 +215,23 @@ def capget() -> tuple[int, int, int]:
 
 
 def capset(effective: int, permitted: int, inheritable: int) -> None:
-    import ctypes
+    from corral.sys._ffi import byref, c_uint32
 
     lo, hi = 0xFFFFFFFF, 32
-    header = (ctypes.c_uint32 * 2)(_CAP_V3, 0)
-    data = (ctypes.c_uint32 * 6)(
+    header = (c_uint32 * 2)(_CAP_V3, 0)
+    data = (c_uint32 * 6)(
         effective & lo, permitted & lo, inheritable & lo,
         effective >> hi, permitted >> hi, inheritable >> hi,
     )
-    _check("capset", _syscall("capset", ctypes.byref(header), ctypes.byref(data)))
+    _check("capset", _syscall("capset", byref(header), byref(data)))
 
 
 def openat2(dirfd: int, path: str, flags: int, resolve: int, mode: int = 0) -> int:
     """openat2(2): open ``path`` relative to ``dirfd`` under the given RESOLVE_* rules."""
-    import ctypes
+    from corral.sys._ffi import byref, c_int, c_size_t, c_uint64
 
-    how = (ctypes.c_uint64 * 3)(flags, mode, resolve)
-    ret = _syscall("openat2", ctypes.c_int(dirfd), _b(path), ctypes.byref(how), ctypes.c_size_t(24))
+    how = (c_uint64 * 3)(flags, mode, resolve)
+    ret = _syscall("openat2", c_int(dirfd), _b(path), byref(how), c_size_t(24))
     return _check("open", ret, path)
 
 
@@ -246,6 +244,20 @@ def open_in_root(root_fd: int, path: str, flags: int = os.O_PATH) -> int:
     return openat2(
         root_fd, path, flags | os.O_CLOEXEC, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS
     )
+
+
+def join_session_keyring() -> None:
+    """keyctl(KEYCTL_JOIN_SESSION_KEYRING, NULL): a fresh anonymous session keyring, so the
+    container cannot see the host's keys. Kernels without keyrings (ENOSYS) or that refuse
+    it (EPERM, as in some user namespaces) are left as they are, as runc does."""
+    from corral.sys._ffi import c_long
+
+    ret = _syscall("keyctl", c_long(1), None)
+    if ret < 0:
+        from corral.sys._ffi import get_errno
+
+        if get_errno() not in (38, 1):
+            _check("join session keyring", ret)
 
 
 def fd_path(fd: int) -> str:
