@@ -29,6 +29,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -182,6 +183,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--runc", type=_command, default=["runc"], metavar="CMD", help="runc's command (runc)"
+    )
+    parser.add_argument(
+        "--gap-ms",
+        type=_nonnegative,
+        default=100,
+        metavar="MS",
+        help="idle time before each run (default 100; 0 = back to back). Moving a process into"
+        " a cgroup waits for an RCU grace period (10-20 ms here) unless another migration ran"
+        " just before; back to back, one runtime's run warms that lock for the other's, which"
+        " skews the comparison. The gap makes every run start cold, as on a real host.",
     )
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     return parser.parse_args(argv)
@@ -338,6 +349,8 @@ def benchmark(ns: argparse.Namespace, tmp: str) -> dict[str, Any]:
         floor = [spawner.run(["/bin/true"])[2] for _ in range(3)]
         for i in range(ns.warmup + ns.runs):
             for runtime in runtimes:
+                if ns.gap_ms:
+                    time.sleep(ns.gap_ms / 1000)
                 sample = run_once(spawner, runtime, bundle, f"{tag}-{runtime.name}-{i}")
                 if i >= ns.warmup:
                     runtime.samples.append(sample)
@@ -349,6 +362,7 @@ def benchmark(ns: argparse.Namespace, tmp: str) -> dict[str, Any]:
     return {
         "runs": ns.runs,
         "warmup": ns.warmup,
+        "gap_ms": ns.gap_ms,
         "cpus": os.cpu_count(),
         "commands": {rt.name: rt.argv for rt in runtimes},
         "stats": stats,
@@ -378,7 +392,10 @@ def main(argv: list[str] | None = None) -> int:
     if ns.json:
         print(json.dumps(results, indent=2))
     else:
-        print(f"{ns.runs} runs each after {ns.warmup} warm-ups, alternating; {os.cpu_count()} CPUs")
+        print(
+            f"{ns.runs} runs each after {ns.warmup} warm-ups, alternating, {ns.gap_ms} ms idle"
+            f" before each; {os.cpu_count()} CPUs"
+        )
         for name, cmd in results["commands"].items():
             print(f"  {name}: {shlex.join(cmd)}")
         print()
