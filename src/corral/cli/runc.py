@@ -203,13 +203,16 @@ def _create_options(g: dict[str, Any], o: dict[str, Any], detach: bool) -> Any:
     opts.cgroup_manager = "disabled" if manager == "disabled" else "cgroupfs"
     opts.systemd_cgroup = bool(g.get("systemd-cgroup"))
     opts.detach = detach
-    opts.dry_run = bool(o.get("dry-run"))
     return opts
 
 
 def cmd_create(g: dict[str, Any], o: dict[str, Any], a: list[str]) -> int:
     from corral.runtime import lifecycle
 
+    if o.get("dry-run"):  # print what create would do to build the filesystem; do nothing
+        _, _, plan = lifecycle.prepare(o.get("bundle") or ".", _create_options(g, o, True))
+        print("\n".join(plan.describe()))
+        return 0
     lifecycle.create(_store(g), a[0], o.get("bundle") or ".", _create_options(g, o, True))
     return 0
 

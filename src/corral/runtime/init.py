@@ -187,6 +187,7 @@ def _preload(spec: dict[str, Any], process: dict[str, Any]) -> None:
 def _setup_and_exec(cfg: InitConfig) -> None:
     spec, process = cfg.spec, cfg.process
     _preload(spec, process)
+    os.chdir(cfg.bundle)  # as runc: the init starts in the bundle (the caller's cwd is theirs)
     # 1. Namespaces: join the given ones (user first, so the others are owned by it), then make
     #    the new ones. pid and time were arranged by the parent: they apply from our birth.
     for _kind, fd in cfg.join_fds:

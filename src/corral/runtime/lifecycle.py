@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from corral.cgroups import Manager
+    from corral.plan.rootfs import RootfsPlan
     from corral.runtime.init import InitConfig
 
 
@@ -49,7 +50,7 @@ class CreateOptions:
     """The knobs of ``create`` beyond the bundle (runc's create flags)."""
 
     __slots__ = (
-        "cgroup_manager", "console_socket", "detach", "dry_run", "no_new_keyring", "no_pivot",
+        "cgroup_manager", "console_socket", "detach", "no_new_keyring", "no_pivot",
         "pid_file", "preserve_fds", "systemd_cgroup",
     )
 
@@ -62,7 +63,6 @@ class CreateOptions:
         self.cgroup_manager = "cgroupfs"
         self.systemd_cgroup = False
         self.detach = True  # False for a foreground `run`, which may proxy a terminal itself
-        self.dry_run = False
 
 
 class Created:
@@ -75,11 +75,15 @@ class Created:
         self.pty_master = pty_master
 
 
-def create(store: StateStore, container_id: str, bundle: str, opts: CreateOptions) -> Created:
+def prepare(bundle: str, opts: CreateOptions) -> tuple[dict[str, Any], str, RootfsPlan]:
+    """Load and check a bundle and plan its filesystem, touching nothing: (config, rootfs, plan).
+
+    Everything a user can get wrong is found here, before create makes anything.
+    ``corral-runc create --dry-run`` prints the plan.
+    """
     from corral.plan.rootfs import plan_rootfs
     from corral.spec.load import load_bundle
 
-    store.dir(container_id)  # validates the id before anything else
     bundle = os.path.abspath(bundle)
     # The runtime reads the validated config as plain JSON data (the TypedDicts document it).
     loaded: tuple[dict[str, Any], str] = load_bundle(bundle)  # type: ignore[assignment]
@@ -98,10 +102,15 @@ def create(store: StateStore, container_id: str, bundle: str, opts: CreateOption
         from corral.runtime.seccomp import prepare as prepare_seccomp
 
         prepare_seccomp(spec)  # checks linux.seccomp; loads libseccomp while the host is visible
-    if opts.dry_run:
-        print("\n".join(plan.describe()))
-        raise SystemExit(0)
+    return spec, rootfs, plan
 
+
+def create(store: StateStore, container_id: str, bundle: str, opts: CreateOptions) -> Created:
+    """Set the container up and leave its init waiting for ``start`` (runtime.md "create")."""
+    store.dir(container_id)  # validates the id before anything else
+    spec, rootfs, plan = prepare(bundle, opts)
+    bundle = os.path.abspath(bundle)
+    linux = spec.get("linux") or {}
     cgroup = _open_cgroup(linux, container_id, opts)  # a bad cgroupsPath fails here, before
     path = store.reserve(container_id)  # anything exists
     container = Container(path, {
@@ -159,7 +168,6 @@ def _spawn_init(
     pid_flags = _plan_namespaces(linux, cfg, fds)
     parent_sock, child_sock = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_SEQPACKET)
     cfg.sock = child_sock
-    os.chdir(container.data["bundle"])
     if not opts.detach:
         # A foreground run waits for the init; with a user namespace the init is our
         # grandchild, so become a subreaper to inherit it when its parent exits.
