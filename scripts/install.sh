@@ -19,6 +19,8 @@ APT_PACKAGES=(
   golang-github-opencontainers-specs-dev     # the OCI runtime-spec and its JSON schemas
   iproute2 procps util-linux jq              # ip, ps/pgrep, nsenter/unshare/mount, jq
   shellcheck                                 # lints scripts/*.sh and .ci/run in scripts/test.sh
+  docker-registry skopeo umoci podman        # registry peers for corral pull/push tests
+  apache2-utils                              # htpasswd -B: the registry's basic-auth file
 )
 
 PYTHON=/usr/bin/python3.11
