@@ -22,6 +22,7 @@ if TYPE_CHECKING:
         UsageError,
         UserError,
     )
+    from corral.runtime.api import Runtime
 
 __version__ = "0.1.0"
 
@@ -38,6 +39,7 @@ _LAZY = {
     "StateError": "corral.errors",
     "UsageError": "corral.errors",
     "UserError": "corral.errors",
+    "Runtime": "corral.runtime.api",
 }
 
 __all__ = [
@@ -48,6 +50,7 @@ __all__ = [
     "HookError",
     "KernelError",
     "NotFoundError",
+    "Runtime",
     "RuntimeFailure",
     "SpecError",
     "StateError",
