@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from typing import Any, NoReturn
 
     from corral.runtime.state import Container, StateStore
+    from corral.sys.seccomp import Profile
 
 
 def exec_from_cli(store: StateStore, container_id: str, args: list[str], o: dict[str, Any]) -> int:
@@ -106,6 +107,12 @@ def run_exec(
         raise StateError("cannot exec in a stopped container")
     if status == "paused" and not ignore_paused:
         raise StateError("cannot exec in a paused container")
+    seccomp = (container.config.get("linux") or {}).get("seccomp")
+    profile = None
+    if seccomp is not None:
+        from corral.runtime.seccomp import prepare as prepare_seccomp
+
+        profile = prepare_seccomp(container.config)  # libseccomp loaded while the host is ours
     console = _connect_console(console_socket) if console_socket else None
     fds: list[int] = []
     try:
@@ -120,12 +127,12 @@ def run_exec(
             pid = os.fork()
             if pid == 0:
                 parent_sock.close()
-                _child(process, child_sock, joins, procs, preserve_fds)
+                _child(process, child_sock, joins, procs, preserve_fds, seccomp, profile)
         finally:
             if pid_fd is not None:
                 k.setns(mine, k.CLONE_NEWPID)
         child_sock.close()
-        pty = _await_exec(parent_sock, pid)
+        pty = _await_exec(parent_sock, pid, container)
     finally:
         for fd in fds:
             os.close(fd)
@@ -182,7 +189,8 @@ def _cgroup_fds(container: Container, fds: list[int]) -> list[int]:
 
 
 def _child(
-    process: dict[str, Any], sock: Any, joins: list[int], procs: list[int], preserve_fds: int
+    process: dict[str, Any], sock: Any, joins: list[int], procs: list[int], preserve_fds: int,
+    seccomp: dict[str, Any] | None = None, profile: Profile | None = None,
 ) -> NoReturn:
     # What the steps below import lazily must be loaded before the mount namespace is joined:
     # after that our root is the container's, where the host's Python modules are not.
@@ -192,6 +200,9 @@ def _child(
 
     import corral.spec.tables  # noqa: F401
     from corral.runtime import init
+
+    if seccomp is not None:
+        from corral.runtime.seccomp import install as install_seccomp
 
     try:
         k.prctl(k.PR_SET_DUMPABLE, 0)
@@ -205,9 +216,16 @@ def _child(
         init.apply_process_limits(process)
         env = list(process.get("env") or [])
         path = init.find_program(process["args"][0], env)
+        # The container's seccomp filter, in runc's order (as in the init): without
+        # no_new_privs loading needs CAP_SYS_ADMIN, so before the capabilities go.
+        nnp = bool(process.get("noNewPrivileges"))
+        if seccomp is not None and not nnp:
+            install_seccomp(sock, seccomp, profile)
         init.become_user(process)
         init.close_fds_from(3 + preserve_fds)
         init.restore_signals()
+        if seccomp is not None and nnp:
+            install_seccomp(sock, seccomp, profile)
         os.execve(path, process["args"], dict(init._env_pairs(env)))
     except CorralError as err:
         _send(sock, str(err))
@@ -225,11 +243,15 @@ def _send(sock: Any, message: str) -> None:
         pass
 
 
-def _await_exec(sock: Any, pid: int) -> int | None:
-    """Wait until the child has exec'd (its socket closes at exec) or reported an error."""
+def _await_exec(sock: Any, pid: int, container: Container | None = None) -> int | None:
+    """Wait until the child has exec'd (its socket closes at exec) or reported an error.
+
+    A seccomp notify listener fd (b"seccomp") goes on to linux.seccomp.listenerPath, with
+    the exec'd process's pid, as runc does for every process it starts.
+    """
     import _socket
 
-    from corral.runtime.lifecycle import _fd_from
+    from corral.runtime.lifecycle import _fd_from, _forward_seccomp_fd
 
     pty = None
     try:
@@ -237,6 +259,15 @@ def _await_exec(sock: Any, pid: int) -> int | None:
             msg, anc, _f, _a = sock.recvmsg(65536, _socket.CMSG_SPACE(4))
             if msg == b"pty":
                 pty = _fd_from(anc)
+            elif msg == b"seccomp" and container is not None:
+                state = container.hook_state("running")
+                try:
+                    _forward_seccomp_fd(container.config, _fd_from(anc), state, pid)
+                except BaseException:
+                    from corral.runtime.lifecycle import _kill_and_reap
+
+                    _kill_and_reap(pid)
+                    raise
             elif msg.startswith(b"error:"):
                 os.waitpid(pid, 0)
                 raise ContainerInitError(msg[6:].decode(errors="replace"))
