@@ -801,19 +801,61 @@ def _check_rules(spec: dict[str, Any]) -> None:
         if linux.get(field):  # masking /proc/kcore must not mask it for the host
             _needs(_at("linux", field), namespaces, "mount")
     _check_id_mappings(linux, namespaces)
+    if namespaces.get("user") == "" and "process" in spec:
+        _check_user_mapped(spec["process"].get("user", {}), linux)
     _check_time_offsets(linux, namespaces)
     for name in linux.get("sysctl", {}):
         _check_sysctl(name, namespaces)
 
 
 def _check_id_mappings(linux: dict[str, Any], namespaces: dict[str, str]) -> None:
-    """Mappings are written for a *new* user namespace; one without them leaves root unmapped."""
+    """Mappings are written for a *new* user namespace; one without them leaves root unmapped.
+
+    What the kernel would refuse when the parent writes uid_map (EINVAL, long after the
+    namespaces and mounts were made) is refused here, naming the line: ranges past 2**32,
+    ranges that overlap inside or outside, and a map that leaves container ID 0 (the ID the
+    init becomes before it sets up the container) unmapped.
+    """
     for field in ("uidMappings", "gidMappings"):
         where = _at("linux", field)
         if linux.get(field):
             _needs(where, namespaces, "user")
+            _check_id_ranges(linux[field], where)
         elif namespaces.get("user") == "":
             _fail(where, 'is required when linux.namespaces creates a "user" namespace')
+
+
+def _check_user_mapped(user: dict[str, Any], linux: dict[str, Any]) -> None:
+    """The process's uid and gid must exist in the new user namespace, or setuid fails."""
+    for key, field in (("uid", "uidMappings"), ("gid", "gidMappings")):
+        value = user.get(key, 0)
+        maps = linux.get(field, [])
+        if not any(m["containerID"] <= value < m["containerID"] + m["size"] for m in maps):
+            _fail(_at("process.user", key), f"{value} is not mapped by linux.{field}")
+
+
+def _check_id_ranges(maps: list[dict[str, Any]], where: str) -> None:
+    if len(maps) > 340:  # the kernel's limit on lines in uid_map (Linux 4.15+)
+        _fail(where, f"has {len(maps)} entries; the kernel takes at most 340")
+    for i, m in enumerate(maps):
+        path = _item(where, i)
+        for key in ("containerID", "hostID"):
+            if m[key] + m["size"] > U32:  # the last ID, 2**32-1, is never valid (it is -1)
+                _fail(
+                    path,
+                    f"{key} {m[key]} + size {m['size']} runs past the last ID ({U32 - 1})",
+                )
+        for j in range(i):
+            o = maps[j]
+            for key, side in (("containerID", "container"), ("hostID", "host")):
+                if m[key] < o[key] + o["size"] and o[key] < m[key] + m["size"]:
+                    _fail(
+                        path,
+                        f"{side} IDs {m[key]}-{m[key] + m['size'] - 1} overlap"
+                        f" {_item(where, j)} ({o[key]}-{o[key] + o['size'] - 1})",
+                    )
+    if not any(m["containerID"] == 0 for m in maps):
+        _fail(where, "must map container ID 0 (the container's root), none of its ranges does")
 
 
 def _check_time_offsets(linux: dict[str, Any], namespaces: dict[str, str]) -> None:
