@@ -323,7 +323,10 @@ def _join_early(cfg: InitConfig, pid: int, sock: Any) -> None:
             from corral.errors import CgroupError
 
             raise CgroupError(f"adding the init ({pid}) to {path}: {err.strerror}") from None
-    sock.send(b"joined")
+    try:
+        sock.send(b"joined")
+    except BrokenPipeError:
+        pass  # the init failed already: its b"error:" is waiting to be read
 
 
 def _serve_init(
