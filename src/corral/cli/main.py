@@ -376,6 +376,9 @@ def build_parser() -> argparse.ArgumentParser:
     image_sub.required = True
     _image_commands(image_sub, top=False)
     _image_commands(sub, top=True)
+    from corral.cli.engine_cmds import add_engine_commands
+
+    add_engine_commands(sub, image_sub)
 
     p = sub.add_parser("info", help="where corral keeps everything")
     p.add_argument("-f", "--format", choices=["text", "json"], default="text")

@@ -1,0 +1,267 @@
+"""``corral`` commands for archives and containers: load, save, create, run, start, stop, rm, ps,
+logs. Registered by ``corral.cli.main.build_parser``; thin like the rest of the CLI (parse, call
+``corral.engine``, print as docker prints).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from corral.errors import UsageError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import argparse
+    from typing import Any
+
+    from corral.engine.containers import Containers
+
+
+def _containers(ns: argparse.Namespace) -> Containers:
+    from corral.engine.containers import Containers
+    from corral.engine.images.store import open_store
+
+    return Containers(open_store(ns.root))
+
+
+# -- load / save -----------------------------------------------------------------------------------
+
+
+def cmd_load(ns: argparse.Namespace) -> int:
+    from corral.engine.images.archive import load
+    from corral.engine.images.store import open_store
+
+    source = ns.input or getattr(ns, "source", None)
+    if not source:
+        raise UsageError("load: give -i FILE|DIR (or oci:DIR[:tag])")
+    store = open_store(ns.root)
+    for loaded in load(store, source):
+        if ns.quiet:
+            continue
+        if loaded.tags:
+            for tag in loaded.tags:
+                print(f"Loaded image: {tag}")
+        else:
+            print(f"Loaded image ID: {loaded.id}")
+    return 0
+
+
+def cmd_save(ns: argparse.Namespace) -> int:
+    from corral.engine.images.archive import save
+    from corral.engine.images.store import open_store
+
+    out = None if ns.output else sys.stdout.buffer
+    if out is not None and sys.stdout.isatty():
+        raise UsageError("save: refusing to write an archive to a terminal; use -o FILE")
+    save(open_store(ns.root), ns.images, ns.output, ns.format, stdout=out)
+    return 0
+
+
+# -- containers ----------------------------------------------------------------------------------
+
+
+def _options(ns: argparse.Namespace) -> Any:
+    from corral.engine.containers import RunOptions
+
+    return RunOptions(
+        command=list(ns.command),
+        env=list(ns.env or []),
+        workdir=ns.workdir,
+        user=ns.user,
+        hostname=ns.hostname,
+        entrypoint=ns.entrypoint,
+    )
+
+
+def cmd_create(ns: argparse.Namespace) -> int:
+    record = _containers(ns).create(ns.image, _options(ns), name=ns.name, auto_remove=ns.rm)
+    print(record.id)
+    return 0
+
+
+def cmd_run(ns: argparse.Namespace) -> int:
+    if ns.tty:
+        raise UsageError("-t: terminals are not supported by corral run yet")
+    containers = _containers(ns)
+    record = containers.create(ns.image, _options(ns), name=ns.name, auto_remove=ns.rm)
+    if ns.detach:
+        try:
+            containers.start_detached(record)
+        except BaseException:
+            if record.auto_remove:
+                containers.remove(record.id, force=True)
+            raise
+        print(record.id)
+        sys.stdout.flush()
+        return 0
+    if not ns.interactive:
+        null = os.open("/dev/null", os.O_RDONLY)
+        os.dup2(null, 0)
+        os.close(null)
+    sys.stdout.flush()
+    try:
+        return containers.run_foreground(record)
+    except BaseException:
+        if record.auto_remove:
+            containers.remove(record.id, force=True)
+        raise
+
+
+def cmd_start(ns: argparse.Namespace) -> int:
+    containers = _containers(ns)
+    for ref in ns.containers:
+        containers.start_detached(containers.record(ref))
+        print(ref)
+    return 0
+
+
+def cmd_stop(ns: argparse.Namespace) -> int:
+    containers = _containers(ns)
+    for ref in ns.containers:
+        containers.stop(ref, timeout=ns.time)
+        print(ref)
+    return 0
+
+
+def cmd_rm(ns: argparse.Namespace) -> int:
+    from corral.errors import CorralError
+
+    containers = _containers(ns)
+    failed: CorralError | None = None
+    for ref in ns.containers:
+        try:
+            containers.remove(ref, force=ns.force)
+            print(ref)
+        except CorralError as err:
+            print(f"Error: {err}", file=sys.stderr)
+            failed = err
+    return 0 if failed is None else failed.exit_code
+
+
+def cmd_logs(ns: argparse.Namespace) -> int:
+    path = _containers(ns).logs(ns.container)
+    try:
+        f = open(path, "rb")  # noqa: SIM115
+    except FileNotFoundError:
+        return 0
+    with f:
+        while chunk := f.read(1 << 16):
+            sys.stdout.buffer.write(chunk)
+    sys.stdout.flush()
+    return 0
+
+
+def cmd_ps(ns: argparse.Namespace) -> int:
+    import json
+    import shlex
+    import time
+
+    from corral.engine.format import ago, human_duration, rfc3339, table, truncate
+
+    containers = _containers(ns)
+    statuses = containers.list(all_containers=ns.all)
+    if ns.quiet:
+        for s in statuses:
+            print(s.record.id if ns.no_trunc else s.record.id[:12])
+        return 0
+    rows = []
+    now = time.time()
+    for s in statuses:
+        r = s.record
+        if s.state == "running":
+            text = f"Up {human_duration(now - (s.started or now))}"
+        elif s.state == "exited":
+            code = "?" if s.exit_code is None else str(s.exit_code)
+            text = f"Exited ({code}) {ago(rfc3339(s.finished or now))}"
+        else:
+            text = "Created"
+        command = " ".join(shlex.quote(a) for a in r.args)
+        rows.append(
+            [
+                r.id if ns.no_trunc else r.id[:12],
+                r.image,
+                json.dumps(command if ns.no_trunc else truncate(command, 20), ensure_ascii=False),
+                ago(rfc3339(r.created)),
+                text,
+                "",
+                r.name,
+            ]
+        )
+    sys.stdout.write(
+        table(["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"], rows)
+    )
+    return 0
+
+
+# -- the parser ------------------------------------------------------------------------------------
+
+
+def _run_flags(p: Any, run: bool) -> None:
+    p.add_argument("--name", help="the container's name (default: a random one)")
+    p.add_argument("--rm", action="store_true", help="remove the container when it exits")
+    p.add_argument(
+        "-e", "--env", action="append", metavar="K=V", help="set an environment variable"
+    )
+    p.add_argument("-w", "--workdir", metavar="DIR", help="working directory in the container")
+    p.add_argument("-u", "--user", metavar="UID[:GID]", help="numeric user (and group)")
+    p.add_argument("--hostname", metavar="NAME", help="hostname (default: the short id)")
+    p.add_argument("--entrypoint", metavar="CMD", help="replace the image's Entrypoint")
+    p.add_argument("-i", "--interactive", action="store_true", help="keep stdin attached")
+    p.add_argument("-t", "--tty", action="store_true", help="a terminal (not supported yet)")
+    if run:
+        p.add_argument("-d", "--detach", action="store_true", help="run in the background")
+    p.add_argument("image", metavar="IMAGE")
+    p.add_argument("command", nargs="...", metavar="CMD")  # argparse.REMAINDER
+
+
+def add_engine_commands(sub: Any, image_sub: Any) -> None:
+    """``load``, ``save`` (also under ``image``), and the container commands."""
+    for parent in (sub, image_sub):
+        p = parent.add_parser("load", help="load images from a docker/OCI archive or OCI layout")
+        p.add_argument("-i", "--input", metavar="FILE|DIR", help="archive file or layout dir")
+        p.add_argument(
+            "source", nargs="?", metavar="oci:DIR[:tag]", help="or a transport reference"
+        )
+        p.add_argument("-q", "--quiet", action="store_true")
+        p.set_defaults(func=cmd_load)
+
+        p = parent.add_parser("save", help="save images to a docker-archive or oci-archive")
+        p.add_argument("images", nargs="+", metavar="IMAGE")
+        p.add_argument("-o", "--output", metavar="FILE", help="write here (default: stdout)")
+        p.add_argument(
+            "--format", choices=["docker-archive", "oci-archive"], default="docker-archive"
+        )
+        p.set_defaults(func=cmd_save)
+
+    p = sub.add_parser("create", help="create a container (do not start it)")
+    _run_flags(p, run=False)
+    p.set_defaults(func=cmd_create)
+
+    p = sub.add_parser("run", help="run a command in a new container")
+    _run_flags(p, run=True)
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("start", help="start created or stopped containers (detached)")
+    p.add_argument("containers", nargs="+", metavar="CONTAINER")
+    p.set_defaults(func=cmd_start)
+
+    p = sub.add_parser("stop", help="stop running containers")
+    p.add_argument("containers", nargs="+", metavar="CONTAINER")
+    p.add_argument("-t", "--time", type=float, default=10.0, help="seconds before SIGKILL")
+    p.set_defaults(func=cmd_stop)
+
+    p = sub.add_parser("rm", help="remove containers")
+    p.add_argument("containers", nargs="+", metavar="CONTAINER")
+    p.add_argument("-f", "--force", action="store_true", help="kill a running container first")
+    p.set_defaults(func=cmd_rm)
+
+    p = sub.add_parser("ps", help="list containers")
+    p.add_argument("-a", "--all", action="store_true", help="also stopped ones")
+    p.add_argument("-q", "--quiet", action="store_true", help="only ids")
+    p.add_argument("--no-trunc", action="store_true")
+    p.set_defaults(func=cmd_ps)
+
+    p = sub.add_parser("logs", help="the output of a detached container")
+    p.add_argument("container", metavar="CONTAINER")
+    p.set_defaults(func=cmd_logs)

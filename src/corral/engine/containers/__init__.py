@@ -1,0 +1,11 @@
+"""Containers: an image's layers, a writable snapshot, an OCI bundle, run by the runtime library.
+
+- ``spec``     the OCI config from the image's config and the ``run`` flags (pure)
+- ``netns``    the container's network namespace as a file (loopback only for now)
+- ``manager``  ``Containers``: create, start (foreground or under a monitor), stop, rm, ps, logs
+"""
+
+from corral.engine.containers.manager import Containers, Record, Status
+from corral.engine.containers.spec import RunOptions, build_spec
+
+__all__ = ["Containers", "Record", "RunOptions", "Status", "build_spec"]

@@ -1,0 +1,74 @@
+"""A container's network namespace, made by the engine and kept as a file (as CNI does).
+
+For now every container gets a private namespace with only loopback, up (docker's
+``--network none``); bridge networking will plug veths into the same file-backed namespace.
+The namespace is made in a forked child (the engine never unshares itself, see DESIGN.md),
+which brings ``lo`` up and bind-mounts its ``/proc/self/ns/net`` on ``path``; the runtime then
+joins it through ``linux.namespaces[].path``. ``remove`` unmounts the file, which frees the
+namespace once no process is left in it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+
+from corral.errors import KernelError
+
+_SIOCGIFFLAGS = 0x8913
+_SIOCSIFFLAGS = 0x8914
+_IFF_UP = 0x1
+
+
+def loopback_up() -> None:
+    """Set ``lo`` up in the calling process's network namespace."""
+    import fcntl
+    import socket
+    import struct
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        request = struct.pack("16sH22x", b"lo", 0)
+        flags = struct.unpack("16sH22x", fcntl.ioctl(sock, _SIOCGIFFLAGS, request))[1]
+        fcntl.ioctl(sock, _SIOCSIFFLAGS, struct.pack("16sH22x", b"lo", flags | _IFF_UP))
+
+
+def create(path: str) -> None:
+    """A new network namespace with loopback up, bind-mounted on the (new) file ``path``."""
+    from corral import sys as csys
+
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o444)
+    os.close(fd)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        code = 0
+        try:
+            os.close(read)
+            csys.unshare(csys.CLONE_NEWNET)
+            loopback_up()
+            csys.mount("/proc/self/ns/net", path, None, csys.MS_BIND, None)
+        except BaseException as err:  # reported to the parent, one line
+            with contextlib.suppress(OSError):
+                os.write(write, str(err).encode()[:4000])
+            code = 1
+        os._exit(code)
+    os.close(write)
+    with os.fdopen(read, "rb") as f:
+        message = f.read().decode(errors="replace")
+    _, status = os.waitpid(pid, 0)
+    if status != 0:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+        raise KernelError("netns", 0, message or f"child status {status:#x}", path)
+
+
+def remove(path: str) -> None:
+    """Unmount and delete the namespace file (nothing to do if it is not there)."""
+    from corral import sys as csys
+
+    if not os.path.exists(path):
+        return
+    with contextlib.suppress(OSError, KernelError):
+        csys.umount2(path, csys.MNT_DETACH)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
