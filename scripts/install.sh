@@ -18,6 +18,7 @@ APT_PACKAGES=(
   runc                                       # the reference runtime the tests compare against
   golang-github-opencontainers-specs-dev     # the OCI runtime-spec and its JSON schemas
   iproute2 procps util-linux jq              # ip, ps/pgrep, nsenter/unshare/mount, jq
+  libcap2-bin strace                         # capsh, strace: tests/e2e/test_runc_extras.py
   shellcheck                                 # lints scripts/*.sh and .ci/run in scripts/test.sh
   docker-registry skopeo umoci podman        # registry peers for corral pull/push tests
   apache2-utils                              # htpasswd -B: the registry's basic-auth file

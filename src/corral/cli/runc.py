@@ -230,6 +230,8 @@ def cmd_run(g: dict[str, Any], o: dict[str, Any], a: list[str]) -> int:
     store = _store(g)
     detach = bool(o.get("detach"))
     created = lifecycle.create(store, a[0], o.get("bundle") or ".", _create_options(g, o, detach))
+    if not detach:
+        lifecycle.forward_signals(created.container.pid)
     try:
         lifecycle.start(store, a[0])
     except BaseException:

@@ -19,7 +19,7 @@ The order is runc's:
 from __future__ import annotations
 
 from corral.errors import SpecError
-from corral.spec.tables import mount_flags
+from corral.spec.tables import MOUNT_ATTR__ATIME, mount_flags
 from corral.sys import MS_BIND, MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_RDONLY, MS_REC, MS_SLAVE
 
 TYPE_CHECKING = False
@@ -49,8 +49,8 @@ class Mount:
     """One entry of config.mounts, decided: how to mount it and what to do after."""
 
     __slots__ = (
-        "data", "dest", "field", "flags", "fstype", "is_bind", "is_file", "propagation",
-        "remount_flags", "source",
+        "attr_clr", "attr_set", "copyup", "data", "dest", "field", "flags", "fstype", "is_bind",
+        "is_file", "propagation", "remount_flags", "source",
     )
 
     def __init__(self, field: str, entry: dict[str, Any], bundle: str, source_is_file: bool):
@@ -58,7 +58,7 @@ class Mount:
         self.dest = entry["destination"]
         self.fstype = entry.get("type") or ""
         options = list(entry.get("options") or [])
-        flags, _clear, propagation, data, _extra = mount_flags(options)
+        flags, _clear, propagation, data, extra = mount_flags(options)
         self.is_bind = bool(flags & MS_BIND) or self.fstype == "bind"
         source = entry.get("source") or ""
         if self.is_bind:
@@ -74,14 +74,28 @@ class Mount:
         self.propagation = propagation
         # A bind mount ignores every flag but MS_BIND|MS_REC on the first call: the rest
         # (ro, nosuid, ...) takes a second, remounting call.
-        extra = flags & ~(MS_BIND | MS_REC)
-        self.remount_flags = extra if self.is_bind and extra else 0
+        more = flags & ~(MS_BIND | MS_REC)
+        self.remount_flags = more if self.is_bind and more else 0
+        # tmpcopyup (runc's extension, tmpfs only): the new tmpfs starts with a copy of what
+        # the image has at the destination. The copy needs it writable: a read-only one is
+        # mounted read-write and remounted with its flags after the copy.
+        self.copyup = bool(extra["tmpcopyup"]) and self.fstype == "tmpfs" and not self.is_bind
+        if self.copyup and flags & MS_RDONLY:
+            self.flags = flags & ~MS_RDONLY
+            self.remount_flags = flags
+        # The recursive options (rro, rnosuid, ...): one mount_setattr(2) with AT_RECURSIVE
+        # after the mount, so they reach every mount below the destination (an rbind's too).
+        self.attr_set, self.attr_clr = _recursive_attrs(extra["attr_set"], extra["attr_clr"])
 
     def describe(self) -> str:
         kind = "bind" if self.is_bind else self.fstype
         opts = f" flags={self.flags:#x}" + (f" data={self.data}" if self.data else "")
+        if self.copyup:
+            opts += " tmpcopyup"
         if self.remount_flags:
             opts += f" remount={self.remount_flags:#x}"
+        if self.attr_set or self.attr_clr:
+            opts += f" setattr=+{self.attr_set:#x}-{self.attr_clr:#x} recursive"
         return f"mount {kind} {self.source or '-'} -> {self.dest}{opts}"
 
 
@@ -174,6 +188,18 @@ def plan_rootfs(
     plan.readonly_paths = list(linux.get("readonlyPaths") or [])
     plan.readonly_root = bool((spec.get("root") or {}).get("readonly"))
     return plan
+
+
+def _recursive_attrs(attr_set: int, attr_clr: int) -> tuple[int, int]:
+    """mount_setattr(2)'s (attr_set, attr_clr) for the recursive options, as the kernel takes it.
+
+    The access times are one 3-bit field (MOUNT_ATTR__ATIME): the kernel refuses an attr_clr
+    that names only part of it. Clearing one mode ("ratime", "rnostrictatime") therefore clears
+    the whole field, which leaves the default, relatime, unless another option set a mode.
+    """
+    if attr_clr & MOUNT_ATTR__ATIME:
+        attr_clr |= MOUNT_ATTR__ATIME
+    return attr_set, attr_clr
 
 
 def _devices(configured: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -132,6 +132,9 @@ def create(store: StateStore, container_id: str, bundle: str, opts: CreateOption
         container.save()
         if opts.pid_file:
             write_atomic(os.path.abspath(opts.pid_file), str(pid).encode())
+        from corral.runtime import log
+
+        log.debug(f"created container {container_id} pid {pid} in {container.dir}")
         return Created(container, pty)
     except BaseException:
         if pid:
@@ -483,6 +486,9 @@ def start(store: StateStore, container_id: str) -> Container:
     if data != b"0":
         raise StateError("cannot start a container that has stopped")
     os.unlink(container.fifo)
+    from corral.runtime import log
+
+    log.debug(f"started container {container_id} pid {container.pid}")
     hooks = (container.config.get("hooks") or {}).get("poststart") or []
     if hooks:
         _warn_hooks(hooks, container.hook_state("running"), "poststart")
@@ -637,11 +643,10 @@ def _rmtree(path: str) -> None:
 # -- run -------------------------------------------------------------------------------------
 
 
-def wait_and_forward(pid: int, pty: int | None) -> int:
-    """Wait for our child ``pid`` (the init), forwarding signals and, with a pty, the terminal.
-
-    Returns the exit code the way a shell reports it: the status, or 128+N when killed by N.
-    """
+def forward_signals(pid: int) -> None:
+    """From now on, pass the signals a user sends us (HUP INT QUIT USR1 USR2 ALRM TERM CONT
+    WINCH) on to ``pid``. A foreground ``run`` calls this before ``start``: a signal that came
+    between the program's start and the wait would otherwise kill us instead."""
     import _signal
 
     def forward(signum: int, _frame: object) -> None:
@@ -650,8 +655,16 @@ def wait_and_forward(pid: int, pty: int | None) -> int:
         except ProcessLookupError:
             pass
 
-    for sig in (1, 2, 3, 10, 12, 14, 15, 18, 28):  # HUP INT QUIT USR1 USR2 ALRM TERM CONT WINCH
+    for sig in (1, 2, 3, 10, 12, 14, 15, 18, 28):
         _signal.signal(sig, forward)
+
+
+def wait_and_forward(pid: int, pty: int | None) -> int:
+    """Wait for our child ``pid`` (the init), forwarding signals and, with a pty, the terminal.
+
+    Returns the exit code the way a shell reports it: the status, or 128+N when killed by N.
+    """
+    forward_signals(pid)
     if pty is not None:
         from corral.runtime.console import proxy
 

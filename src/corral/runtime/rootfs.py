@@ -79,12 +79,97 @@ def mount_one(m: Mount, root_fd: int) -> None:
         else:
             source = m.source or m.fstype
             k.mount(source, target, m.fstype, m.flags, m.data or None)
+            if m.copyup:
+                # fd still names the image's directory, now hidden under the new tmpfs.
+                copy_up(fd, root_fd, m.dest)
+            if m.remount_flags:
+                remount(m.dest, root_fd, m.remount_flags)
+        if m.attr_set or m.attr_clr:
+            top = k.open_in_root(root_fd, m.dest)  # the new mount, not the directory under it
+            try:
+                k.mount_setattr(top, m.attr_set, m.attr_clr)
+            finally:
+                os.close(top)
         for flag in m.propagation:
             mount_at(root_fd, m.dest, None, None, flag)
     except KernelError as err:
         raise KernelError(err.op, err.errno, err.strerror, f"{m.dest} ({m.field})") from None
     finally:
         os.close(fd)
+
+
+def copy_up(under_fd: int, root_fd: int, dest: str) -> None:
+    """tmpcopyup: copy the image's directory (``under_fd``, now covered by the tmpfs mounted at
+    ``dest``) into that tmpfs, keeping modes, owners, times and symlinks, and give the tmpfs's
+    root the directory's mode and owner.
+
+    runc mounts the tmpfs on a directory in the host's /tmp, copies, then MS_MOVEs it over the
+    destination. Copying from an fd opened before the mount needs no directory on the host and
+    no second mount, which with a shared rootfsPropagation would show on the host's /tmp. Every
+    lookup is relative to a directory fd with O_NOFOLLOW, so no symlink in the image is ever
+    followed: the copy cannot read or write outside the two trees.
+    """
+    src = os.open(k.fd_path(under_fd), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    top = k.open_in_root(root_fd, dest, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        _copy_tree(src, top)
+        st = os.fstat(src)
+        os.fchown(top, st.st_uid, st.st_gid)
+        os.fchmod(top, stat.S_IMODE(st.st_mode))
+    finally:
+        os.close(src)
+        os.close(top)
+
+
+_DIR_OPEN = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def _copy_tree(src: int, dst: int) -> None:
+    """Copy the entries of directory ``src`` into directory ``dst`` (both fds), recursively."""
+    with os.scandir(src) as entries:
+        names = [e.name for e in entries]
+    for name in names:
+        st = os.stat(name, dir_fd=src, follow_symlinks=False)
+        mode = st.st_mode
+        if stat.S_ISDIR(mode):
+            os.mkdir(name, 0o700, dir_fd=dst)
+            s_fd = os.open(name, _DIR_OPEN, dir_fd=src)
+            d_fd = os.open(name, _DIR_OPEN, dir_fd=dst)
+            try:
+                _copy_tree(s_fd, d_fd)
+            finally:
+                os.close(s_fd)
+                os.close(d_fd)
+        elif stat.S_ISLNK(mode):
+            os.symlink(os.readlink(name, dir_fd=src), name, dir_fd=dst)
+        elif stat.S_ISREG(mode):
+            _copy_file(src, dst, name, st.st_size)
+        else:  # devices, fifos, sockets
+            os.mknod(name, mode, st.st_rdev, dir_fd=dst)
+        os.chown(name, st.st_uid, st.st_gid, dir_fd=dst, follow_symlinks=False)
+        if not stat.S_ISLNK(mode):
+            os.chmod(name, stat.S_IMODE(mode), dir_fd=dst)
+        os.utime(name, ns=(st.st_atime_ns, st.st_mtime_ns), dir_fd=dst, follow_symlinks=False)
+
+
+def _copy_file(src: int, dst: int, name: str, size: int) -> None:
+    s_fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=src)
+    try:
+        d_fd = os.open(
+            name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
+            dir_fd=dst,
+        )
+        try:
+            offset = 0
+            while offset < size:
+                sent = os.sendfile(d_fd, s_fd, offset, size - offset)
+                if sent == 0:
+                    break
+                offset += sent
+        finally:
+            os.close(d_fd)
+    finally:
+        os.close(s_fd)
 
 
 def mount_cgroup(m: Mount, root_fd: int, sources: list[tuple[str, str]]) -> None:
