@@ -39,7 +39,7 @@ def exec_from_cli(store: StateStore, container_id: str, args: list[str], o: dict
     console = o.get("console-socket")
     if process.get("terminal") and detach and not console:
         raise UsageError("cannot allocate tty if runc will detach without setting console socket")
-    if console and not process.get("terminal"):
+    if console and not (process.get("terminal") and detach):
         raise UsageError("cannot use console socket if runc will not detach or allocate tty")
     return run_exec(
         container, process, detach=detach, console_socket=console, pid_file=o.get("pid-file"),

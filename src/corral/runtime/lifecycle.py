@@ -91,7 +91,7 @@ def prepare(bundle: str, opts: CreateOptions) -> tuple[dict[str, Any], str, Root
     process: dict[str, Any] = spec.get("process") or {}
     if process.get("terminal") and opts.detach and not opts.console_socket:
         raise UsageError("cannot allocate tty if runc will detach without setting console socket")
-    if opts.console_socket and not process.get("terminal"):
+    if opts.console_socket and not (process.get("terminal") and opts.detach):
         raise UsageError("cannot use console socket if runc will not detach or allocate tty")
     linux = spec.get("linux") or {}
     namespaces = linux.get("namespaces") or []
