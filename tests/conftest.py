@@ -47,6 +47,7 @@ from helpers import (
     remove_leaks,
 )
 from helpers.leaks import wait_for_leaks
+from helpers.registry import Registry, TokenServer, start_registry
 
 _TESTS = Path(__file__).resolve().parent
 _MARK_BY_DIR = {"integration": pytest.mark.integration, "e2e": pytest.mark.e2e}
@@ -106,6 +107,50 @@ def make_bundle(bundle_template: BundleTemplate, tmp_path: Path) -> BundleFactor
 @pytest.fixture
 def bundle(make_bundle: BundleFactory) -> Bundle:
     return make_bundle()
+
+
+# -- registries (docker-registry on 127.0.0.1; see helpers/registry.py) --------------------------
+
+
+@pytest.fixture(scope="session")
+def registry_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
+    """An anonymous plain-HTTP docker-registry shared by the session."""
+    reg = start_registry(tmp_path_factory.mktemp("registry"))
+    yield reg
+    reg.stop()
+
+
+@pytest.fixture(scope="session")
+def registry(registry_server: Registry) -> str:
+    """``"127.0.0.1:PORT"`` of the session's anonymous plain-HTTP registry."""
+    return registry_server.host
+
+
+@pytest.fixture(scope="session")
+def auth_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
+    """A registry with htpasswd basic auth; ``.users`` = {"alice": "wonderland"}."""
+    reg = start_registry(tmp_path_factory.mktemp("registry-auth"), users={"alice": "wonderland"})
+    yield reg
+    reg.stop()
+
+
+@pytest.fixture(scope="session")
+def tls_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
+    """An HTTPS registry with a self-signed certificate (``.ca``, also its CA)."""
+    reg = start_registry(tmp_path_factory.mktemp("registry-tls"), tls=True)
+    yield reg
+    reg.stop()
+
+
+@pytest.fixture(scope="session")
+def token_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
+    """A registry with ``auth: token``; ``.tokens`` is the TokenServer (user bob / builder)."""
+    where = tmp_path_factory.mktemp("registry-token")
+    tokens = TokenServer(where / "tokens", users={"bob": "builder"})
+    reg = start_registry(where, token=tokens)
+    reg.users = dict(tokens.users)
+    yield reg
+    reg.stop()
 
 
 # -- the leak check ------------------------------------------------------------------------------

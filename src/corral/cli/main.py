@@ -376,6 +376,9 @@ def build_parser() -> argparse.ArgumentParser:
     image_sub.required = True
     _image_commands(image_sub, top=False)
     _image_commands(sub, top=True)
+    from corral.cli.registry import add_registry_commands
+
+    add_registry_commands(sub, image_sub)
     from corral.cli.engine_cmds import add_engine_commands
 
     add_engine_commands(sub, image_sub)

@@ -254,6 +254,13 @@ class ImageStore:
         data: dict[str, Any] = json.loads(self.content.read_bytes(self.get(ref).manifest))
         return data
 
+    def manifest_media_type(self, digest: str) -> str:
+        """The media type a stored manifest was recorded with (OCI unless pulled otherwise)."""
+        row = self.db.execute(
+            "SELECT media_type FROM manifests WHERE digest = ?", (digest,)
+        ).fetchone()
+        return str(row["media_type"]) if row is not None else MEDIA_MANIFEST
+
     def inspect(self, ref: str) -> dict[str, Any]:
         """Docker's ``image inspect`` fields, plus the snapshot dirs the layers live in."""
         image = self.get(ref)
@@ -277,7 +284,7 @@ class ImageStore:
             "RootFS": {"Type": "layers", "Layers": [x.diff_id for x in image.layers]},
             "Metadata": {"LastTagTime": rfc3339(image.added)},
             "Descriptor": {
-                "mediaType": MEDIA_MANIFEST,
+                "mediaType": self.manifest_media_type(image.manifest),
                 "digest": image.manifest,
                 "size": self.content.size(image.manifest),
             },
@@ -460,26 +467,29 @@ class ImageStore:
         config: dict[str, Any],
         blobs: Sequence[tuple[str, str, int]],
         tag: str | None,
+        *,
+        config_bytes: bytes | None = None,
+        manifest_bytes: bytes | None = None,
+        manifest_media_type: str = MEDIA_MANIFEST,
     ) -> Image:
-        """Store config and manifest blobs and record the image (layers must be unpacked)."""
+        """Store config and manifest blobs and record the image (layers must be unpacked).
+
+        A pulled or loaded image passes its own ``config_bytes`` and ``manifest_bytes`` (kept
+        byte for byte, so its digests stay those of the registry); otherwise both are made here.
+        """
         diff_ids: list[str] = list(config["rootfs"]["diff_ids"])
         chains = chain_ids(diff_ids)
         for chain in chains:
             self.snapshots.layer(chain)
-        config_bytes = json.dumps(config, separators=(",", ":")).encode()
+        if config_bytes is None:
+            config_bytes = json.dumps(config, separators=(",", ":")).encode()
         config_digest = self.content.write_bytes(config_bytes)
-        manifest = {
-            "schemaVersion": 2,
-            "mediaType": MEDIA_MANIFEST,
-            "config": {
-                "mediaType": MEDIA_CONFIG,
-                "digest": config_digest,
-                "size": len(config_bytes),
-            },
-            "layers": [{"mediaType": mt, "digest": d, "size": s} for d, mt, s in blobs],
-        }
-        manifest_bytes = json.dumps(manifest, separators=(",", ":")).encode()
-        manifest_digest = self.content.write_bytes(manifest_bytes)
+        if manifest_bytes is not None:
+            manifest_digest = self.content.write_bytes(manifest_bytes)
+        else:
+            manifest_bytes, manifest_digest = self._make_manifest(
+                config_digest, config_bytes, blobs
+            )
         sizes = [self.snapshots.layer(c).size for c in chains]
         with transaction(self.db) as db:
             exists = db.execute("SELECT 1 FROM images WHERE id = ?", (config_digest,)).fetchone()
@@ -500,7 +510,7 @@ class ImageStore:
                 db.execute(
                     "INSERT OR REPLACE INTO manifests (digest, image_id, media_type, size)"
                     " VALUES (?, ?, ?, ?)",
-                    (manifest_digest, config_digest, MEDIA_MANIFEST, len(manifest_bytes)),
+                    (manifest_digest, config_digest, manifest_media_type, len(manifest_bytes)),
                 )
                 for idx, ((blob, media_type, blob_size), diff_id, chain) in enumerate(
                     zip(blobs, diff_ids, chains, strict=True)
@@ -519,6 +529,23 @@ class ImageStore:
                     (tag, config_digest),
                 )
         return self._image(config_digest)
+
+    def _make_manifest(
+        self, config_digest: str, config_bytes: bytes, blobs: Sequence[tuple[str, str, int]]
+    ) -> tuple[bytes, str]:
+        manifest = {
+            "schemaVersion": 2,
+            "mediaType": MEDIA_MANIFEST,
+            "config": {
+                "mediaType": MEDIA_CONFIG,
+                "digest": config_digest,
+                "size": len(config_bytes),
+            },
+            "layers": [{"mediaType": mt, "digest": d, "size": s} for d, mt, s in blobs],
+        }
+        manifest_bytes = json.dumps(manifest, separators=(",", ":")).encode()
+        manifest_digest = self.content.write_bytes(manifest_bytes)
+        return manifest_bytes, manifest_digest
 
     def tag(self, source: str, target: str) -> str:
         """Point tag ``target`` at the image ``source`` names; returns the normalized tag."""
