@@ -23,6 +23,9 @@ Fixtures (all function-scoped unless noted):
                  edit=, name=)`` makes another bundle each call.
 ``bundle_template`` (session) helpers.BundleTemplate: the one bundle built per session.
 ``leak_check``   autouse; active for integration and e2e tests only.
+``registry``     (session) str "127.0.0.1:PORT": docker-registry, plain HTTP, anonymous;
+                 ``registry_server`` is its helpers.registry.Registry; ``auth_registry``
+                 (basic), ``tls_registry`` (HTTPS, ``.ca``), ``token_registry`` (``.tokens``).
 """
 
 from __future__ import annotations
