@@ -16,6 +16,7 @@ APT_PACKAGES=(
   python3 python3-venv python3-dev           # Debian's Python 3.11, for .venv
   busybox-static                             # static busybox: the rootfs of test/demo bundles
   runc                                       # the reference runtime the tests compare against
+  crun                                       # a second peer for bench/memory_floor.py
   golang-github-opencontainers-specs-dev     # the OCI runtime-spec and its JSON schemas
   iproute2 procps util-linux jq              # ip, ps/pgrep, nsenter/unshare/mount, jq
   libcap2-bin strace                         # capsh, strace: tests/e2e/test_runc_extras.py

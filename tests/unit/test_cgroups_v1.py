@@ -694,3 +694,22 @@ def test_kill_signals_even_when_freezing_fails(
         with pytest.raises(CgroupError, match="still FREEZING"):
             mgr.kill(15)
         assert sleeper.wait(5) == -15
+
+
+def test_oom_watch_counts_notifications_but_not_the_removal(
+    mgr: V1Manager, fake: FakeCgroupfs
+) -> None:
+    watch = mgr.oom_watch()
+    try:
+        assert watch.mask == 0x001  # POLLIN on the eventfd
+        assert watch.take() == 0  # nothing yet, and it does not block
+        os.eventfd_write(watch.fd, 2)  # two OOMs
+        assert watch.take() == 2
+        assert watch.take() == 0
+        os.eventfd_write(watch.fd, 1)  # one more OOM, then the cgroup is removed (one more)
+        os.eventfd_write(watch.fd, 1)
+        mgr.destroy()
+        assert watch.take() == 1
+    finally:
+        watch.close()
+        watch.close()  # closing twice is harmless

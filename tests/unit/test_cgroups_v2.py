@@ -553,3 +553,26 @@ def test_oom(mgr: V2Manager, fake: FakeCgroupfs) -> None:
     mgr.destroy()
     with pytest.raises(CgroupError, match=r"opening .*memory.events"):
         mgr.oom_events()
+
+
+def test_oom_watch_reports_the_growth_of_oom_kill(mgr: V2Manager, fake: FakeCgroupfs) -> None:
+    events = Path(f"{fake.root}{PATH}/memory.events")
+    events.write_text("low 0\nhigh 0\nmax 0\noom 1\noom_kill 1\n")  # before the watch: not new
+    watch = mgr.oom_watch()
+    try:
+        assert watch.mask == 0x002 | 0x008  # POLLPRI | POLLERR on memory.events
+        assert watch.take() == 0
+        events.write_text("low 0\nhigh 0\nmax 4\noom 2\noom_kill 3\n")
+        assert watch.take() == 2
+        events.write_text("low 0\nhigh 0\nmax 5\noom 2\noom_kill 3\n")  # other counters moved
+        assert watch.take() == 0
+    finally:
+        watch.close()
+
+
+def test_oom_watch_without_memory_is_a_cgroup_error(tmp_path: Path) -> None:
+    with FakeCgroupfs(str(tmp_path), "v2", controllers=("pids",)) as fake:
+        mgr = open_v2(fake)
+        mgr.create()
+        with pytest.raises(CgroupError, match=r"memory.events"):
+            mgr.oom_watch()

@@ -219,6 +219,14 @@ class Manager:
         """How many processes the OOM killer has killed in this cgroup so far."""
         raise NotImplementedError
 
+    def oom_watch(self) -> OomWatch:
+        """An :class:`OomWatch` on this cgroup (for ``events``); CgroupError without memory."""
+        return OomWatch(self)
+
+    def memory_dir(self) -> str:
+        """The container's directory in the memory hierarchy (CgroupError if none)."""
+        raise NotImplementedError
+
     def to_state(self) -> dict[str, Any]:
         """Everything :func:`corral.cgroups.from_state` needs, as JSON-able data."""
         raise NotImplementedError
@@ -232,6 +240,67 @@ class Manager:
     def _procs_dir(self) -> str:
         """The directory whose cgroup.procs files list the container's processes."""
         raise NotImplementedError
+
+
+class OomWatch:
+    """The OOM notifications of one cgroup, as a pollable fd and a count of new events.
+
+    ``fd`` goes into a ``select.poll`` with ``mask``; when it wakes, :meth:`take` says how many
+    OOM events happened since the last call (0 for a spurious wake-up) and re-arms the fd.
+
+    v1: the eventfd of ``memory.oom_control``; reading it returns (and resets) the number of
+    notifications, one per OOM, plus one when the cgroup is removed, which is not an OOM: if the
+    memory cgroup is gone when it is read, that one is subtracted. v2: ``memory.events``; the
+    kernel flags it POLLPRI on every change, reading it (from offset 0) re-arms the poll, and
+    the new OOMs are the growth of ``oom_kill`` since the last read.
+    """
+
+    __slots__ = ("_directory", "_seen", "_v2", "fd", "mask")
+
+    def __init__(self, manager: Manager) -> None:
+        self._v2 = manager.mode == "v2"
+        self.fd = manager.oom_events()
+        self.mask = 0x002 | 0x008 if self._v2 else 0x001  # POLLPRI|POLLERR, or POLLIN
+        self._directory = manager.memory_dir()
+        self._seen = 0
+        if self._v2:
+            self._seen = self._v2_count()
+        else:
+            os.set_blocking(self.fd, False)
+
+    def _v2_count(self) -> int:
+        try:
+            text = os.pread(self.fd, 4096, 0).decode()
+        except OSError:
+            return self._seen
+        for line in text.splitlines():
+            key, _, value = line.partition(" ")
+            if key == "oom_kill" and value.strip().isdigit():
+                return int(value)
+        return self._seen
+
+    def take(self) -> int:
+        """How many OOM events since the last call (never blocks)."""
+        if self._v2:
+            count = self._v2_count()
+            new, self._seen = max(count - self._seen, 0), max(count, self._seen)
+            return new
+        present = os.path.isdir(self._directory)
+        try:
+            raw = os.read(self.fd, 8)
+        except BlockingIOError:
+            return 0
+        except OSError as err:
+            raise CgroupError(f"reading OOM notifications: {err.strerror}") from None
+        count = int.from_bytes(raw, "little") if len(raw) == 8 else 0
+        if not present:
+            count -= 1  # the notification the kernel sends when the cgroup is removed
+        return max(count, 0)
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
 
 
 # -- file helpers ---------------------------------------------------------------------------

@@ -367,6 +367,9 @@ class V1Manager(Manager):
             raise CgroupError(f"registering for OOM events in {d}: {err.strerror}") from None
         return efd
 
+    def memory_dir(self) -> str:
+        return self._dir("memory", "")
+
     def oom_kill_count(self) -> int:
         d = self._dir("memory", "")
         return read_keyed(d + "/memory.oom_control").get("oom_kill", 0)

@@ -349,6 +349,9 @@ class V2Manager(Manager):
         except OSError as err:
             raise CgroupError(f"opening {self.dir}/memory.events: {err.strerror}") from None
 
+    def memory_dir(self) -> str:
+        return self.dir
+
     def oom_kill_count(self) -> int:
         return read_keyed(self.dir + "/memory.events").get("oom_kill", 0)
 

@@ -232,9 +232,18 @@ def _setup_and_exec(cfg: InitConfig) -> None:
         k.personality(PERSONALITIES[personality.get("domain", "LINUX")])
     if cfg.cgroup_early and not cfg.joined and not receive(cfg, b"joined"):
         os._exit(1)  # nothing of the container may run before it is in all its cgroups
-    for fd in cfg.cgroup_procs_fds:
-        os.write(fd, b"0")  # "0" means "the writing process"
-        os.close(fd)
+    # The late cgroups (memory) are joined as late as possible, so that the pages this
+    # interpreter dirties until execve are not charged to the container: right before execve,
+    # unless a cgroup namespace (whose root is taken at unshare) or startContainer hooks need
+    # the init inside first, or the process drops root (kernels before 5.16 check a v2
+    # migration against the writer's current credentials, not the fd opener's).
+    late_join = not (
+        cfg.unshare_cgroup
+        or (spec.get("hooks") or {}).get("startContainer")
+        or (process.get("user") or {}).get("uid", 0) != 0
+    )
+    if not late_join:
+        join_late_cgroups(cfg)
     if cfg.unshare_cgroup:
         k.unshare(k.CLONE_NEWCGROUP)  # after the join: the container sees its cgroup as "/"
     env = list(process.get("env") or [])
@@ -264,7 +273,22 @@ def _setup_and_exec(cfg: InitConfig) -> None:
         from corral.runtime.hooks import run_hooks
 
         run_hooks(hooks["startContainer"], _hook_state(cfg, "created"), "startContainer")
-    os.execve(path, process["args"], dict(_env_pairs(env)))
+    args, env_map = process["args"], dict(_env_pairs(env))
+    if late_join:
+        join_late_cgroups(cfg)
+    os.execve(path, args, env_map)
+
+
+def join_late_cgroups(cfg: InitConfig) -> None:
+    """Join the cgroups of Manager.join_plan's late list through the fds opened before fork.
+
+    Called after become_user when the process stays uid 0 (see _setup_and_exec); "0" moves
+    the writing process itself, which v1 always allows.
+    """
+    for fd in cfg.cgroup_procs_fds:
+        os.write(fd, b"0")  # "0" means "the writing process"
+        os.close(fd)
+    cfg.cgroup_procs_fds = []
 
 
 def _hook_state(cfg: InitConfig, status: str) -> dict[str, Any]:

@@ -76,20 +76,62 @@ def resume(store: StateStore, container_id: str) -> None:
 
 
 def events(store: StateStore, container_id: str, stats_once: bool, interval: float) -> int:
-    """``events``: one stats event with --stats, else a stream every ``interval`` seconds."""
+    """``events``: one stats event with --stats; else runc's stream, until the container is gone.
+
+    The stream has a stats event every ``interval`` seconds (the first after one interval, as
+    runc's ticker) and an ``{"type": "oom", "id": ...}`` event as soon as the kernel reports an
+    OOM in the container's memory cgroup. It ends when the container's init has exited, after a
+    last look for OOM events (an OOM that killed the init is reported before the end).
+    """
     container = store.load(container_id)
     if container.status() == "stopped":
         raise StateError("container not running")
     manager = _manager(container)
-    while True:
-        event = {"type": "stats", "id": container_id, "data": manager.stats()}
-        sys.stdout.write(_json.dumps(event) + "\n")
-        sys.stdout.flush()
-        if stats_once:
-            return 0
-        time.sleep(interval)
+    if stats_once:
+        _emit({"type": "stats", "id": container_id, "data": manager.stats()})
+        return 0
+    import select
+
+    try:
+        pidfd = os.pidfd_open(container.pid)
+    except ProcessLookupError:
+        raise StateError("container not running") from None
+    watch = None
+    try:
         if not container.init_alive():
-            return 0
+            raise StateError("container not running")
+        poller = select.poll()
+        poller.register(pidfd, select.POLLIN)
+        try:
+            watch = manager.oom_watch()
+            poller.register(watch.fd, watch.mask)
+        except (CgroupError, NotImplementedError):
+            watch = None  # no memory controller here: stats only
+        deadline = time.monotonic() + interval
+        while True:
+            wait_ms = max(deadline - time.monotonic(), 0.0) * 1000
+            ready = {fd for fd, _ in poller.poll(wait_ms)}
+            if watch is not None:
+                for _ in range(watch.take() if watch.fd in ready or pidfd in ready else 0):
+                    _emit({"type": "oom", "id": container_id})
+            if pidfd in ready:
+                return 0
+            if time.monotonic() >= deadline:
+                deadline += interval
+                try:
+                    data = manager.stats()
+                except CgroupError:
+                    continue  # the cgroup is being removed; the pidfd ends the loop
+                _emit({"type": "stats", "id": container_id, "data": data})
+    finally:
+        if watch is not None:
+            watch.close()
+        os.close(pidfd)
+
+
+def _emit(event: dict[str, Any]) -> None:
+    sys.stdout.write(_json.dumps(event) + "\n")
+    sys.stdout.flush()
 
 
 def update(store: StateStore, container_id: str, resources: dict[str, Any]) -> None:

@@ -1,0 +1,461 @@
+"""linux.resources through ``corral-runc create``, read back from the kernel's own files.
+
+Each test writes a resource into config.json, creates a real container (busybox bundle) and
+reads the control file of the container's cgroup (``/sys/fs/cgroup/<hierarchy>/corral/<id>``).
+Where this host lacks a controller or a file (hugetlb, net_cls, net_prio, CFQ's leaf weights),
+the test asserts the one-line error that names the field, and that nothing was left behind.
+
+The host is cgroup v1 hybrid (the CI machine); v2's logic is unit-tested on the fake tree of
+``corral.cgroups.testing`` (tests/unit/test_cgroups_v2.py).
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from helpers import Bundle, Runc
+
+CG = "/sys/fs/cgroup"
+MiB = 1 << 20
+
+
+def cg_file(hierarchy: str, cid: str, name: str) -> str:
+    with open(f"{CG}/{hierarchy}/corral/{cid}/{name}") as f:
+        return f.read().strip()
+
+
+def cgroup_dirs(cid: str) -> list[str]:
+    return glob.glob(f"{CG}/*/corral/{cid}") + glob.glob(f"{CG}/corral/{cid}")
+
+
+def resources_bundle(
+    bundle: Bundle, resources: dict[str, Any], args: list[str] | None = None
+) -> Bundle:
+    def edit(config: dict[str, Any]) -> None:
+        config["linux"]["resources"] = resources
+
+    return bundle.set(args=args or ["sleep", "30"], edit=edit)
+
+
+def create(corral_runc: Runc, bundle: Bundle, cid: str) -> None:
+    corral_runc("create", "--bundle", bundle, cid, check=True)
+
+
+def status(corral_runc: Runc, cid: str) -> str:
+    state = json.loads(corral_runc("state", cid, check=True).stdout)
+    value: str = state["status"]
+    return value
+
+
+def assert_refused(
+    corral_runc: Runc, runc_root: Path, bundle: Bundle, cid: str, *fragments: str
+) -> str:
+    done = corral_runc("create", "--bundle", bundle, cid)
+    assert done.returncode == 1, (done.returncode, done.stderr)
+    assert "Traceback" not in done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], (fragment, lines[0])
+    assert list(runc_root.iterdir()) == []
+    assert cgroup_dirs(cid) == []
+    line: str = lines[0]
+    return line
+
+
+# -- memory ---------------------------------------------------------------------------------------
+
+
+def test_memory(corral_runc: Runc, bundle: Bundle, cid: str) -> None:
+    resources_bundle(
+        bundle,
+        {
+            "memory": {
+                "limit": 64 * MiB,
+                "reservation": 32 * MiB,
+                "swap": 96 * MiB,
+                "swappiness": 30,
+                "disableOOMKiller": True,
+            }
+        },
+    )
+    create(corral_runc, bundle, cid)
+    assert cg_file("memory", cid, "memory.limit_in_bytes") == str(64 * MiB)
+    assert cg_file("memory", cid, "memory.soft_limit_in_bytes") == str(32 * MiB)
+    assert cg_file("memory", cid, "memory.memsw.limit_in_bytes") == str(96 * MiB)
+    assert cg_file("memory", cid, "memory.swappiness") == "30"
+    assert "oom_kill_disable 1" in cg_file("memory", cid, "memory.oom_control").splitlines()
+
+
+def test_memory_unlimited_means_swap_unlimited(corral_runc: Runc, bundle: Bundle, cid: str) -> None:
+    resources_bundle(bundle, {"memory": {"limit": -1}})
+    create(corral_runc, bundle, cid)
+    big = int(cg_file("memory", cid, "memory.limit_in_bytes"))
+    assert big > 1 << 60
+    assert int(cg_file("memory", cid, "memory.memsw.limit_in_bytes")) == big
+
+
+# -- cpu ------------------------------------------------------------------------------------------
+
+
+def test_cpu(corral_runc: Runc, bundle: Bundle, cid: str) -> None:
+    resources_bundle(
+        bundle,
+        {"cpu": {"shares": 512, "quota": 50000, "period": 200000, "cpus": "0", "mems": "0"}},
+    )
+    create(corral_runc, bundle, cid)
+    assert cg_file("cpu", cid, "cpu.shares") == "512"
+    assert cg_file("cpu", cid, "cpu.cfs_quota_us") == "50000"
+    assert cg_file("cpu", cid, "cpu.cfs_period_us") == "200000"
+    assert cg_file("cpuset", cid, "cpuset.cpus") == "0"
+    assert cg_file("cpuset", cid, "cpuset.mems") == "0"
+
+
+def test_cpu_idle(corral_runc: Runc, bundle: Bundle, cid: str) -> None:
+    resources_bundle(bundle, {"cpu": {"idle": 1}})
+    create(corral_runc, bundle, cid)
+    assert cg_file("cpu", cid, "cpu.idle") == "1"
+
+
+def test_cpu_realtime(corral_runc: Runc, runc_root: Path, bundle: Bundle, cid: str) -> None:
+    """The kernel has CONFIG_RT_GROUP_SCHED here; a new cgroup's parent (/corral) has no
+    real-time budget (rt_runtime_us 0), so only a period and a zero runtime fit; a runtime
+    the parent cannot grant is refused with the field named."""
+    resources_bundle(bundle, {"cpu": {"realtimePeriod": 500000, "realtimeRuntime": 0}})
+    create(corral_runc, bundle, cid)
+    assert cg_file("cpu", cid, "cpu.rt_period_us") == "500000"
+    assert cg_file("cpu", cid, "cpu.rt_runtime_us") == "0"
+    corral_runc("delete", "--force", cid, check=True)
+
+    resources_bundle(bundle, {"cpu": {"realtimePeriod": 1000000, "realtimeRuntime": 10000}})
+    assert_refused(corral_runc, runc_root, bundle, cid, "linux.resources.cpu.realtimeRuntime")
+
+
+# -- pids -----------------------------------------------------------------------------------------
+
+
+def test_pids(corral_runc: Runc, bundle: Bundle, cid: str) -> None:
+    resources_bundle(bundle, {"pids": {"limit": 10}})
+    create(corral_runc, bundle, cid)
+    assert cg_file("pids", cid, "pids.max") == "10"
+
+
+# -- block I/O ------------------------------------------------------------------------------------
+
+
+def _root_disk() -> tuple[int, int]:
+    """The (major, minor) of a whole disk of this machine (throttling takes only whole disks)."""
+    for name in sorted(os.listdir("/sys/block")):
+        if name.startswith(("loop", "ram", "zram")):
+            continue
+        major, minor = Path(f"/sys/block/{name}/dev").read_text().strip().split(":")
+        return int(major), int(minor)
+    raise AssertionError("no disk in /sys/block")
+
+
+def test_blkio_weight_and_throttles(corral_runc: Runc, bundle: Bundle, cid: str) -> None:
+    major, minor = _root_disk()
+    dev = {"major": major, "minor": minor}
+    resources_bundle(
+        bundle,
+        {
+            "blockIO": {
+                "weight": 500,
+                "throttleReadBpsDevice": [{**dev, "rate": 1048576}],
+                "throttleWriteBpsDevice": [{**dev, "rate": 2097152}],
+                "throttleReadIOPSDevice": [{**dev, "rate": 100}],
+                "throttleWriteIOPSDevice": [{**dev, "rate": 200}],
+            }
+        },
+    )
+    create(corral_runc, bundle, cid)
+    # CFQ's blkio.weight left with Linux 5.0; BFQ's file takes the same numbers.
+    weight = cg_file("blkio", cid, "blkio.bfq.weight")
+    assert weight.split()[-1] == "500", weight
+    d = f"{major}:{minor}"
+    assert cg_file("blkio", cid, "blkio.throttle.read_bps_device") == f"{d} 1048576"
+    assert cg_file("blkio", cid, "blkio.throttle.write_bps_device") == f"{d} 2097152"
+    assert cg_file("blkio", cid, "blkio.throttle.read_iops_device") == f"{d} 100"
+    assert cg_file("blkio", cid, "blkio.throttle.write_iops_device") == f"{d} 200"
+
+
+def test_blkio_weight_device_on_a_bfq_disk(corral_runc: Runc, bundle: Bundle, cid: str) -> None:
+    """blkio.bfq.weight_device takes only disks whose scheduler is BFQ: the loop device made
+    here is switched to bfq for the test."""
+    import subprocess
+
+    image = Path(str(bundle)) / "disk.img"
+    with open(image, "wb") as f:
+        f.truncate(1 * MiB)
+    loop = subprocess.run(
+        ["losetup", "--find", "--show", str(image)], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    try:
+        name = os.path.basename(loop)
+        Path(f"/sys/block/{name}/queue/scheduler").write_text("bfq")
+        major, minor = Path(f"/sys/block/{name}/dev").read_text().strip().split(":")
+        rule = {"major": int(major), "minor": int(minor), "weight": 300}
+        resources_bundle(bundle, {"blockIO": {"weightDevice": [rule]}})
+        create(corral_runc, bundle, cid)
+        assert f"{major}:{minor} 300" in cg_file("blkio", cid, "blkio.bfq.weight_device")
+        corral_runc("delete", "--force", cid, check=True)
+    finally:
+        subprocess.run(["losetup", "-d", loop], check=True)
+
+
+def test_blkio_leaf_weight_is_absent_here(
+    corral_runc: Runc, runc_root: Path, bundle: Bundle, cid: str
+) -> None:
+    resources_bundle(bundle, {"blockIO": {"leafWeight": 500}})
+    line = assert_refused(
+        corral_runc, runc_root, bundle, cid, "linux.resources.blockIO.leafWeight", "not available"
+    )
+    assert "CFQ" in line
+
+
+# -- controllers this host does not mount ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("resources", "fragments"),
+    [
+        pytest.param(
+            {"hugepageLimits": [{"pageSize": "2MB", "limit": 4 * MiB}]},
+            ("linux.resources.hugepageLimits[0]", "hugetlb", "not mounted"),
+            id="hugepageLimits",
+        ),
+        pytest.param(
+            {"network": {"classID": 0x100001}},
+            ("linux.resources.network.classID", "net_cls", "not mounted"),
+            id="network.classID",
+        ),
+        pytest.param(
+            {"network": {"priorities": [{"name": "eth0", "priority": 5}]}},
+            ("linux.resources.network.priorities[0]", "net_prio", "not mounted"),
+            id="network.priorities",
+        ),
+        pytest.param(
+            {"unified": {"memory.high": "50000000"}},
+            ("linux.resources.unified", "cgroup v2"),
+            id="unified",
+        ),
+    ],
+)
+def test_unavailable_controllers_are_one_line_errors(
+    corral_runc: Runc,
+    runc_root: Path,
+    bundle: Bundle,
+    cid: str,
+    resources: dict[str, Any],
+    fragments: tuple[str, ...],
+) -> None:
+    resources_bundle(bundle, resources)
+    assert_refused(corral_runc, runc_root, bundle, cid, *fragments)
+
+
+# -- devices --------------------------------------------------------------------------------------
+
+
+def test_devices_list(corral_runc: Runc, bundle: Bundle, cid: str) -> None:
+    """Deny all, then the config's rules, then runc's default allowances (/dev/null & co)."""
+    rules = [
+        {"allow": False, "access": "rwm"},
+        {"allow": True, "type": "c", "major": 4, "minor": 64, "access": "rw"},
+        {"allow": True, "type": "b", "major": 7, "access": "r"},
+    ]
+    resources_bundle(bundle, {"devices": rules})
+    create(corral_runc, bundle, cid)
+    listed = set(cg_file("devices", cid, "devices.list").splitlines())
+    assert {"c 4:64 rw", "b 7:* r", "c 1:3 rwm", "c 1:5 rwm", "c 136:* rwm"} <= listed
+    assert "a *:* rwm" not in listed
+
+
+def test_devices_enforced(corral_runc: Runc, bundle: Bundle, cid: str) -> None:
+    """Deny-all in the config: the defaults let the container mknod any char device (and use
+    /dev/null & co), but reading /dev/mem's number (1:1) through a node it made is refused."""
+
+    def edit(config: dict[str, Any]) -> None:
+        caps = config["process"]["capabilities"]
+        for kind in ("bounding", "effective", "permitted"):
+            caps[kind].append("CAP_MKNOD")
+        config["linux"]["resources"] = {"devices": [{"allow": False, "access": "rwm"}]}
+
+    bundle.set(args=["sh", "-c", "mknod /dev/m c 1 1 && head -c1 /dev/m; echo rc=$?"], edit=edit)
+    done = corral_runc("run", "--bundle", bundle, cid)
+    assert "rc=1" in done.stdout, done
+    assert "Operation not permitted" in done.stderr + done.stdout, done
+
+
+# -- update ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def running(corral_runc: Runc, bundle: Bundle, cid: str) -> str:
+    resources_bundle(bundle, {"memory": {"limit": 64 * MiB}, "pids": {"limit": 10}})
+    corral_runc("run", "-d", "--bundle", bundle, cid, check=True)
+    return cid
+
+
+def test_update_flags(corral_runc: Runc, running: str) -> None:
+    cid = running
+    corral_runc(
+        "update",
+        "--memory",
+        "128m",
+        "--pids-limit",
+        "20",
+        "--cpu-quota",
+        "30000",
+        "--cpu-period",
+        "100000",
+        "--cpu-share",
+        "256",
+        "--cpuset-cpus",
+        "0",
+        cid,
+        check=True,
+    )
+    assert cg_file("memory", cid, "memory.limit_in_bytes") == str(128 * MiB)
+    assert cg_file("pids", cid, "pids.max") == "20"
+    assert cg_file("cpu", cid, "cpu.cfs_quota_us") == "30000"
+    assert cg_file("cpu", cid, "cpu.cfs_period_us") == "100000"
+    assert cg_file("cpu", cid, "cpu.shares") == "256"
+    assert cg_file("cpuset", cid, "cpuset.cpus") == "0"
+    assert status(corral_runc, cid) == "running"
+
+
+def test_update_memory_and_swap_shrink_and_grow(corral_runc: Runc, running: str) -> None:
+    cid = running
+    corral_runc("update", "--memory", "256m", "--memory-swap", "512m", cid, check=True)
+    assert cg_file("memory", cid, "memory.limit_in_bytes") == str(256 * MiB)
+    assert cg_file("memory", cid, "memory.memsw.limit_in_bytes") == str(512 * MiB)
+    corral_runc("update", "--memory", "32m", "--memory-swap", "48m", cid, check=True)
+    assert cg_file("memory", cid, "memory.limit_in_bytes") == str(32 * MiB)
+    assert cg_file("memory", cid, "memory.memsw.limit_in_bytes") == str(48 * MiB)
+
+
+def test_update_resources_file(corral_runc: Runc, running: str, tmp_path: Path) -> None:
+    cid = running
+    path = tmp_path / "resources.json"
+    path.write_text(json.dumps({"memory": {"limit": 96 * MiB}, "pids": {"limit": 15}}))
+    corral_runc("update", "--resources", str(path), cid, check=True)
+    assert cg_file("memory", cid, "memory.limit_in_bytes") == str(96 * MiB)
+    assert cg_file("pids", cid, "pids.max") == "15"
+    assert status(corral_runc, cid) == "running"
+
+
+def test_update_resources_stdin(corral_runc: Runc, running: str) -> None:
+    cid = running
+    doc = json.dumps({"cpu": {"shares": 768}, "blockIO": {"weight": 200}})
+    corral_runc("update", "--resources", "-", cid, input=doc, check=True)
+    assert cg_file("cpu", cid, "cpu.shares") == "768"
+    assert cg_file("blkio", cid, "blkio.bfq.weight").split()[-1] == "200"
+    assert status(corral_runc, cid) == "running"
+
+
+def test_update_bad_value_changes_nothing(corral_runc: Runc, running: str) -> None:
+    cid = running
+    done = corral_runc(
+        "update",
+        "--resources",
+        "-",
+        cid,
+        input=json.dumps({"pids": {"limit": 30}, "cpu": {"shares": 1}}),
+    )
+    assert done.returncode == 1
+    assert "linux.resources.cpu.shares" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+    assert cg_file("pids", cid, "pids.max") == "10"
+    assert status(corral_runc, cid) == "running"
+
+
+# -- pause / resume -------------------------------------------------------------------------------
+
+
+def _counter_bundle(bundle: Bundle, host_dir: Path) -> Bundle:
+    host_dir.mkdir()
+
+    def edit(config: dict[str, Any]) -> None:
+        config["mounts"].append(
+            {
+                "destination": "/out",
+                "type": "bind",
+                "source": str(host_dir),
+                "options": ["rbind", "rw"],
+            }
+        )
+
+    script = "i=0; while :; do i=$((i+1)); echo $i > /out/n.tmp; mv /out/n.tmp /out/n; done"
+    return bundle.set(args=["sh", "-c", script], edit=edit)
+
+
+def _count(host_dir: Path) -> int:
+    for _ in range(100):
+        try:
+            return int((host_dir / "n").read_text())
+        except (FileNotFoundError, ValueError):
+            time.sleep(0.01)
+    raise AssertionError("the counter never appeared")
+
+
+def test_pause_stops_progress_and_resume_restarts_it(
+    corral_runc: Runc, bundle: Bundle, cid: str, tmp_path: Path
+) -> None:
+    host_dir = tmp_path / "out"
+    _counter_bundle(bundle, host_dir)
+    corral_runc("run", "-d", "--bundle", bundle, cid, check=True)
+    first = _count(host_dir)
+    time.sleep(0.2)
+    assert _count(host_dir) > first
+    corral_runc("pause", cid, check=True)
+    assert status(corral_runc, cid) == "paused"
+    usage = cg_file("cpuacct", cid, "cpuacct.usage")
+    frozen_at = _count(host_dir)
+    time.sleep(0.5)
+    assert _count(host_dir) == frozen_at
+    assert cg_file("cpuacct", cid, "cpuacct.usage") == usage
+    corral_runc("resume", cid, check=True)
+    assert status(corral_runc, cid) == "running"
+    time.sleep(0.3)
+    assert _count(host_dir) > frozen_at
+
+
+def test_kill_all_on_a_paused_container(
+    corral_runc: Runc, bundle: Bundle, cid: str, tmp_path: Path
+) -> None:
+    bundle.set(args=["sh", "-c", "sleep 100 & sleep 100 & wait"])
+    corral_runc("run", "-d", "--bundle", bundle, cid, check=True)
+    corral_runc("pause", cid, check=True)
+    corral_runc("kill", "--all", cid, "KILL", check=True)
+    _wait_until(lambda: status(corral_runc, cid) == "stopped")
+    _wait_until(lambda: cg_file("pids", cid, "cgroup.procs") == "")
+    corral_runc("delete", cid, check=True)
+    assert cgroup_dirs(cid) == []
+
+
+def test_delete_force_of_a_paused_container(
+    corral_runc: Runc, runc_root: Path, bundle: Bundle, cid: str
+) -> None:
+    bundle.set(args=["sh", "-c", "sleep 100 & sleep 100 & wait"])
+    corral_runc("run", "-d", "--bundle", bundle, cid, check=True)
+    corral_runc("pause", cid, check=True)
+    done = corral_runc("delete", cid)
+    assert done.returncode == 1 and "paused" in done.stderr
+    corral_runc("delete", "--force", cid, check=True)
+    assert cgroup_dirs(cid) == []
+    assert list(runc_root.iterdir()) == []
+
+
+def _wait_until(check: Callable[[], bool], timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
