@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import socket
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -136,3 +137,54 @@ def test_exec_hands_its_notify_fd_to_the_listener(
     assert len(listener.states) == 2
     assert listener.states[1]["state"]["id"] == cid
     assert listener.states[1]["pid"] != listener.states[0]["pid"]
+
+
+WATCHER = r"""
+bb=$(stat -c %i /bin/busybox); ok=" 1 "; denied=" "; : > /dev/shm/log
+while [ ! -e /dev/shm/stop ]; do {
+  for d in /proc/[0-9]*; do
+    p=${d#/proc/}
+    case "$ok" in *" $p "*) continue;; esac
+    if true 3<"$d/exe"; then
+      ino=$(stat -L -c %i "$d/exe"); link=$(readlink "$d/exe")
+      case "$ino:$link" in
+        "$bb":*) ok="$ok$p ";;
+        :*|*:/memfd:*) ;;  # gone meanwhile, or the sealed launcher (corral.runtime.trampoline)
+        *) echo "GOT exe $p $ino $link" >> /dev/shm/log;;
+      esac
+    elif [ -d "$d" ]; then
+      for f in "$d"/fd/*; do
+        case "$f" in *"/fd/*"|*/fd/[012]) continue;; esac
+        if true 4<"$f"; then echo "GOT fd $f $(readlink "$f")" >> /dev/shm/log; fi
+      done
+      case "$denied" in *" $p "*) ;; *) denied="$denied$p "; echo "DENIED $p" >> /dev/shm/log;; esac
+    fi
+  done
+} 2>/dev/null; done
+echo done >> /dev/shm/log; exec sleep 60
+"""
+
+
+def test_exec_cannot_be_opened_by_the_container_before_it_execs(
+    corral_runc: Any, bundle: Any, cid: str
+) -> None:
+    """A container process watches every new pid and tries to open its /proc/<pid>/exe and
+    fds while `exec` runs again and again: before its execve the runtime's process (the host's
+    Python) must never be opened, only refused (non-dumpable from birth)."""
+    bundle.set(args=["sh", "-c", WATCHER])
+    with bundle.edit() as config:  # no default caps that could help (CAP_SYS_PTRACE is not one)
+        config["process"]["noNewPrivileges"] = False
+    corral_runc("run", "-d", "--bundle", bundle, cid, check=True)
+    for _ in range(40):
+        corral_runc("exec", cid, "true", check=True)
+    corral_runc("exec", cid, "touch", "/dev/shm/stop", check=True)
+    log = ""
+    for _ in range(50):
+        log = corral_runc("exec", cid, "cat", "/dev/shm/log", check=True).stdout
+        if "done" in log:
+            break
+        time.sleep(0.1)
+    got = [line for line in log.splitlines() if line.startswith("GOT")]
+    assert got == [], log
+    # The watcher did look at processes it could not open (the runtime's, before execve).
+    assert "DENIED" in log, log

@@ -4,9 +4,12 @@ The new process joins what the container's init already has: its cgroup, then ea
 namespaces through /proc/<init>/ns/*, the mount namespace last (joining it moves our root into
 the container's). The pid namespace is joined by the parent just before fork, as in create.
 
-Against the CVE-2019-5736 family: the child makes itself non-dumpable before it joins
-anything, so other processes of the container can neither ptrace it nor open its
-/proc/<pid>/exe (the host's Python) or its fds while it is still the runtime.
+Against the CVE-2019-5736 family: the child is non-dumpable from birth (the parent clears its
+own dumpable flag around the fork, and the child inherits it), so other processes of the
+container can neither ptrace it nor open its /proc/<pid>/exe (the host's Python) or its fds
+while it is still the runtime; and its last execve goes through a sealed in-memory launcher
+(corral.runtime.trampoline), so the container's program never runs with the host's Python as
+/proc/self/exe.
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ import os
 
 from corral import sys as k
 from corral.errors import ContainerInitError, CorralError, StateError, UsageError
+
+_PR_GET_DUMPABLE = 3
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -123,12 +128,16 @@ def run_exec(
         fds.append(mine)
         if pid_fd is not None:
             k.setns(pid_fd, k.CLONE_NEWPID)
+        dumpable = k.prctl(_PR_GET_DUMPABLE)
+        k.prctl(k.PR_SET_DUMPABLE, 0)  # the child is born non-dumpable: no window after fork
         try:
             pid = os.fork()
             if pid == 0:
                 parent_sock.close()
                 _child(process, child_sock, joins, procs, preserve_fds, seccomp, profile)
         finally:
+            if dumpable:
+                k.prctl(k.PR_SET_DUMPABLE, dumpable)
             if pid_fd is not None:
                 k.setns(mine, k.CLONE_NEWPID)
         child_sock.close()
@@ -199,13 +208,14 @@ def _child(
     import struct  # noqa: F401
 
     import corral.spec.tables  # noqa: F401
-    from corral.runtime import init
+    from corral.runtime import init, trampoline
 
     if seccomp is not None:
         from corral.runtime.seccomp import install as install_seccomp
 
     try:
-        k.prctl(k.PR_SET_DUMPABLE, 0)
+        k.prctl(k.PR_SET_DUMPABLE, 0)  # already so (inherited); kept for the library's callers
+        launcher = trampoline.sealed_launcher()  # before seccomp, which may forbid memfd_create
         for fd in procs:
             os.write(fd, b"0")
         for fd in joins:
@@ -226,7 +236,7 @@ def _child(
         init.restore_signals()
         if seccomp is not None and nnp:
             install_seccomp(sock, seccomp, profile)
-        os.execve(path, process["args"], dict(init._env_pairs(env)))
+        trampoline.execve(launcher, path, process["args"], dict(init._env_pairs(env)))
     except CorralError as err:
         _send(sock, str(err))
     except OSError as err:

@@ -26,6 +26,7 @@ import os
 from corral import sys as k
 from corral.errors import CorralError, KernelError, SpecError
 from corral.runtime import rootfs as fs
+from corral.runtime import trampoline
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -187,6 +188,10 @@ def _preload(spec: dict[str, Any], process: dict[str, Any]) -> None:
 def _setup_and_exec(cfg: InitConfig) -> None:
     spec, process = cfg.spec, cfg.process
     _preload(spec, process)
+    # The program is exec'd through a sealed in-memory launcher, never with the host's Python
+    # as /proc/self/exe (CVE-2019-5736; see corral.runtime.trampoline). Made now, while fcntl
+    # can still be imported and before seccomp, which may not allow memfd_create.
+    launcher = trampoline.sealed_launcher()
     os.chdir(cfg.bundle)  # as runc: the init starts in the bundle (the caller's cwd is theirs)
     # 1. Namespaces: join the given ones (user first, so the others are owned by it), then make
     #    the new ones. pid and time were arranged by the parent: they apply from our birth.
@@ -276,7 +281,7 @@ def _setup_and_exec(cfg: InitConfig) -> None:
     args, env_map = process["args"], dict(_env_pairs(env))
     if late_join:
         join_late_cgroups(cfg)
-    os.execve(path, args, env_map)
+    trampoline.execve(launcher, path, args, env_map)
 
 
 def join_late_cgroups(cfg: InitConfig) -> None:
