@@ -175,7 +175,11 @@ def main(argv: list[str] | None = None) -> int:
 def _store(g: dict[str, Any]) -> Any:
     from corral.runtime.state import DEFAULT_ROOT, StateStore
 
-    return StateStore(g.get("root") or DEFAULT_ROOT)
+    if g.get("root"):
+        return StateStore(g["root"])
+    from corral.runtime.rootless import default_root  # $XDG_RUNTIME_DIR/corral when euid != 0
+
+    return StateStore(default_root(DEFAULT_ROOT))
 
 
 def _create_options(g: dict[str, Any], o: dict[str, Any], detach: bool) -> Any:

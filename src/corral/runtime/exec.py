@@ -126,22 +126,30 @@ def run_exec(
         parent_sock, child_sock = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_SEQPACKET)
         mine = os.open("/proc/self/ns/pid_for_children", os.O_RDONLY | os.O_CLOEXEC)
         fds.append(mine)
-        if pid_fd is not None:
+        # Rootless, joining the pid namespace needs CAP_SYS_ADMIN over its owner: the user
+        # namespace must be joined first, so a first child does both and forks the process.
+        stage = pid_fd is not None and bool(joins) and _has_userns(container) and os.geteuid() != 0
+        if pid_fd is not None and not stage:
             k.setns(pid_fd, k.CLONE_NEWPID)
+        if stage and not detach:
+            k.prctl(k.PR_SET_CHILD_SUBREAPER, 1)  # to wait for our grandchild
         dumpable = k.prctl(_PR_GET_DUMPABLE)
         k.prctl(k.PR_SET_DUMPABLE, 0)  # the child is born non-dumpable: no window after fork
         try:
             pid = os.fork()
             if pid == 0:
                 parent_sock.close()
+                if stage:
+                    _userns_stage(joins, pid_fd or -1, child_sock)
+                    joins = joins[1:]
                 _child(process, child_sock, joins, procs, preserve_fds, seccomp, profile)
         finally:
             if dumpable:
                 k.prctl(k.PR_SET_DUMPABLE, dumpable)
-            if pid_fd is not None:
+            if pid_fd is not None and not stage:
                 k.setns(mine, k.CLONE_NEWPID)
         child_sock.close()
-        pty = _await_exec(parent_sock, pid, container)
+        pid, pty = _await_exec(parent_sock, pid, container)
     finally:
         for fd in fds:
             os.close(fd)
@@ -156,6 +164,29 @@ def run_exec(
     if detach:
         return 0
     return wait_and_forward(pid, pty)
+
+
+def _has_userns(container: Container) -> bool:
+    namespaces = (container.config.get("linux") or {}).get("namespaces") or []
+    return any(ns["type"] == "user" for ns in namespaces)
+
+
+def _userns_stage(joins: list[int], pid_fd: int, sock: Any) -> None:
+    """First child of a rootless exec: join the user namespace (joins[0]), then the pid
+    namespace, and fork; the grandchild returns to become the process, we report its pid."""
+    try:
+        k.setns(joins[0], k.CLONE_NEWUSER)
+        k.setns(pid_fd, k.CLONE_NEWPID)
+        pid = os.fork()
+        if pid == 0:
+            return
+        sock.send(b"pid:%d" % pid)
+        os._exit(0)
+    except CorralError as err:
+        _send(sock, str(err))
+    except OSError as err:
+        _send(sock, f"{err.strerror or err}")
+    os._exit(1)
 
 
 def _namespace_fds(container: Container, fds: list[int]) -> tuple[list[int], int | None]:
@@ -253,8 +284,13 @@ def _send(sock: Any, message: str) -> None:
         pass
 
 
-def _await_exec(sock: Any, pid: int, container: Container | None = None) -> int | None:
+def _await_exec(
+    sock: Any, pid: int, container: Container | None = None
+) -> tuple[int, int | None]:
     """Wait until the child has exec'd (its socket closes at exec) or reported an error.
+
+    Returns the process's pid (a rootless exec's first child reports its child's: b"pid:N")
+    and the pty master if one came.
 
     A seccomp notify listener fd (b"seccomp") goes on to linux.seccomp.listenerPath, with
     the exec'd process's pid, as runc does for every process it starts.
@@ -269,6 +305,9 @@ def _await_exec(sock: Any, pid: int, container: Container | None = None) -> int 
             msg, anc, _f, _a = sock.recvmsg(65536, _socket.CMSG_SPACE(4))
             if msg == b"pty":
                 pty = _fd_from(anc)
+            elif msg.startswith(b"pid:"):
+                os.waitpid(pid, 0)  # the user-namespace stage, done once it has forked
+                pid = int(msg[4:])
             elif msg == b"seccomp" and container is not None:
                 state = container.hook_state("running")
                 try:
@@ -279,9 +318,12 @@ def _await_exec(sock: Any, pid: int, container: Container | None = None) -> int 
                     _kill_and_reap(pid)
                     raise
             elif msg.startswith(b"error:"):
-                os.waitpid(pid, 0)
+                try:
+                    os.waitpid(pid, 0)
+                except ChildProcessError:
+                    pass  # a grandchild (rootless) that is not ours to reap
                 raise ContainerInitError(msg[6:].decode(errors="replace"))
             else:
-                return pty  # EOF: exec happened
+                return pid, pty  # EOF: exec happened
     finally:
         sock.close()

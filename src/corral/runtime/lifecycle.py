@@ -97,6 +97,10 @@ def prepare(bundle: str, opts: CreateOptions) -> tuple[dict[str, Any], str, Root
     namespaces = linux.get("namespaces") or []
     if not any(ns["type"] == "mount" and not ns.get("path") for ns in namespaces):
         raise SpecError("linux.namespaces", 'a new mount namespace ("type": "mount") is required')
+    if os.geteuid() != 0:
+        from corral.runtime.rootless import check_spec
+
+        check_spec(spec)
     plan = plan_rootfs(spec, rootfs, bundle, no_pivot=opts.no_pivot)
     if linux.get("seccomp"):
         from corral.runtime.seccomp import prepare as prepare_seccomp
@@ -429,6 +433,10 @@ def _open_cgroup(linux: dict[str, Any], container_id: str, opts: CreateOptions) 
     from corral import cgroups
 
     path = cgroups.resolve_path(linux.get("cgroupsPath"), container_id)
+    if os.geteuid() != 0:
+        from corral.runtime.rootless import usable_cgroup
+
+        return usable_cgroup(cgroups.open_manager(path), linux)
     return cgroups.open_manager(path)
 
 
