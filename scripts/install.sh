@@ -18,6 +18,7 @@ APT_PACKAGES=(
   runc                                       # the reference runtime the tests compare against
   crun                                       # a second peer for bench/memory_floor.py
   golang-github-opencontainers-specs-dev     # the OCI runtime-spec and its JSON schemas
+  golang-github-containers-common            # podman's default seccomp profile (engine default)
   iproute2 procps util-linux jq              # ip, ps/pgrep, nsenter/unshare/mount, jq
   libcap2-bin strace                         # capsh, strace: tests/e2e/test_runc_extras.py
   shellcheck                                 # lints scripts/*.sh and .ci/run in scripts/test.sh
