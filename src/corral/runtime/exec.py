@@ -40,6 +40,9 @@ def exec_from_cli(store: StateStore, container_id: str, args: list[str], o: dict
         if not args:
             raise UsageError("exec: args must not be empty (give a command or --process)")
         process = process_from_flags(container.config.get("process") or {}, args, o)
+    from corral.runtime.lsm import check
+
+    check(process, {})
     detach = bool(o.get("detach"))
     console = o.get("console-socket")
     if process.get("terminal") and detach and not console:
@@ -76,6 +79,10 @@ def process_from_flags(base: dict[str, Any], args: list[str], o: dict[str, Any])
             process["user"]["additionalGids"] = [int(g) for g in o["additional-gids"]]
         except ValueError:
             raise UsageError("--additional-gids: must be numbers") from None
+    if o.get("apparmor"):
+        process["apparmorProfile"] = o["apparmor"]
+    if o.get("process-label"):
+        process["selinuxLabel"] = o["process-label"]
     if o.get("cap"):
         from corral.spec.tables import CAPABILITIES
 
@@ -83,7 +90,9 @@ def process_from_flags(base: dict[str, Any], args: list[str], o: dict[str, Any])
         for cap in o["cap"]:
             if cap not in CAPABILITIES:
                 raise UsageError(f'--cap: unknown capability "{cap}"')
-            for key in ("bounding", "effective", "permitted", "inheritable", "ambient"):
+            # runc 1.1's sets for --cap (not inheritable: a non-root user gets it only through
+            # ambient, which needs inheritable, so as in runc it stays with root).
+            for key in ("bounding", "effective", "permitted", "ambient"):
                 caps.setdefault(key, [])
                 if cap not in caps[key]:
                     caps[key].append(cap)
@@ -239,7 +248,7 @@ def _child(
     import struct  # noqa: F401
 
     import corral.spec.tables  # noqa: F401
-    from corral.runtime import init, trampoline
+    from corral.runtime import init, lsm, trampoline
 
     if seccomp is not None:
         from corral.runtime.seccomp import install as install_seccomp
@@ -262,6 +271,7 @@ def _child(
         nnp = bool(process.get("noNewPrivileges"))
         if seccomp is not None and not nnp:
             install_seccomp(sock, seccomp, profile)
+        lsm.apply(process)
         init.become_user(process)
         init.close_fds_from(3 + preserve_fds)
         init.restore_signals()

@@ -25,8 +25,8 @@ import os
 
 from corral import sys as k
 from corral.errors import CorralError, KernelError, SpecError
+from corral.runtime import lsm, trampoline
 from corral.runtime import rootfs as fs
-from corral.runtime import trampoline
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -260,6 +260,7 @@ def _setup_and_exec(cfg: InitConfig) -> None:
         from corral.runtime.seccomp import install
 
         install(cfg.sock, seccomp)
+    lsm.apply(process)
     become_user(process)
     close_fds_from(3 + cfg.preserve_fds)
     restore_signals()

@@ -106,6 +106,9 @@ def prepare(bundle: str, opts: CreateOptions) -> tuple[dict[str, Any], str, Root
         from corral.runtime.seccomp import prepare as prepare_seccomp
 
         prepare_seccomp(spec)  # checks linux.seccomp; loads libseccomp while the host is visible
+    from corral.runtime.lsm import check
+
+    check(spec.get("process") or {}, linux)
     return spec, rootfs, plan
 
 

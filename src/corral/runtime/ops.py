@@ -190,6 +190,9 @@ def update_resources(o: dict[str, Any]) -> dict[str, Any]:
     put("memory", "reservation", "memory-reservation", parse_bytes)
     put("memory", "swap", "memory-swap", parse_bytes)
     put("pids", "limit", "pids-limit", _int)
+    for flag in ("l3-cache-schema", "mem-bw-schema"):
+        if o.get(flag) is not None:
+            raise UsageError(f"--{flag}: Intel RDT (resctrl) is not supported by corral")
     if not out:
         raise UsageError("update: nothing to update (give --resources or a resource flag)")
     return out
