@@ -289,8 +289,8 @@ def test_a_dangling_symlinked_destination_never_reaches_the_host(
     corral_runc: Any, bundle: Any, cid: str, tmp_path: Path
 ) -> None:
     """The link's target exists on the host only: a runtime that followed it there would
-    mkdir and mount in the host's directory. Landing inside the rootfs (runc) or refusing
-    with one line (corral) are both safe."""
+    mkdir and mount in the host's directory. As runc does, the link is followed inside the
+    rootfs: the target is created there and the mount lands there."""
     canary = tmp_path / "host-canary"
     canary.mkdir()
     source = tmp_path / "source"
@@ -303,11 +303,32 @@ def test_a_dangling_symlinked_destination_never_reaches_the_host(
     done = corral_runc("run", "--bundle", bundle, cid)
     assert os.listdir(canary) == []
     assert str(canary) not in Path("/proc/self/mountinfo").read_text()
-    if done.returncode == 0:
-        assert done.stdout == "mounted\n"
-        assert (bundle.rootfs / str(canary).lstrip("/") / "x").is_dir()
-    else:
-        assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "mounted\n"
+    assert (bundle.rootfs / str(canary).lstrip("/") / "x").is_dir()
+
+
+def test_a_relative_dangling_symlink_and_a_loop_stay_in_the_rootfs(
+    corral_runc: Any, bundle: Any, cid: str, tmp_path: Path
+) -> None:
+    """A relative link climbing out (``../../..``) resolves at the rootfs's "/" as the kernel
+    does in RESOLVE_IN_ROOT; a symlink loop is a one-line error, not a hang."""
+    source = tmp_path / "source"
+    source.mkdir()
+    (source / "marker").write_text("mounted\n")
+    os.symlink("../../../../made-here", bundle.rootfs / "tmp" / "up")
+    bundle.set(args=["cat", "/made-here/marker"], edit=bind_to("/tmp/up", source))
+    done = corral_runc("run", "--bundle", bundle, cid)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "mounted\n"
+    assert (bundle.rootfs / "made-here").is_dir()
+    assert not (tmp_path.parent / "made-here").exists()
+    os.symlink("loop-b", bundle.rootfs / "loop-a")
+    os.symlink("loop-a", bundle.rootfs / "loop-b")
+    bundle.set(args=["true"], edit=bind_to("/loop-a", source))
+    looped = corral_runc("run", "--bundle", bundle, cid + "-2")
+    assert looped.returncode == 1
+    assert len(looped.stderr.strip().splitlines()) == 1, looped.stderr
 
 
 def test_a_destination_swapped_for_a_symlink_during_setup_stays_in_the_rootfs(

@@ -226,11 +226,15 @@ def mount_at(
         os.close(fd)
 
 
-def ensure_in_root(root_fd: int, path: str, *, is_file: bool = False, field: str = "") -> int:
+def ensure_in_root(
+    root_fd: int, path: str, *, is_file: bool = False, field: str = "", _links: int = 0
+) -> int:
     """Open (creating if needed) ``path`` inside the rootfs; return an O_PATH fd to it.
 
     Each missing component is created with mkdirat relative to its parent's fd, and every
-    lookup goes through RESOLVE_IN_ROOT, so nothing is ever created outside the rootfs.
+    lookup goes through RESOLVE_IN_ROOT, so nothing is ever created outside the rootfs. A
+    dangling symlink is followed as the kernel would inside the rootfs: its target is created
+    there (as runc does), never on the host.
     """
     rel = path.strip("/")
     try:
@@ -249,10 +253,37 @@ def ensure_in_root(root_fd: int, path: str, *, is_file: bool = False, field: str
         else:
             os.mkdir(name, 0o755, dir_fd=_dir_fd(parent_fd))
     except FileExistsError:
-        pass  # created meanwhile, or a dangling symlink: the open below decides
+        target = _dangling_target(root_fd, parent_fd, name)
+        if target is not None:
+            if _links >= 40:  # ELOOP, as the kernel counts
+                raise SpecError(field, f"cannot create {path}: too many levels of symlinks")
+            os.close(parent_fd)
+            parent_fd = -1
+            return ensure_in_root(root_fd, target, is_file=is_file, field=field, _links=_links + 1)
     finally:
-        os.close(parent_fd)
+        if parent_fd >= 0:
+            os.close(parent_fd)
     return k.open_in_root(root_fd, rel)
+
+
+def _dangling_target(root_fd: int, parent_fd: int, name: str) -> str | None:
+    """If ``name`` in the parent is a symlink, where it points, as a path inside the rootfs.
+
+    A relative target is taken from the parent's real place in the rootfs (what the kernel
+    resolved), not from the path we were given, which may have passed through other links.
+    """
+    try:
+        target = os.readlink(name, dir_fd=_dir_fd(parent_fd))
+    except OSError:
+        return None  # not a symlink: a file or directory that appeared meanwhile
+    if target.startswith("/"):
+        return target
+    import posixpath
+
+    root = os.readlink(k.fd_path(root_fd))
+    where = os.readlink(k.fd_path(parent_fd))
+    inside = where[len(root):] if where.startswith(root) else "/"
+    return posixpath.normpath(posixpath.join("/", inside.lstrip("/"), target))
 
 
 def _dir_fd(path_fd: int) -> int:
