@@ -71,7 +71,18 @@ def _options(ns: argparse.Namespace) -> Any:
         user=ns.user,
         hostname=ns.hostname,
         entrypoint=ns.entrypoint,
+        seccomp=_seccomp_opt(ns.security_opt or []),
     )
+
+
+def _seccomp_opt(options: list[str]) -> bool:
+    """--security-opt: only ``seccomp=unconfined`` (no filter) is understood so far."""
+    for option in options:
+        key, _, value = option.replace(":", "=", 1).partition("=")
+        if key == "seccomp" and value == "unconfined":
+            return False
+        raise UsageError(f"--security-opt {option!r}: only seccomp=unconfined is supported")
+    return True
 
 
 def cmd_create(ns: argparse.Namespace) -> int:
@@ -207,6 +218,9 @@ def _run_flags(p: Any, run: bool) -> None:
     p.add_argument("-u", "--user", metavar="UID[:GID]", help="numeric user (and group)")
     p.add_argument("--hostname", metavar="NAME", help="hostname (default: the short id)")
     p.add_argument("--entrypoint", metavar="CMD", help="replace the image's Entrypoint")
+    p.add_argument(
+        "--security-opt", action="append", metavar="OPT", help="seccomp=unconfined: no filter"
+    )
     p.add_argument("-i", "--interactive", action="store_true", help="keep stdin attached")
     p.add_argument("-t", "--tty", action="store_true", help="a terminal (not supported yet)")
     if run:

@@ -54,6 +54,7 @@ class RunOptions:
     user: str | None = None
     hostname: str | None = None
     entrypoint: str | None = None
+    seccomp: bool = True  # podman's/docker's default profile; --security-opt seccomp=unconfined
 
 
 def parse_user(value: str, what: str) -> tuple[int, int]:
@@ -157,5 +158,9 @@ def build_spec(
             namespaces.append(ns)
     linux["namespaces"] = namespaces
     linux["cgroupsPath"] = f"/corral/{container_id}"
+    if opts.seccomp:
+        from corral.engine.seccomp_default import default_seccomp
+
+        linux["seccomp"] = default_seccomp(list(DOCKER_CAPS))
     spec["annotations"] = {"io.corral.engine": "1"}
     return spec
