@@ -71,6 +71,16 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 # -- the runtime CLI -----------------------------------------------------------------------------
 
 
+@pytest.fixture(scope="session", autouse=True)
+def shim_reaper() -> Iterator[None]:
+    """Reap orphaned container processes as containerd-shim does (see helpers/shim.py)."""
+    from helpers.shim import start_reaper
+
+    stop = start_reaper()
+    yield
+    stop.set()
+
+
 @pytest.fixture
 def runc_root(tmp_path: Path) -> Iterator[Path]:
     root = tmp_path / "root"
