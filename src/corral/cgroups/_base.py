@@ -183,13 +183,13 @@ class Manager:
                 pass
 
     def join_plan(self) -> tuple[list[str], list[str]]:
-        """Split :meth:`procs_files` into (early, late) for the runtime.
+        """How a new container process joins: (background, own) lists of files.
 
-        The parent moves the new init into the *early* ones right after fork, so the kernel's
-        first-migration cost (an RCU grace period, up to ~20 ms) overlaps the init's own
-        set-up; the init joins the *late* ones itself just before exec, so the pages it dirties
-        meanwhile are not charged to the container's memory limit. Memory lives in the single
-        hierarchy on v2, so everything is late there.
+        *own*: the process writes "0" to each itself, as late as possible before exec, so the
+        pages a forked Python process dirties are not charged to the container's memory.
+        *background*: hierarchies without controllers that the runtime may move the process
+        into in parallel (the kernel's first migration through cgroup.procs can wait 10-20 ms
+        for an RCU grace period). On v2 everything is in the one hierarchy: all *own*.
         """
         return [], self.procs_files()
 

@@ -131,7 +131,7 @@ def run_exec(
     fds: list[int] = []
     try:
         joins, pid_fd = _namespace_fds(container, fds)
-        procs = _cgroup_fds(container, fds)
+        procs, background = _cgroup_fds(container, fds)
         parent_sock, child_sock = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_SEQPACKET)
         mine = os.open("/proc/self/ns/pid_for_children", os.O_RDONLY | os.O_CLOEXEC)
         fds.append(mine)
@@ -158,6 +158,15 @@ def run_exec(
             if pid_fd is not None and not stage:
                 k.setns(mine, k.CLONE_NEWPID)
         child_sock.close()
+        for path in background:  # a hybrid host's cgroup2 tree; no limits live there
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+                try:
+                    os.write(fd, str(pid).encode())
+                finally:
+                    os.close(fd)
+            except OSError:
+                pass  # already gone, or a user-namespace stage pid: kill falls back to v1
         pid, pty = _await_exec(parent_sock, pid, container)
     finally:
         for fd in fds:
@@ -223,18 +232,20 @@ def _namespace_fds(container: Container, fds: list[int]) -> tuple[list[int], int
     return joins, pid_fd
 
 
-def _cgroup_fds(container: Container, fds: list[int]) -> list[int]:
+def _cgroup_fds(container: Container, fds: list[int]) -> tuple[list[int], list[str]]:
+    """The files the exec'd process joins itself (opened now) and those we move it into."""
     cg = container.data.get("cgroup")
     if not cg:
-        return []
+        return [], []
     from corral import cgroups
 
+    background, own = cgroups.from_state(cg).join_plan()
     out = []
-    for path in cgroups.from_state(cg).procs_files():
+    for path in own:
         fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
         fds.append(fd)
         out.append(fd)
-    return out
+    return out, background
 
 
 def _child(

@@ -5,7 +5,7 @@ on the other end of a SOCK_SEQPACKET socket. Messages are small byte strings:
 
     init -> parent   b"hooks"          mounts are done: run prestart/createRuntime hooks now
     parent -> init   b"go"             hooks passed, carry on
-    parent -> init   b"joined"         the parent has moved us into the early cgroups (v1)
+    parent -> init   b"joined"         the parent has moved us into the background cgroups
     init -> parent   b"pty" + fd       the terminal's master side (SCM_RIGHTS)
     init -> parent   b"ready"          all set up; about to block on the exec fifo
     init -> parent   b"error:" + text  setup failed (text is the one-line message); init exits
@@ -59,6 +59,7 @@ class InitConfig:
         "joined",
         "new_namespaces",
         "no_new_keyring",
+        "parent_sock",
         "pid_flags",
         "plan",
         "preserve_fds",
@@ -78,6 +79,7 @@ class InitConfig:
         self.process: dict[str, Any] = spec["process"]
         self.plan = plan
         self.sock: Any = None
+        self.parent_sock: Any = None  # the runtime's end: closed at once in the child
         self.fifo_fd = -1
         self.cgroup_procs_fds: list[int] = []  # joined by the init itself, just before exec
         self.cgroup_early: list[str] = []  # cgroup.procs files the parent moves the init into
@@ -96,6 +98,7 @@ class InitConfig:
 
 def run(cfg: InitConfig) -> NoReturn:
     """Entry point in the child after fork. Never returns: execs the program or exits 1."""
+    _drop_parent_end(cfg)
     try:
         _setup_and_exec(cfg)
     except CorralError as err:
@@ -114,6 +117,7 @@ def run_userns_stage(cfg: InitConfig) -> NoReturn:
     gid_map, so we ask the parent and wait. Then we become root of the namespace and make (or
     join) the pid namespace from inside it, so the init's pid namespace belongs to it.
     """
+    _drop_parent_end(cfg)
     try:
         if cfg.user_fd >= 0:
             k.setns(cfg.user_fd, k.CLONE_NEWUSER)
@@ -138,6 +142,13 @@ def run_userns_stage(cfg: InitConfig) -> NoReturn:
     except OSError as err:
         _report(cfg, f"{err.strerror or err}" + (f": {err.filename}" if err.filename else ""))
     os._exit(1)
+
+
+def _drop_parent_end(cfg: InitConfig) -> None:
+    """Close our copy of the runtime's socket end, so its death reads as EOF here."""
+    if cfg.parent_sock is not None:
+        cfg.parent_sock.close()
+        cfg.parent_sock = None
 
 
 def enter_for_children(pid_flags: list[tuple[int, int]], time_offsets: str) -> None:
@@ -235,8 +246,10 @@ def _setup_and_exec(cfg: InitConfig) -> None:
     personality = (spec.get("linux") or {}).get("personality")
     if personality:
         k.personality(PERSONALITIES[personality.get("domain", "LINUX")])
-    if cfg.cgroup_early and not cfg.joined and not receive(cfg, b"joined"):
-        os._exit(1)  # nothing of the container may run before it is in all its cgroups
+    # A cgroup namespace's root is where we are when we unshare it: be in every cgroup first.
+    needs_all = cfg.cgroup_early and cfg.unshare_cgroup and not cfg.joined
+    if needs_all and not receive(cfg, b"joined"):
+        os._exit(1)
     # The late cgroups (memory) are joined as late as possible, so that the pages this
     # interpreter dirties until execve are not charged to the container: right before execve,
     # unless a cgroup namespace (whose root is taken at unshare) or startContainer hooks need

@@ -146,7 +146,12 @@ def create(store: StateStore, container_id: str, bundle: str, opts: CreateOption
     except BaseException:
         if pid:
             _kill_and_reap(pid)
-        destroy(container)
+        try:
+            destroy(container)
+        except CorralError as err:  # the create's own error is the one to report
+            from corral.runtime import log
+
+            log.debug(f"cleaning up after a failed create: {err}")
         raise
     finally:
         for fd in fds:
@@ -178,6 +183,7 @@ def _spawn_init(
     pid_flags = _plan_namespaces(linux, cfg, fds)
     parent_sock, child_sock = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_SEQPACKET)
     cfg.sock = child_sock
+    cfg.parent_sock = parent_sock
     if not opts.detach:
         # A foreground run waits for the init; with a user namespace the init is our
         # grandchild, so become a subreaper to inherit it when its parent exits.
@@ -318,21 +324,25 @@ def write_atomic_plain(path: str, text: str) -> None:
 
 
 def _join_early(cfg: InitConfig, pid: int, sock: Any) -> None:
-    """Move the new init into the cgroups it may join early (see Manager.join_plan).
+    """Move the new init into the background cgroups (see Manager.join_plan).
 
     Done by us, right after fork, while the init works on its mounts: the kernel's first
-    migration can wait for an RCU grace period, and this way that wait is not on the path.
-    The init waits for b"joined" before it joins the rest and runs anything of the container.
+    migration through cgroup.procs can wait for an RCU grace period, and this way that wait is
+    not on the init's path. Only an init that makes a cgroup namespace waits for b"joined".
     """
     if not cfg.cgroup_early:
         return
     for path in cfg.cgroup_early:
         try:
             write_atomic_plain(path, str(pid))
+        except ProcessLookupError:
+            return  # the init failed already: its b"error:" is waiting to be read
         except OSError as err:
             from corral.errors import CgroupError
 
             raise CgroupError(f"adding the init ({pid}) to {path}: {err.strerror}") from None
+    if not cfg.unshare_cgroup:
+        return  # only an init making a cgroup namespace reads it (unread data resets a socket)
     try:
         sock.send(b"joined")
     except BrokenPipeError:
