@@ -719,9 +719,9 @@ def test_join_plan_hybrid_self_joins_v1_through_tasks_memory_last(
     mgr: V1Manager, fake: FakeCgroupfs
 ) -> None:
     """v1 hierarchies are joined by the process itself through ``tasks`` (no global lock),
-    memory last; the cgroup2 tree of a hybrid host is joined in the background."""
+    memory last; the cgroup2 tree of a hybrid host is not joined (no controllers there)."""
     background, own = mgr.join_plan()
-    assert background == [f"{fake.root}/unified{PATH}/cgroup.procs"]
+    assert background == []
     assert all(p.endswith("/tasks") for p in own)
     assert own[-1] == f"{fake.root}/memory{PATH}/tasks"
     assert f"{fake.root}/pids{PATH}/tasks" in own

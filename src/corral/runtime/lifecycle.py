@@ -194,6 +194,9 @@ def _spawn_init(
         _join_early(cfg, pid, parent_sock)
     try:
         pid, pty = _serve_init(container, parent_sock, pid, cfg)
+    except BaseException:
+        _kill_and_reap(container.data.get("pid") or pid)  # the init must not outlive us
+        raise
     finally:
         parent_sock.close()
     if pty is not None and console is not None:
@@ -367,6 +370,7 @@ def _serve_init(
         elif msg.startswith(b"pid:"):
             os.waitpid(pid, 0)  # the user-namespace stage, done once it has forked the init
             pid = int(msg[4:])
+            container.data["pid"] = pid  # known from now on, for the cleanup of a failure
             _join_early(cfg, pid, sock)
         elif msg == b"hooks":
             container.data["pid"] = pid
