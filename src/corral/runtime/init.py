@@ -5,7 +5,7 @@ on the other end of a SOCK_SEQPACKET socket. Messages are small byte strings:
 
     init -> parent   b"hooks"          mounts are done: run prestart/createRuntime hooks now
     parent -> init   b"go"             hooks passed, carry on
-    parent -> init   b"joined"         the parent has moved us into the background cgroups
+    parent -> init   b"joined"         the parent has moved us into its cgroups (when any)
     init -> parent   b"pty" + fd       the terminal's master side (SCM_RIGHTS)
     init -> parent   b"ready"          all set up; about to block on the exec fifo
     init -> parent   b"error:" + text  setup failed (text is the one-line message); init exits
