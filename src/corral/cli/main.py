@@ -199,6 +199,53 @@ def cmd_prune(ns: argparse.Namespace) -> int:
 # -- system ----------------------------------------------------------------------------------------
 
 
+def cmd_system_prune(ns: argparse.Namespace) -> int:
+    """docker's `system prune`: stopped containers, then dangling (with -a: unused) images."""
+    from corral.engine.containers import Containers
+    from corral.engine.format import human_size
+
+    if not ns.force and sys.stdin.isatty():
+        images = "all images without at least one container" if ns.all else "all dangling images"
+        answer = input(
+            f"WARNING! This will remove:\n  - all stopped containers\n  - {images}\n"
+            "Are you sure you want to continue? [y/N] "
+        )
+        if answer.strip().lower() not in ("y", "yes"):
+            return 0
+    store = _store(ns)
+    containers = Containers(store)
+    removed, reclaimed = [], 0
+    for status in containers.list(all_containers=True):
+        if status.state == "running":
+            continue
+        reclaimed += _tree_size(containers.dir(status.record.id))
+        containers.remove(status.record.id)
+        removed.append(status.record.id)
+    if removed:
+        print("Deleted Containers:")
+        print("\n".join(removed) + "\n")
+    lines, freed = store.prune(all_images=ns.all)
+    if lines:
+        print("Deleted Images:")
+        print("\n".join(lines) + "\n")
+    print(f"Total reclaimed space: {human_size(reclaimed + freed)}")
+    return 0
+
+
+def _tree_size(path: Any) -> int:
+    """Bytes in the files under ``path`` (a container's upper dir and logs), not following links."""
+    import os
+
+    total = 0
+    for top, _dirs, files in os.walk(path):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(top, name)).st_size
+            except OSError:
+                pass
+    return total
+
+
 def cmd_info(ns: argparse.Namespace) -> int:
     import json
 
@@ -393,6 +440,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = system_sub.add_parser("df", help="disk usage")
     p.add_argument("-v", "--verbose", action="store_true")
     p.set_defaults(func=cmd_df)
+    p = system_sub.add_parser("prune", help="remove stopped containers and unused images")
+    p.add_argument("-a", "--all", action="store_true", help="all unused images, not just dangling")
+    p.add_argument("-f", "--force", action="store_true", help="do not ask")
+    p.set_defaults(func=cmd_system_prune)
     p = system_sub.add_parser("info", help="same as corral info")
     p.add_argument("-f", "--format", choices=["text", "json"], default="text")
     p.set_defaults(func=cmd_info)
