@@ -53,6 +53,8 @@ SECCOMP_ARCHS = (
     "SCMP_ARCH_PPC64LE",
     "SCMP_ARCH_S390",
     "SCMP_ARCH_S390X",
+    "SCMP_ARCH_PARISC",
+    "SCMP_ARCH_PARISC64",
     "SCMP_ARCH_RISCV64",
 )
 # Flags for seccomp(2) that the spec names, and those corral passes on to the kernel.

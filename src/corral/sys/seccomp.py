@@ -28,6 +28,7 @@ from __future__ import annotations
 import os
 
 from corral.errors import KernelError, SpecError
+from corral.spec.features import SECCOMP_ARCHS as ARCHITECTURES
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -77,28 +78,8 @@ FLTATR_CTL_LOG = 6
 FLTATR_CTL_SSB = 7
 FLTATR_CTL_OPTIMIZE = 8
 
-# The OCI architecture names; libseccomp knows each by the lower-case rest ("x86_64").
-ARCHITECTURES = (
-    "SCMP_ARCH_X86",
-    "SCMP_ARCH_X86_64",
-    "SCMP_ARCH_X32",
-    "SCMP_ARCH_ARM",
-    "SCMP_ARCH_AARCH64",
-    "SCMP_ARCH_MIPS",
-    "SCMP_ARCH_MIPS64",
-    "SCMP_ARCH_MIPS64N32",
-    "SCMP_ARCH_MIPSEL",
-    "SCMP_ARCH_MIPSEL64",
-    "SCMP_ARCH_MIPSEL64N32",
-    "SCMP_ARCH_PPC",
-    "SCMP_ARCH_PPC64",
-    "SCMP_ARCH_PPC64LE",
-    "SCMP_ARCH_S390",
-    "SCMP_ARCH_S390X",
-    "SCMP_ARCH_PARISC",
-    "SCMP_ARCH_PARISC64",
-    "SCMP_ARCH_RISCV64",
-)
+# ARCHITECTURES: the OCI architecture names (one table, shared with `corral-runc features`);
+# libseccomp knows each by the lower-case rest ("x86_64").
 
 # Flags: the filter attribute each one sets (None: nothing to do; runc 1.1 treats TSYNC so,
 # the init being single-threaded). Known to the spec but not applied: refused, as runc does.
