@@ -11,22 +11,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-CORRAL = os.environ.get("CORRAL") or str(REPO / ".venv" / "bin" / "corral")
-
-
-def corral(root: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    cmd = [CORRAL] if os.path.exists(CORRAL) else [sys.executable, "-m", "corral.cli.main"]
-    done = subprocess.run(
-        [*cmd, "--root", str(root), *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        stdin=subprocess.DEVNULL,
-    )
-    if check:
-        assert done.returncode == 0, done.stderr
-    return done
+from helpers.engine import corral
 
 
 def one_line_error(done: subprocess.CompletedProcess[str], *fragments: str) -> None:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from test_engine_run import corral, root  # noqa: F401  (the fixture and the CLI helper)
+from test_engine_run import root  # noqa: F401  (the fixture)
+
+from helpers.engine import corral
 
 
 def test_system_prune_keeps_what_runs_and_what_it_uses(root: Path) -> None:  # noqa: F811

@@ -22,10 +22,7 @@ import contextlib
 import glob
 import json
 import os
-import select
-import socket
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,6 +31,7 @@ from typing import Any
 import pytest
 
 from helpers import Bundle, Runc, cleanup_containers, new_cid
+from helpers.console import ConsoleSocket, read_until
 
 # -- helpers --------------------------------------------------------------------------------------
 
@@ -102,63 +100,6 @@ def containerd_process(args: list[str], *, terminal: bool = False) -> dict[str, 
         "capabilities": {"bounding": caps, "effective": caps, "permitted": caps},
         "noNewPrivileges": True,
     }
-
-
-class ConsoleSocket:
-    """The unix socket server go-runc's NewTempConsoleSocket runs: receives the pty master."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = str(path)
-        self.server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.server.bind(self.path)
-        self.server.listen(1)
-        self.master: int | None = None
-        self.name = b""
-        self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._accept, daemon=True)
-        self.thread.start()
-
-    def _accept(self) -> None:
-        try:
-            self.server.settimeout(20)
-            conn, _ = self.server.accept()
-            with conn:
-                msg, fds, _flags, _addr = socket.recv_fds(conn, 4096, 1)
-                self.name = msg
-                self.master = fds[0] if fds else None
-        except BaseException as err:  # handed to the test thread
-            self.error = err
-
-    def wait_master(self) -> int:
-        self.thread.join(20)
-        if self.error is not None:
-            raise self.error
-        assert self.master is not None, "no file descriptor came over the console socket"
-        return self.master
-
-    def close(self) -> None:
-        self.server.close()
-        if self.master is not None:
-            os.close(self.master)
-
-
-def read_until(fd: int, needle: bytes, timeout: float = 10.0) -> bytes:
-    buf = b""
-    deadline = time.monotonic() + timeout
-    while needle not in buf:
-        left = deadline - time.monotonic()
-        assert left > 0, f"{needle!r} never came; got {buf!r}"
-        ready, _, _ = select.select([fd], [], [], left)
-        if ready:
-            try:
-                chunk = os.read(fd, 4096)
-            except OSError:  # EIO: the pty's other side closed
-                chunk = b""
-            if not chunk:
-                break
-            buf += chunk
-    assert needle in buf, f"{needle!r} never came; got {buf!r}"
-    return buf
 
 
 @pytest.fixture

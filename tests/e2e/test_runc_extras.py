@@ -17,9 +17,7 @@ import re
 import select
 import shlex
 import signal
-import socket
 import subprocess
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -27,6 +25,7 @@ from typing import Any
 import pytest
 
 from helpers import Bundle, BundleFactory, Runc, new_cid
+from helpers.console import ConsoleSocket, read_until
 from helpers.paths import REPO
 
 # -- helpers --------------------------------------------------------------------------------------
@@ -63,27 +62,6 @@ def alive(pid: int) -> bool:
     except FileNotFoundError:
         return False
     return stat[stat.rfind(b")") + 2 :].split()[0] not in (b"Z", b"X")
-
-
-def read_until(fd: int, needle: bytes, timeout: float = 10.0) -> bytes:
-    """Read ``fd`` (a pty master) until ``needle`` shows up; EIO/EOF ends it early."""
-    buf = b""
-    deadline = time.monotonic() + timeout
-    while needle not in buf:
-        left = deadline - time.monotonic()
-        assert left > 0, f"{needle!r} never came; got {buf!r}"
-        ready, _, _ = select.select([fd], [], [], left)
-        if not ready:
-            continue
-        try:
-            chunk = os.read(fd, 4096)
-        except OSError:  # EIO: the other side is closed
-            chunk = b""
-        if not chunk:
-            break
-        buf += chunk
-    assert needle in buf, f"{needle!r} never came; got {buf!r}"
-    return buf
 
 
 def read_to_end(fd: int, timeout: float = 10.0) -> bytes:
@@ -311,42 +289,6 @@ def test_events_stream_ends_with_the_container(
 
 
 # -- (h) exec -------------------------------------------------------------------------------------
-
-
-class ConsoleSocket:
-    """A --console-socket server: accepts one connection and keeps the pty master it sends."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = str(path)
-        self.server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.server.bind(self.path)
-        self.server.listen(1)
-        self.master: int | None = None
-        self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._accept, daemon=True)
-        self.thread.start()
-
-    def _accept(self) -> None:
-        try:
-            self.server.settimeout(20)
-            conn, _ = self.server.accept()
-            with conn:
-                _msg, fds, _flags, _addr = socket.recv_fds(conn, 4096, 1)
-                self.master = fds[0] if fds else None
-        except BaseException as err:
-            self.error = err
-
-    def wait_master(self) -> int:
-        self.thread.join(20)
-        if self.error is not None:
-            raise self.error
-        assert self.master is not None, "no file descriptor came over the console socket"
-        return self.master
-
-    def close(self) -> None:
-        self.server.close()
-        if self.master is not None:
-            os.close(self.master)
 
 
 @pytest.fixture

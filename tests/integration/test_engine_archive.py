@@ -6,10 +6,8 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 import shutil
 import subprocess
-import sys
 import tarfile
 import tempfile
 from collections.abc import Iterator
@@ -17,22 +15,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-CORRAL = str(REPO / ".venv" / "bin" / "corral")
-
-
-def corral(root: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    cmd = [CORRAL] if os.path.exists(CORRAL) else [sys.executable, "-m", "corral.cli.main"]
-    done = subprocess.run(
-        [*cmd, "--root", str(root), *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        stdin=subprocess.DEVNULL,
-    )
-    if check:
-        assert done.returncode == 0, done.stderr
-    return done
+from helpers.engine import corral
 
 
 def tool(*args: str | Path) -> str:

@@ -4,25 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from corral.engine.containers.spec import DOCKER_CAPS
 from corral.engine.seccomp_default import PROFILE_PATH, default_seccomp, load_profile, to_oci
 from corral.sys.seccomp import compile_profile
 
-DEFAULT_CAPS = [
-    "CAP_CHOWN",
-    "CAP_DAC_OVERRIDE",
-    "CAP_FSETID",
-    "CAP_FOWNER",
-    "CAP_MKNOD",
-    "CAP_NET_RAW",
-    "CAP_SETGID",
-    "CAP_SETUID",
-    "CAP_SETFCAP",
-    "CAP_SETPCAP",
-    "CAP_NET_BIND_SERVICE",
-    "CAP_SYS_CHROOT",
-    "CAP_KILL",
-    "CAP_AUDIT_WRITE",
-]  # podman's and docker's default capabilities
+DEFAULT_CAPS = list(DOCKER_CAPS)  # podman's and docker's default capabilities
 
 PROFILE: dict[str, Any] = {
     "defaultAction": "SCMP_ACT_ERRNO",
