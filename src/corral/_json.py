@@ -51,7 +51,12 @@ def loads(text: str | bytes) -> Any:
     start = len(text) - len(text.lstrip(_WS))
     try:
         value, end = _scan(text, start)
-    except (StopIteration, ValueError):
+    except RecursionError:
+        raise _too_deep(text) from None
+    except (StopIteration, ValueError, SystemError):
+        # SystemError: some of the scanner's messages need ``json.decoder`` in sys.modules
+        # (it builds a JSONDecodeError from there); without it the C code fails without an
+        # exception set. The detailed pass below imports json, and says what is wrong.
         value, end = None, -1
     if end < 0 or text[end:].strip(_WS):
         _raise_detailed(text)
@@ -65,7 +70,34 @@ def _raise_detailed(text: str) -> None:
         json.loads(text)
     except json.JSONDecodeError as err:
         raise JSONError(f"{err.msg}: line {err.lineno} column {err.colno}") from None
+    except RecursionError:
+        raise _too_deep(text) from None
     raise JSONError("malformed JSON")  # pragma: no cover - our scan and json's always agree
+
+
+def _too_deep(text: str) -> JSONError:
+    """The scanner ran out of stack: say how deep the document goes, and where."""
+    depth = deepest = where = 0
+    in_string = escaped = False
+    for i, char in enumerate(text):
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            if depth > deepest:
+                deepest, where = depth, i
+        elif char in "]}":
+            depth -= 1
+    line = text.count("\n", 0, where) + 1
+    column = where - text.rfind("\n", 0, where)
+    return JSONError(f"nested too deeply ({deepest} levels): line {line} column {column}")
 
 
 def _default(obj: object) -> Any:

@@ -193,6 +193,16 @@ def test_bad_config(
             id="malformed JSON",
         ),
         pytest.param("[1, 2]", ("config.json", "object"), id="config not an object"),
+        # These three were "internal error: SystemError/RecursionError" from the JSON scanner.
+        pytest.param("{", ("config.json", "line 1 column 2"), id="truncated object"),
+        pytest.param(
+            '{"ociVersion": "1.0.2",}', ("config.json", "line 1 column 24"), id="trailing comma"
+        ),
+        pytest.param(
+            '{"a":' * 1000 + "1" + "}" * 1000,
+            ("config.json", "nested too deeply", "line 1 column"),
+            id="nested 1000 deep",
+        ),
     ],
 )
 def test_bad_config_file(
@@ -356,6 +366,24 @@ def test_exec_bad_process_json(corral_runc: Runc, created: str, tmp_path: Path) 
     done = corral_runc("exec", "--process", process, created)
     assert_one_line_error(done, "user.uid")
     assert _status(corral_runc, created) == "running"
+
+
+@pytest.mark.parametrize(
+    ("content", "fragments"),
+    [
+        pytest.param("{", ("process.json", "line 1 column 2"), id="truncated object"),
+        pytest.param('{"args": ["true"],}', ("process.json", "column 19"), id="trailing comma"),
+        pytest.param("[" * 1000 + "]" * 1000, ("process.json", "nested too deeply"), id="deep"),
+    ],
+)
+def test_exec_malformed_process_json(
+    corral_runc: Runc, created: str, tmp_path: Path, content: str, fragments: tuple[str, ...]
+) -> None:
+    process = tmp_path / "process.json"
+    process.write_text(content)
+    done = corral_runc("exec", "--process", process, created)
+    assert_one_line_error(done, *fragments)
+    assert _status(corral_runc, created) == "created"
 
 
 @pytest.mark.parametrize(

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -118,6 +120,50 @@ def test_config_unreadable(tmp: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 def test_invalid_json(tmp: Path, text: str, reason: str) -> None:
     bundle = make_bundle(tmp / "b", text)
     assert error_of(bundle) == f"{bundle}/config.json: invalid JSON: {reason}"
+
+
+# In a fresh interpreter, as corral-runc runs: ``json.decoder`` is not imported there, and some
+# of the C scanner's errors need it (a SystemError without it), deep nesting a RecursionError.
+FRESH_CASES = [
+    ("{", "Expecting property name enclosed in double quotes: line 1 column 2"),
+    ('{"a": 1,}', "Expecting property name enclosed in double quotes: line 1 column 9"),
+    ('{"a": "b"', "Expecting ',' delimiter: line 1 column 10"),
+    ("[" * 1000 + "]" * 1000, "nested too deeply (1000 levels): line 1 column 1000"),
+    ('{\n"a":' + '{"a":' * 999 + "1" + "}" * 1000, "nested too deeply (1000 levels): line 2"),
+]
+
+
+def _fresh_error(call: str, path: Path) -> str:
+    """Run ``call(path)`` in a new interpreter (``-I``, as the runtime's script runs)."""
+    code = (
+        "import sys\n"
+        "from corral.errors import SpecError\n"
+        f"from corral.spec.load import {call}\n"
+        "try:\n"
+        f"    {call}(sys.argv[1])\n"
+        "except SpecError as err:\n"
+        "    print(err)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-I", "-c", code, str(path)], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0 and done.stderr == "", done.stderr
+    return done.stdout.strip()
+
+
+@pytest.mark.parametrize(("text", "reason"), FRESH_CASES)
+def test_invalid_json_in_a_fresh_interpreter(tmp: Path, text: str, reason: str) -> None:
+    bundle = make_bundle(tmp / "b", text)
+    error = _fresh_error("load_bundle", bundle)
+    assert error.startswith(f"{bundle}/config.json: invalid JSON: {reason}"), error
+
+
+@pytest.mark.parametrize(("text", "reason"), FRESH_CASES)
+def test_invalid_process_json_in_a_fresh_interpreter(tmp: Path, text: str, reason: str) -> None:
+    path = tmp / "process.json"
+    path.write_text(text)
+    error = _fresh_error("load_process", path)
+    assert error.startswith(f"{path}: invalid JSON: {reason}"), error
 
 
 def test_not_utf8(tmp: Path) -> None:
