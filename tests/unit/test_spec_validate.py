@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -516,6 +517,71 @@ BAD = [
         "kernel.shm_rmid_forced, kernel.shmall, kernel.shmmax, kernel.shmmni)",
     ),
 ]
+
+
+# A NUL byte ends a C string: the kernel would read "/etc\0/x" as "/etc". Every string that
+# reaches the kernel refuses one (issue 8); annotations and listenerMetadata are free text.
+NUL_FIELDS = [
+    ("root.path", "rootfs\0x"),
+    ("process.cwd", "/tmp\0x"),
+    ("process.args[0]", "sh\0x"),
+    ("process.args[1]", "-c\0"),
+    ("process.apparmorProfile", "p\0"),
+    ("process.selinuxLabel", "l\0"),
+    ("hostname", "box\0"),
+    ("mounts[0].destination", "/etc\0/x"),
+    ("mounts[0].source", "proc\0x"),
+    ("mounts[0].type", "proc\0"),
+    ("mounts[1].options[0]", "nosuid\0"),
+    ("hooks.prestart[0].path", "/bin/true\0x"),
+    ("hooks.prestart[0].args[0]", "true\0"),
+    ("hooks.poststop[0].env[0]", "A=\0"),
+    ("linux.namespaces[1].path", "/proc/1/ns/net\0"),
+    ("linux.maskedPaths[0]", "/proc/kcore\0x"),
+    ("linux.readonlyPaths[0]", "/proc/sys\0x"),
+    ("linux.devices[0].path", "/dev/x\0"),
+    ("linux.cgroupsPath", "/corral/x\0y"),
+    ("linux.mountLabel", "l\0"),
+    ("linux.resources.cpu.cpus", "0\0"),
+    ("linux.seccomp.listenerPath", "/run/x\0"),
+    ("linux.seccomp.syscalls[0].names[0]", "read\0x"),
+    ('linux.sysctl["net.ipv4.ip_forward"]', "1\0"),
+    ('linux.resources.unified["memory.max"]', "1\0"),
+]
+
+
+def _with_nul_at(field: str, value: str) -> dict[str, Any]:
+    cfg = config(
+        ("hooks.prestart", [{"path": "/bin/true", "args": ["true"]}]),
+        ("hooks.poststop", [{"path": "/bin/true", "env": ["A=1"]}]),
+        ("linux.devices", [{"path": "/dev/x", "type": "c", "major": 1, "minor": 3}]),
+        ("linux.seccomp", {"defaultAction": "SCMP_ACT_ALLOW"}),
+        ("linux.seccomp.syscalls", [{"names": ["read"], "action": "SCMP_ACT_ALLOW"}]),
+        ("linux.namespaces[1].path", "/proc/1/ns/net"),
+    )
+    if '["' in field:  # a map entry: linux.sysctl["net.ipv4.ip_forward"]
+        parent, _, key = field.partition('["')
+        put(cfg, parent, {key.rstrip('"]'): value})
+    else:
+        put(cfg, field, value)
+    return cfg
+
+
+@pytest.mark.parametrize(("field", "value"), NUL_FIELDS, ids=[f for f, _ in NUL_FIELDS])
+def test_rejects_a_nul_byte(field: str, value: str) -> None:
+    message = f"must not contain a NUL byte, got {json.dumps(value)}"
+    assert error_of(_with_nul_at(field, value)) == f"{field}: {message}"
+
+
+@pytest.mark.parametrize("key", ["linux.sysctl", "linux.resources.unified"])
+def test_rejects_a_nul_byte_in_a_file_name(key: str) -> None:
+    cfg = config((key, {"net.ipv4.ip_forward\0x": "1"}))
+    message = 'a name must not contain a NUL byte, got "net.ipv4.ip_forward\\u0000x"'
+    assert error_of(cfg) == f"{key}: {message}"
+
+
+def test_annotations_may_hold_a_nul_byte() -> None:
+    validate_config(config(("annotations", {"a\0": "b\0"})))
 
 
 @pytest.mark.parametrize(("edits", "message"), BAD, ids=[m.split(":")[0] for _, m in BAD])

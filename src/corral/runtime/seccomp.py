@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import os
 
-from corral.sys.seccomp import Profile, compile_profile
+from corral.sys.seccomp import Profile, api_level, compile_profile
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -37,7 +37,11 @@ def prepare(spec: dict[str, Any]) -> Profile | None:
     seccomp = (spec.get("linux") or {}).get("seccomp")
     if seccomp is None:
         return None
-    return compile_profile(seccomp)
+    profile = compile_profile(seccomp)
+    # Load libseccomp (and with it ctypes) now: a profile with no rule resolves no syscall
+    # name, so nothing above did, and the init cannot import ctypes once it has pivoted.
+    api_level()
+    return profile
 
 
 def install(sock: Any, seccomp: dict[str, Any], profile: Profile | None = None) -> None:

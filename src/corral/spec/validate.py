@@ -17,7 +17,9 @@ is runc's output order), and the rules between fields come last:
    fields are ignored, as Go's encoding/json (and so runc) ignores them, and ``null`` counts as
    absent: such fields are removed from the dict, so later code can rely on ``.get(key, default)``.
 2. **Values**: names that must be known (capabilities, rlimits, namespace types, propagation
-   modes), absolute paths where the spec requires them, no duplicate namespaces or rlimits.
+   modes), absolute paths where the spec requires them, no duplicate namespaces or rlimits,
+   no NUL byte in a string the kernel reads as a C string (a path, an argument, a mount
+   option, a sysctl): the kernel would stop at it, and ``/etc\0/x`` would mean ``/etc``.
 3. **Rules between fields**, the ones runc enforces in libcontainer/configs/validate: a hostname
    needs a UTS namespace, ``net.*`` sysctls need a network namespace, ID mappings need a user
    namespace, and so on. These catch configs that are well-formed but would do something
@@ -150,7 +152,16 @@ def _string(value: object, path: str) -> str:
 def _nonempty(value: object, path: str) -> str:
     if not isinstance(value, str) or not value:
         _expected(path, "a non-empty string", value)
-    return value
+    return _cstring(value, path)
+
+
+def _cstring(value: object, path: str) -> str:
+    """A string that reaches the kernel (a path, an argument, a file's content): no NUL byte,
+    where C would end the string and the rest would be silently dropped."""
+    text = _string(value, path)
+    if "\0" in text:
+        _fail(path, f"must not contain a NUL byte, got {_show(text)}")
+    return text
 
 
 def _boolean(value: object, path: str) -> bool:
@@ -193,9 +204,10 @@ def _limit(value: object, path: str) -> int:
 
 
 def _strings(value: object, path: str) -> list[str]:
+    """A list of strings, each free of NUL bytes (arguments, options, names: all C strings)."""
     items = _list(value, path)
     for i, item in enumerate(items):
-        _string(item, _item(path, i))
+        _cstring(item, _item(path, i))
     return items
 
 
@@ -207,15 +219,26 @@ def _u32s(value: object, path: str) -> list[int]:
 
 
 def _string_map(value: object, path: str) -> dict[str, str]:
-    """A JSON object of strings (annotations, sysctls, unified cgroup files)."""
+    """A JSON object of strings (annotations: free text, passed on as JSON)."""
     entries = _object(value, path)
     for key, item in entries.items():
         _string(item, _entry(path, key))
     return entries
 
 
+def _file_map(value: object, path: str) -> dict[str, str]:
+    """A JSON object of kernel files and what to write in them (sysctls, unified cgroup
+    files): names and contents both free of NUL bytes."""
+    entries = _string_map(value, path)
+    for key, item in entries.items():
+        if "\0" in key:
+            _fail(path, f"a name must not contain a NUL byte, got {_show(key)}")
+        _cstring(item, _entry(path, key))
+    return entries
+
+
 def _abs_path(value: object, path: str) -> str:
-    text = _string(value, path)
+    text = _cstring(value, path)
     if not text.startswith("/"):
         _expected(path, "an absolute path", text)
     return text
@@ -277,9 +300,9 @@ def _args(value: object, path: str) -> list[str]:
 
 def _env(value: object, path: str) -> list[str]:
     """Each entry is "NAME=value": execve(2) takes the environment as such strings."""
-    items = _strings(value, path)
+    items = _list(value, path)
     for i, entry in enumerate(items):
-        name, eq, _ = entry.partition("=")
+        name, eq, _ = _string(entry, _item(path, i)).partition("=")
         if not eq or not name or "\0" in entry:
             _expected(_item(path, i), '"NAME=value" (a non-empty name, no NUL)', entry)
     return items
@@ -357,9 +380,9 @@ _PROCESS: dict[str, Check] = {
     "capabilities": _capabilities,
     "rlimits": _rlimits,
     "noNewPrivileges": _boolean,
-    "apparmorProfile": _string,
+    "apparmorProfile": _cstring,
     "oomScoreAdj": _oom_score_adj,
-    "selinuxLabel": _string,
+    "selinuxLabel": _cstring,
 }
 _PROCESS_REQUIRED = {"args": "a non-empty list of strings", "cwd": "an absolute path"}
 
@@ -404,8 +427,8 @@ _idmaps = _list_of(_idmap)
 
 _MOUNT: dict[str, Check] = {
     "destination": _destination,
-    "type": _string,
-    "source": _string,
+    "type": _cstring,
+    "source": _cstring,
     "options": _strings,
     "uidMappings": _idmaps,
     "gidMappings": _idmaps,
@@ -449,7 +472,7 @@ def _namespaces(value: object, path: str) -> list[Any]:
     """Each type once: a process is in exactly one namespace of each kind."""
     seen: dict[str, str] = {}
     items = _list(value, path)
-    table: dict[str, Check] = {"type": _namespace_type, "path": _string}
+    table: dict[str, Check] = {"type": _namespace_type, "path": _cstring}
     for i, item in enumerate(items):
         where = _item(path, i)
         kind = _fields(item, where, table, {"type": "a namespace type"})["type"]
@@ -515,9 +538,9 @@ def _time_offsets(value: object, path: str) -> dict[str, Any]:
 
 
 _INTEL_RDT: dict[str, Check] = {
-    "closID": _string,
-    "l3CacheSchema": _string,
-    "memBwSchema": _string,
+    "closID": _cstring,
+    "l3CacheSchema": _cstring,
+    "memBwSchema": _cstring,
     "enableCMT": _boolean,
     "enableMBM": _boolean,
 }
@@ -567,8 +590,8 @@ _CPU: dict[str, Check] = {
     "period": _u64,
     "realtimeRuntime": _limit,
     "realtimePeriod": _u64,
-    "cpus": _string,
-    "mems": _string,
+    "cpus": _cstring,
+    "mems": _cstring,
     "idle": _i64,
 }
 
@@ -632,7 +655,7 @@ def _hugepage_limit(value: object, path: str) -> dict[str, Any]:
 
 
 def _priority(value: object, path: str) -> dict[str, Any]:
-    table: dict[str, Check] = {"name": _string, "priority": _u32}
+    table: dict[str, Check] = {"name": _cstring, "priority": _u32}
     return _fields(value, path, table, {"name": "an interface name", "priority": "an integer"})
 
 
@@ -659,7 +682,7 @@ _RESOURCES: dict[str, Check] = {
     "hugepageLimits": _list_of(_hugepage_limit),
     "network": _network,
     "rdma": _rdma,
-    "unified": _string_map,
+    "unified": _file_map,
 }
 
 
@@ -693,7 +716,7 @@ _SECCOMP: dict[str, Check] = {
     "defaultErrnoRet": _u32,
     "architectures": _strings,
     "flags": _strings,
-    "listenerPath": _string,
+    "listenerPath": _cstring,
     "listenerMetadata": _string,
     "syscalls": _list_of(
         lambda value, path: _fields(
@@ -711,16 +734,16 @@ _LINUX: dict[str, Check] = {
     "uidMappings": _idmaps,
     "gidMappings": _idmaps,
     "timeOffsets": _time_offsets,
-    "sysctl": _string_map,
+    "sysctl": _file_map,
     "resources": _resources,
-    "cgroupsPath": _string,
+    "cgroupsPath": _cstring,
     "namespaces": _namespaces,
     "devices": _list_of(_device),
     "seccomp": _seccomp,
     "rootfsPropagation": _propagation,
     "maskedPaths": _abs_paths,
     "readonlyPaths": _abs_paths,
-    "mountLabel": _string,
+    "mountLabel": _cstring,
     "intelRdt": _intel_rdt,
     "personality": _personality,
 }
@@ -736,8 +759,8 @@ _SPEC: dict[str, Check] = {
     "ociVersion": _string,
     "process": _process,
     "root": _root,
-    "hostname": _string,
-    "domainname": _string,
+    "hostname": _cstring,
+    "domainname": _cstring,
     "mounts": _list_of(_mount),
     "hooks": _hooks,
     "annotations": _string_map,
