@@ -210,6 +210,64 @@ def test_rootfs_symlink_is_refused(tmp: Path) -> None:
     )
 
 
+@pytest.mark.parametrize("name", ["proc", "sys", "dev"])
+def test_rootfs_system_dir_symlink_is_refused(tmp: Path, name: str) -> None:
+    bundle = make_bundle(tmp / "b")
+    (bundle / "rootfs" / "tmp").mkdir()
+    (bundle / "rootfs" / name).symlink_to("tmp")
+    assert error_of(bundle) == (
+        f"{bundle}/config.json: root.path: {bundle}/rootfs/{name} cannot be a symlink"
+        f" (/{name} is mounted there)"
+    )
+
+
+def test_rootfs_system_dir_must_be_a_directory(tmp: Path) -> None:
+    bundle = make_bundle(tmp / "b")
+    (bundle / "rootfs" / "proc").write_text("")
+    assert error_of(bundle) == (
+        f"{bundle}/config.json: root.path: {bundle}/rootfs/proc must be a directory"
+        " (/proc is mounted there)"
+    )
+
+
+def test_rootfs_path_with_a_newline_stays_on_one_line(tmp: Path) -> None:
+    cfg = default_spec()
+    cfg["root"] = {"path": "a\nb"}
+    bundle = make_bundle(tmp / "b", cfg)
+    assert error_of(bundle) == (
+        f'{bundle}/config.json: root.path: rootfs "{bundle}/a\\nb" does not exist'
+    )
+
+
+def _net_sysctl_in(netns: str) -> dict[str, Any]:
+    cfg: dict[str, Any] = default_spec()
+    for ns in cfg["linux"]["namespaces"]:
+        if ns["type"] == "network":
+            ns["path"] = netns
+    cfg["linux"]["sysctl"] = {"kernel.shmmax": "1", "net.ipv4.ip_forward": "1"}
+    return cfg
+
+
+def test_net_sysctl_in_our_own_network_namespace_is_refused(tmp: Path) -> None:
+    cfg = _net_sysctl_in("/proc/self/ns/net")
+    index = [ns["type"] for ns in cfg["linux"]["namespaces"]].index("network")
+    bundle = make_bundle(tmp / "b", cfg)
+    assert error_of(bundle) == (
+        f'{bundle}/config.json: linux.sysctl["net.ipv4.ip_forward"]: sysctl'
+        ' "net.ipv4.ip_forward" not allowed in the host network namespace'
+        f" (linux.namespaces[{index}].path /proc/self/ns/net is the host's)"
+    )
+
+
+@pytest.mark.parametrize("netns", ["/proc/self/ns/uts", "/nonexistent"])
+def test_net_sysctl_in_another_network_namespace_is_left_to_the_runtime(
+    tmp: Path, netns: str
+) -> None:
+    """Not our namespace (or not one at all: joining it fails later, saying why)."""
+    bundle = make_bundle(tmp / "b", _net_sysctl_in(netns))
+    assert load_bundle(str(bundle))[0]["linux"]["sysctl"]["net.ipv4.ip_forward"] == "1"
+
+
 def test_config_without_process_is_refused(tmp: Path) -> None:
     cfg = default_spec()
     del cfg["process"]

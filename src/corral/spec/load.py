@@ -5,6 +5,10 @@ in ``root.path`` (relative to the bundle unless absolute). Everything that can b
 one is reported here, once, as a one-line SpecError naming the file and, where there is one,
 the field: a missing directory, a missing or unreadable file, malformed JSON (with its line and
 column), a field of the wrong type, a rootfs that is not there.
+
+The checks that need the filesystem, which ``corral.spec.validate`` (pure) leaves, are here too:
+the rootfs's ``/proc``, ``/sys`` and ``/dev`` must be real directories, and ``net.*`` sysctls
+may not be set in a network namespace joined by path that is the runtime's own (the host's).
 """
 
 from __future__ import annotations
@@ -32,7 +36,10 @@ def load_bundle(bundle: str) -> tuple[Spec, str]:
     directory = _bundle_dir(bundle)
     source = posixpath.join(directory, "config.json")
     spec = validate_config(_read_json(source), source)
-    return spec, _rootfs(directory, spec["root"]["path"], source)
+    rootfs = _rootfs(directory, spec["root"]["path"], source)
+    _check_system_dirs(rootfs, source)
+    _check_host_network(spec, source)
+    return spec, rootfs
 
 
 def load_process(path: str) -> Process:
@@ -73,16 +80,69 @@ def _read_json(path: str) -> object:
 def _rootfs(bundle: str, root: str, source: str) -> str:
     """``root.path`` made absolute from the bundle; it must be a directory and no symlink."""
     rootfs = posixpath.normpath(posixpath.join(bundle, root))
+    shown = _shown(rootfs)
     try:
         mode = os.stat(rootfs).st_mode
     except FileNotFoundError:
-        raise SpecError("root.path", f"rootfs {rootfs} does not exist", source) from None
+        raise SpecError("root.path", f"rootfs {shown} does not exist", source) from None
     except OSError as err:
-        raise SpecError("root.path", f"rootfs {rootfs}: {err.strerror}", source) from None
+        raise SpecError("root.path", f"rootfs {shown}: {err.strerror}", source) from None
     if not stat.S_ISDIR(mode):
-        raise SpecError("root.path", f"rootfs {rootfs} is not a directory", source)
+        raise SpecError("root.path", f"rootfs {shown} is not a directory", source)
     real = posixpath.realpath(rootfs)
     if real != rootfs:
-        message = f"rootfs {rootfs} is or goes through a symlink; use the real path {real}"
+        message = f"rootfs {shown} is or goes through a symlink; use the real path {_shown(real)}"
         raise SpecError("root.path", message, source)
     return rootfs
+
+
+def _shown(path: str) -> str:
+    """A path for a one-line message: as it is, or JSON-quoted if it holds a newline or such."""
+    return path if path.isprintable() else _json.dumps(path)
+
+
+def _check_system_dirs(rootfs: str, source: str) -> None:
+    """``/proc``, ``/sys`` and ``/dev`` of the rootfs must be directories, as runc requires.
+
+    The kernel's filesystems are mounted there; a symlink would be followed (inside the rootfs,
+    but to wherever the image points it), so proc could land on the image's ``/tmp``, say, and
+    the masked and read-only paths under ``/proc`` and ``/sys`` would miss it.
+    """
+    for name in ("proc", "sys", "dev"):
+        path = posixpath.join(rootfs, name)
+        try:
+            mode = os.lstat(path).st_mode
+        except FileNotFoundError:
+            continue  # made as a directory when the container's mounts are set up
+        except OSError as err:
+            raise SpecError("root.path", f"{_shown(path)}: {err.strerror}", source) from None
+        if stat.S_ISLNK(mode):
+            message = f"{_shown(path)} cannot be a symlink (/{name} is mounted there)"
+            raise SpecError("root.path", message, source)
+        if not stat.S_ISDIR(mode):
+            message = f"{_shown(path)} must be a directory (/{name} is mounted there)"
+            raise SpecError("root.path", message, source)
+
+
+def _check_host_network(spec: Spec, source: str) -> None:
+    """``net.*`` sysctls in a network namespace joined by path that is our own: refused, as runc
+    refuses them (validate has already refused them when there is no network namespace)."""
+    linux = spec.get("linux") or {}
+    names = [name for name in linux.get("sysctl") or {} if name.startswith("net.")]
+    if not names:
+        return
+    for i, ns in enumerate(linux.get("namespaces") or []):
+        path = ns.get("path")
+        if ns["type"] != "network" or not path:
+            continue
+        try:
+            joined, own = os.stat(path), os.stat("/proc/self/ns/net")
+        except OSError:
+            return  # joining it fails, and says why, when the container is set up
+        if (joined.st_dev, joined.st_ino) == (own.st_dev, own.st_ino):
+            field = f"linux.sysctl[{_json.dumps(names[0])}]"
+            message = (
+                f"sysctl {_json.dumps(names[0])} not allowed in the host network namespace"
+                f" (linux.namespaces[{i}].path {_shown(path)} is the host's)"
+            )
+            raise SpecError(field, message, source)
