@@ -211,6 +211,43 @@ def test_swap_without_swap_accounting(tmp_path: Path) -> None:
         assert fake.written("memory.limit_in_bytes") == ["-1"]
 
 
+@pytest.mark.parametrize(
+    ("missing", "cpu", "message"),
+    [
+        (
+            ("cpu.idle",),
+            {"idle": 1},
+            "linux.resources.cpu.idle: cpu.idle is not available on this host"
+            " (needs Linux 5.15 or later)",
+        ),
+        (
+            ("cpu.rt_period_us", "cpu.rt_runtime_us"),
+            {"realtimePeriod": 500000, "realtimeRuntime": 1000},
+            "linux.resources.cpu.realtimePeriod: cpu.rt_period_us is not available on this"
+            " host (kernel built without CONFIG_RT_GROUP_SCHED)",
+        ),
+        (
+            ("cpu.cfs_burst_us",),
+            {"burst": 1000},
+            "linux.resources.cpu.burst: cpu.cfs_burst_us is not available on this host"
+            " (needs Linux 5.14 or later)",
+        ),
+    ],
+    ids=["idle", "realtime", "burst"],
+)
+def test_cpu_files_an_older_or_smaller_kernel_lacks(
+    tmp_path: Path, missing: tuple[str, ...], cpu: dict[str, int], message: str
+) -> None:
+    with FakeCgroupfs(str(tmp_path), "hybrid", missing=missing) as fake:
+        mgr = open_v1(fake)
+        mgr.create()
+        fake.writes.clear()
+        with pytest.raises(CgroupError) as info:
+            mgr.set({"cpu": {"shares": 512, **cpu}})
+        assert str(info.value) == message
+        assert fake.writes == []
+
+
 def test_memory_limit_refused_by_the_kernel(mgr: V1Manager, fake: FakeCgroupfs) -> None:
     fake.fail[f"memory{PATH}/memory.limit_in_bytes"] = errno.EBUSY
     with pytest.raises(CgroupError) as info:
@@ -317,6 +354,27 @@ def test_block_io_on_a_cfq_kernel(mgr: V1Manager, fake: FakeCgroupfs) -> None:
         ("blkio.leaf_weight", "1000"),
         ("blkio.weight_device", "8:0 20"),
     ]
+
+
+def test_weights_on_a_kernel_without_bfq_or_cfq(mgr: V1Manager, fake: FakeCgroupfs) -> None:
+    """A 5.0+ kernel without BFQ has no weight file at all: one line naming the field and the
+    file, nothing written (not even the throttle given with it)."""
+    for name in ("blkio.bfq.weight", "blkio.bfq.weight_device"):
+        os.unlink(f"{fake.root}/blkio{PATH}/{name}")
+    throttle = {"throttleReadBpsDevice": [{"major": 8, "minor": 0, "rate": 1}]}
+    with pytest.raises(CgroupError) as info:
+        mgr.set({"blockIO": {"weight": 300, **throttle}})
+    assert str(info.value) == (
+        "linux.resources.blockIO.weight: blkio.bfq.weight is not available on this host"
+        " (needs the BFQ I/O scheduler; CFQ's blkio.weight left with Linux 5.0)"
+    )
+    with pytest.raises(CgroupError) as info:
+        mgr.set({"blockIO": {"weightDevice": [{"major": 8, "minor": 0, "weight": 500}]}})
+    assert str(info.value) == (
+        "linux.resources.blockIO.weightDevice[0].weight: blkio.bfq.weight_device is not"
+        " available on this host (per-device weights need the BFQ I/O scheduler)"
+    )
+    assert fake.writes == []
 
 
 def test_leaf_weight_needs_cfq(mgr: V1Manager) -> None:

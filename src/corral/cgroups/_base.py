@@ -313,6 +313,8 @@ _HINTS = {
     "blkio.leaf_weight": "needs the CFQ I/O scheduler, removed in Linux 5.0",
     "blkio.leaf_weight_device": "needs the CFQ I/O scheduler, removed in Linux 5.0",
     "io.bfq.weight": "per-device weights need the BFQ I/O scheduler",
+    "blkio.bfq.weight": "needs the BFQ I/O scheduler; CFQ's blkio.weight left with Linux 5.0",
+    "blkio.bfq.weight_device": "per-device weights need the BFQ I/O scheduler",
     "cpu.idle": "needs Linux 5.15 or later",
     "cpu.cfs_burst_us": "needs Linux 5.14 or later",
     "cpu.max.burst": "needs Linux 5.14 or later",
