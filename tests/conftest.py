@@ -1,7 +1,9 @@
 """Fixtures shared by corral's tests.
 
-Nothing is skipped automatically: CI runs as root with everything scripts/install.sh installs,
-so a missing tool or privilege is a failure to see, not a skip to overlook.
+A missing tool or privilege is never a skip: CI runs as root with everything scripts/install.sh
+installs, so it is a failure to see. A kernel feature some hosts lack (a cgroup file such as
+blkio.bfq.weight, swap accounting) is probed by helpers.host; the test then checks the runtime's
+error, or skips naming what is missing (docs/testing.md, "Host features").
 
 Tests under tests/integration/ and tests/e2e/ get the ``integration`` / ``e2e`` marker from their
 directory, and with it the leak check: whatever the test leaves in the kernel (mounts, cgroups,

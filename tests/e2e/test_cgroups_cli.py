@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from helpers import Bundle, Runc
+from helpers import Bundle, Runc, host
 
 MiB = 1 << 20
 
@@ -92,11 +92,13 @@ def test_pids_limit_counts_in_the_kernel(corral_runc: Runc, bundle: Bundle, cid:
 
 def _oom_bundle(bundle: Bundle, gate: Path) -> None:
     """A shell that waits for ``gate`` (a host directory bound at /gate) to hold "go", then
-    doubles a string until the memory limit (64 MiB, swap included) stops it."""
+    doubles a string until the memory limit (64 MiB, swap included where the host accounts
+    swap; skipped where it does not and swap is on) stops it."""
+    memory = host.hard_memory_limit(64 * MiB)
     gate.mkdir()
 
     def edit(config: dict[str, Any]) -> None:
-        config["linux"]["resources"] = {"memory": {"limit": 64 * MiB, "swap": 64 * MiB}}
+        config["linux"]["resources"] = {"memory": memory}
         config["mounts"].append(
             {
                 "destination": "/gate",

@@ -22,6 +22,7 @@ from corral.cgroups import Manager
 from corral.cgroups.v1 import V1Manager
 from corral.cgroups.v2 import V2Manager
 from corral.errors import CgroupError
+from helpers import host
 
 pytestmark = pytest.mark.integration
 
@@ -255,7 +256,7 @@ def test_destroy_right_after_kill(
 def test_memory_limits_read_back(mgr: Manager) -> None:
     d = f"{ROOT}/memory{mgr.path}"
     resources = {"memory": {"limit": 64 << 20, "reservation": 32 << 20, "swappiness": 0}}
-    if os.path.exists(f"{d}/memory.memsw.limit_in_bytes"):
+    if host.has_swap_accounting():
         resources["memory"]["swap"] = 128 << 20
     mgr.set(resources)
     assert int(read(f"{d}/memory.limit_in_bytes")) == 64 << 20
@@ -279,7 +280,8 @@ def test_memory_limit_below_usage_is_refused_clearly(
 ) -> None:
     proc = spawn(mgr, ["sleep", "60"])
     try:
-        mgr.set({"memory": {"limit": 4096, "swap": 4096}})
+        swap = {"swap": 4096} if host.has_swap_accounting() else {}
+        mgr.set({"memory": {"limit": 4096, **swap}})
     except CgroupError as err:  # the kernel could not reclaim down to 4 KiB
         assert str(err).startswith("linux.resources.memory.limit: writing '4096' to ")
         assert str(err).endswith(
@@ -312,9 +314,12 @@ def test_pids_cpu_cpuset_read_back(mgr: Manager) -> None:
     mgr.set({"pids": {"limit": 0}, "cpu": {"quota": -1}})
     assert read(f"{ROOT}/pids{mgr.path}/pids.max") == "max"
     assert read(f"{cpu}/cpu.cfs_quota_us") == "-1"
-    if os.path.exists(f"{cpu}/cpu.idle"):
+    if host.has_cgroup_file("cpu", "cpu.idle"):
         mgr.set({"cpu": {"idle": 1}})
         assert read(f"{cpu}/cpu.idle") == "1"
+    else:
+        with pytest.raises(CgroupError, match=r"^linux.resources.cpu.idle: cpu.idle is not avail"):
+            mgr.set({"cpu": {"idle": 1}})
 
 
 @needs_v1
@@ -340,14 +345,13 @@ def first_block_device() -> str:
 
 @needs_v1
 def test_blkio(mgr: Manager) -> None:
-    d = f"{ROOT}/blkio{mgr.path}"
-    if not os.path.isdir(d):
+    if not host.has_controller("blkio"):
         with pytest.raises(CgroupError, match=r"blkio controller is not mounted"):
             mgr.set({"blockIO": {"weight": 300}})
         return
-    weight_file = next(
-        (f for f in ("blkio.weight", "blkio.bfq.weight") if os.path.exists(f"{d}/{f}")), None
-    )
+    d = f"{host.hierarchy('blkio')}{mgr.path}"
+    files = host.cgroup_files("blkio")
+    weight_file = next((f for f in ("blkio.weight", "blkio.bfq.weight") if f in files), None)
     if weight_file:
         mgr.set({"blockIO": {"weight": 300}})
         assert read(f"{d}/{weight_file}") == "300"
@@ -360,20 +364,51 @@ def test_blkio(mgr: Manager) -> None:
         {"blockIO": {"throttleReadBpsDevice": [{"major": major, "minor": minor, "rate": 1048576}]}}
     )
     assert read(f"{d}/blkio.throttle.read_bps_device") == f"{dev} 1048576"
-    if not os.path.exists(f"{d}/blkio.leaf_weight"):
+    if "blkio.leaf_weight" in files:
+        mgr.set({"blockIO": {"leafWeight": 500}})
+        assert read(f"{d}/blkio.leaf_weight") == "500"
+    else:
         with pytest.raises(CgroupError, match=r"blkio.leaf_weight is not available on this host"):
             mgr.set({"blockIO": {"leafWeight": 500}})
 
 
 @needs_v1
-def test_unmounted_controllers_are_clear_errors(mgr: Manager) -> None:
+@pytest.mark.parametrize(
+    ("controller", "name", "resources", "expected"),
+    [
+        (
+            "hugetlb",
+            "hugetlb.2MB.limit_in_bytes",
+            {"hugepageLimits": [{"pageSize": "2MB", "limit": 1 << 21}]},
+            str(1 << 21),
+        ),
+        ("net_cls", "net_cls.classid", {"network": {"classID": 1}}, "1"),
+        (
+            "net_prio",
+            "net_prio.ifpriomap",
+            {"network": {"priorities": [{"name": "lo", "priority": 5}]}},
+            "lo 5",
+        ),
+    ],
+)
+def test_controllers_a_host_may_lack(
+    mgr: Manager, controller: str, name: str, resources: dict[str, object], expected: str
+) -> None:
+    """Mounted: the value reads back. Not mounted, or no such file: a clear CgroupError."""
     assert isinstance(mgr, V1Manager)
-    if "hugetlb" not in mgr.to_state()["hierarchies"].__repr__():
-        with pytest.raises(CgroupError, match=r"the hugetlb controller is not mounted"):
-            mgr.set({"hugepageLimits": [{"pageSize": "2MB", "limit": 1 << 21}]})
-    if "net_cls" not in mgr.to_state()["hierarchies"].__repr__():
-        with pytest.raises(CgroupError, match=r"the net_cls controller is not mounted"):
-            mgr.set({"network": {"classID": 1}})
+    if not host.has_controller(controller):
+        with pytest.raises(CgroupError, match=rf"the {controller} controller is not mounted"):
+            mgr.set(resources)
+    elif not host.has_cgroup_file(controller, name):
+        with pytest.raises(CgroupError, match=rf"{name} is not available on this host"):
+            mgr.set(resources)
+    else:
+        mgr.set(resources)
+        assert expected in read(f"{host.hierarchy(controller)}{mgr.path}/{name}").splitlines()
+
+
+@needs_v1
+def test_unified_needs_v2(mgr: Manager) -> None:
     with pytest.raises(CgroupError, match=r"needs cgroup v2"):
         mgr.set({"unified": {"memory.high": "1G"}})
 
@@ -418,7 +453,7 @@ def test_stats(mgr: Manager, spawn: Callable[..., subprocess.Popen[bytes]]) -> N
 
 @needs_v1
 def test_oom_event(mgr: Manager, spawn: Callable[..., subprocess.Popen[bytes]]) -> None:
-    mgr.set({"memory": {"limit": 32 << 20, "swap": 32 << 20}})
+    mgr.set({"memory": host.hard_memory_limit(32 << 20)})
     efd = mgr.oom_events()
     try:
         proc = spawn(mgr, ["python3", "-c", "x = bytearray(256 << 20)"], stderr=subprocess.DEVNULL)

@@ -2,8 +2,10 @@
 
 Each test writes a resource into config.json, creates a real container (busybox bundle) and
 reads the control file of the container's cgroup (``/sys/fs/cgroup/<hierarchy>/corral/<id>``).
-Where this host lacks a controller or a file (hugetlb, net_cls, net_prio, CFQ's leaf weights),
-the test asserts the one-line error that names the field, and that nothing was left behind.
+Where the host lacks a controller or a file (hugetlb, net_cls, net_prio, rdma, BFQ's or CFQ's
+weights, swap accounting, cpu.idle, real-time groups: probed by ``helpers.host``), the test
+asserts the one-line error that names the field, and that nothing was left behind; where the
+host has it, the test reads the value back from the kernel.
 
 The host is cgroup v1 hybrid (the CI machine); v2's logic is unit-tested on the fake tree of
 ``corral.cgroups.testing`` (tests/unit/test_cgroups_v2.py).
@@ -21,10 +23,16 @@ from typing import Any
 
 import pytest
 
-from helpers import Bundle, Runc
+from helpers import Bundle, Runc, host
 
 CG = "/sys/fs/cgroup"
 MiB = 1 << 20
+
+if host.cgroup_mode() != "v1":
+    pytest.skip(
+        "host is not cgroup v1 or hybrid: these tests read v1 files (v2 is unit-tested)",
+        allow_module_level=True,
+    )
 
 
 def cg_file(hierarchy: str, cid: str, name: str) -> str:
@@ -81,7 +89,6 @@ def test_memory(corral_runc: Runc, bundle: Bundle, cid: str) -> None:
             "memory": {
                 "limit": 64 * MiB,
                 "reservation": 32 * MiB,
-                "swap": 96 * MiB,
                 "swappiness": 30,
                 "disableOOMKiller": True,
             }
@@ -90,17 +97,32 @@ def test_memory(corral_runc: Runc, bundle: Bundle, cid: str) -> None:
     create(corral_runc, bundle, cid)
     assert cg_file("memory", cid, "memory.limit_in_bytes") == str(64 * MiB)
     assert cg_file("memory", cid, "memory.soft_limit_in_bytes") == str(32 * MiB)
-    assert cg_file("memory", cid, "memory.memsw.limit_in_bytes") == str(96 * MiB)
     assert cg_file("memory", cid, "memory.swappiness") == "30"
     assert "oom_kill_disable 1" in cg_file("memory", cid, "memory.oom_control").splitlines()
 
 
+def test_memory_swap(corral_runc: Runc, runc_root: Path, bundle: Bundle, cid: str) -> None:
+    """memory.swap is memory+swap on v1 (memory.memsw.*), which only swap accounting has."""
+    resources_bundle(bundle, {"memory": {"limit": 64 * MiB, "swap": 96 * MiB}})
+    if not host.has_swap_accounting():
+        line = assert_refused(
+            corral_runc, runc_root, bundle, cid, "linux.resources.memory.swap", "not available"
+        )
+        assert "swap accounting off" in line
+        return
+    create(corral_runc, bundle, cid)
+    assert cg_file("memory", cid, "memory.limit_in_bytes") == str(64 * MiB)
+    assert cg_file("memory", cid, "memory.memsw.limit_in_bytes") == str(96 * MiB)
+
+
 def test_memory_unlimited_means_swap_unlimited(corral_runc: Runc, bundle: Bundle, cid: str) -> None:
+    """Without swap accounting there is no swap limit to lift: only memory's is written."""
     resources_bundle(bundle, {"memory": {"limit": -1}})
     create(corral_runc, bundle, cid)
     big = int(cg_file("memory", cid, "memory.limit_in_bytes"))
     assert big > 1 << 60
-    assert int(cg_file("memory", cid, "memory.memsw.limit_in_bytes")) == big
+    if host.has_swap_accounting():
+        assert int(cg_file("memory", cid, "memory.memsw.limit_in_bytes")) == big
 
 
 # -- cpu ------------------------------------------------------------------------------------------
@@ -119,17 +141,28 @@ def test_cpu(corral_runc: Runc, bundle: Bundle, cid: str) -> None:
     assert cg_file("cpuset", cid, "cpuset.mems") == "0"
 
 
-def test_cpu_idle(corral_runc: Runc, bundle: Bundle, cid: str) -> None:
+def test_cpu_idle(corral_runc: Runc, runc_root: Path, bundle: Bundle, cid: str) -> None:
+    """cpu.idle (SCHED_IDLE for the whole cgroup) came with Linux 5.15."""
     resources_bundle(bundle, {"cpu": {"idle": 1}})
+    if not host.has_cgroup_file("cpu", "cpu.idle"):
+        line = assert_refused(corral_runc, runc_root, bundle, cid, "linux.resources.cpu.idle")
+        assert "cpu.idle is not available on this host (needs Linux 5.15" in line
+        return
     create(corral_runc, bundle, cid)
     assert cg_file("cpu", cid, "cpu.idle") == "1"
 
 
 def test_cpu_realtime(corral_runc: Runc, runc_root: Path, bundle: Bundle, cid: str) -> None:
-    """The kernel has CONFIG_RT_GROUP_SCHED here; a new cgroup's parent (/corral) has no
-    real-time budget (rt_runtime_us 0), so only a period and a zero runtime fit; a runtime
-    the parent cannot grant is refused with the field named."""
+    """With CONFIG_RT_GROUP_SCHED, a new cgroup's parent (/corral) has no real-time budget
+    (rt_runtime_us 0), so only a period and a zero runtime fit; a runtime the parent cannot
+    grant is refused with the field named. Without it, the fields are refused by name."""
     resources_bundle(bundle, {"cpu": {"realtimePeriod": 500000, "realtimeRuntime": 0}})
+    if not host.has_cgroup_file("cpu", "cpu.rt_period_us"):
+        line = assert_refused(
+            corral_runc, runc_root, bundle, cid, "linux.resources.cpu.realtimePeriod"
+        )
+        assert "CONFIG_RT_GROUP_SCHED" in line
+        return
     create(corral_runc, bundle, cid)
     assert cg_file("cpu", cid, "cpu.rt_period_us") == "500000"
     assert cg_file("cpu", cid, "cpu.rt_runtime_us") == "0"
@@ -161,14 +194,14 @@ def _root_disk() -> tuple[int, int]:
     raise AssertionError("no disk in /sys/block")
 
 
-def test_blkio_weight_and_throttles(corral_runc: Runc, bundle: Bundle, cid: str) -> None:
+def test_blkio_throttles(corral_runc: Runc, bundle: Bundle, cid: str) -> None:
+    """The throttle layer is in every kernel with the blkio controller, whatever the scheduler."""
     major, minor = _root_disk()
     dev = {"major": major, "minor": minor}
     resources_bundle(
         bundle,
         {
             "blockIO": {
-                "weight": 500,
                 "throttleReadBpsDevice": [{**dev, "rate": 1048576}],
                 "throttleWriteBpsDevice": [{**dev, "rate": 2097152}],
                 "throttleReadIOPSDevice": [{**dev, "rate": 100}],
@@ -177,9 +210,6 @@ def test_blkio_weight_and_throttles(corral_runc: Runc, bundle: Bundle, cid: str)
         },
     )
     create(corral_runc, bundle, cid)
-    # CFQ's blkio.weight left with Linux 5.0; BFQ's file takes the same numbers.
-    weight = cg_file("blkio", cid, "blkio.bfq.weight")
-    assert weight.split()[-1] == "500", weight
     d = f"{major}:{minor}"
     assert cg_file("blkio", cid, "blkio.throttle.read_bps_device") == f"{d} 1048576"
     assert cg_file("blkio", cid, "blkio.throttle.write_bps_device") == f"{d} 2097152"
@@ -187,11 +217,56 @@ def test_blkio_weight_and_throttles(corral_runc: Runc, bundle: Bundle, cid: str)
     assert cg_file("blkio", cid, "blkio.throttle.write_iops_device") == f"{d} 200"
 
 
-def test_blkio_weight_device_on_a_bfq_disk(corral_runc: Runc, bundle: Bundle, cid: str) -> None:
+def _weight_file() -> str | None:
+    """CFQ's blkio.weight left with Linux 5.0; BFQ's blkio.bfq.weight takes the same numbers.
+    None on a kernel with neither (no BFQ built or loaded)."""
+    files = host.cgroup_files("blkio")
+    return next((f for f in ("blkio.weight", "blkio.bfq.weight") if f in files), None)
+
+
+def test_blkio_weight(corral_runc: Runc, runc_root: Path, bundle: Bundle, cid: str) -> None:
+    major, minor = _root_disk()
+    throttle = [{"major": major, "minor": minor, "rate": 1048576}]
+    resources_bundle(bundle, {"blockIO": {"weight": 500, "throttleReadBpsDevice": throttle}})
+    weight_file = _weight_file()
+    if weight_file is None:
+        line = assert_refused(
+            corral_runc,
+            runc_root,
+            bundle,
+            cid,
+            "linux.resources.blockIO.weight",
+            "blkio.bfq.weight is not available on this host",
+        )
+        assert "BFQ" in line
+        return
+    create(corral_runc, bundle, cid)
+    weight = cg_file("blkio", cid, weight_file)
+    assert weight.split()[-1] == "500", weight
+    assert cg_file("blkio", cid, "blkio.throttle.read_bps_device") == f"{major}:{minor} 1048576"
+
+
+def test_blkio_weight_device_on_a_bfq_disk(
+    corral_runc: Runc, runc_root: Path, bundle: Bundle, cid: str
+) -> None:
     """blkio.bfq.weight_device takes only disks whose scheduler is BFQ: the loop device made
-    here is switched to bfq for the test."""
+    here is switched to bfq for the test. A kernel without BFQ has no such file: refused."""
     import subprocess
 
+    if not host.has_cgroup_file("blkio", "blkio.bfq.weight_device"):
+        resources_bundle(
+            bundle, {"blockIO": {"weightDevice": [{"major": 7, "minor": 0, "weight": 300}]}}
+        )
+        line = assert_refused(
+            corral_runc,
+            runc_root,
+            bundle,
+            cid,
+            "linux.resources.blockIO.weightDevice[0].weight",
+            "blkio.bfq.weight_device is not available on this host",
+        )
+        assert "BFQ" in line
+        return
     image = Path(str(bundle)) / "disk.img"
     with open(image, "wb") as f:
         f.truncate(1 * MiB)
@@ -211,54 +286,107 @@ def test_blkio_weight_device_on_a_bfq_disk(corral_runc: Runc, bundle: Bundle, ci
         subprocess.run(["losetup", "-d", loop], check=True)
 
 
-def test_blkio_leaf_weight_is_absent_here(
-    corral_runc: Runc, runc_root: Path, bundle: Bundle, cid: str
-) -> None:
+def test_blkio_leaf_weight(corral_runc: Runc, runc_root: Path, bundle: Bundle, cid: str) -> None:
+    """Leaf weights were CFQ's, which left with Linux 5.0."""
     resources_bundle(bundle, {"blockIO": {"leafWeight": 500}})
+    if host.has_cgroup_file("blkio", "blkio.leaf_weight"):
+        create(corral_runc, bundle, cid)
+        assert cg_file("blkio", cid, "blkio.leaf_weight") == "500"
+        return
     line = assert_refused(
         corral_runc, runc_root, bundle, cid, "linux.resources.blockIO.leafWeight", "not available"
     )
     assert "CFQ" in line
 
 
-# -- controllers this host does not mount ---------------------------------------------------------
+# -- controllers a host may not have --------------------------------------------------------------
+
+
+def _rdma_device() -> str:
+    """An RDMA device of this host, or a made-up name where there is none."""
+    names = (
+        sorted(os.listdir("/sys/class/infiniband"))
+        if os.path.isdir("/sys/class/infiniband")
+        else []
+    )
+    return names[0] if names else "mlx5_0"
 
 
 @pytest.mark.parametrize(
-    ("resources", "fragments"),
+    ("resources", "field", "controller", "name", "expected"),
     [
         pytest.param(
             {"hugepageLimits": [{"pageSize": "2MB", "limit": 4 * MiB}]},
-            ("linux.resources.hugepageLimits[0]", "hugetlb", "not mounted"),
+            "linux.resources.hugepageLimits[0]",
+            "hugetlb",
+            "hugetlb.2MB.limit_in_bytes",
+            str(4 * MiB),
             id="hugepageLimits",
         ),
         pytest.param(
             {"network": {"classID": 0x100001}},
-            ("linux.resources.network.classID", "net_cls", "not mounted"),
+            "linux.resources.network.classID",
+            "net_cls",
+            "net_cls.classid",
+            str(0x100001),
             id="network.classID",
         ),
         pytest.param(
-            {"network": {"priorities": [{"name": "eth0", "priority": 5}]}},
-            ("linux.resources.network.priorities[0]", "net_prio", "not mounted"),
+            {"network": {"priorities": [{"name": "lo", "priority": 5}]}},
+            "linux.resources.network.priorities[0]",
+            "net_prio",
+            "net_prio.ifpriomap",
+            "lo 5",
             id="network.priorities",
         ),
         pytest.param(
-            {"unified": {"memory.high": "50000000"}},
-            ("linux.resources.unified", "cgroup v2"),
-            id="unified",
+            {"rdma": {_rdma_device(): {"hcaHandles": 2}}},
+            f'linux.resources.rdma["{_rdma_device()}"]',
+            "rdma",
+            "rdma.max",
+            f"{_rdma_device()} hca_handle=2",
+            id="rdma",
         ),
     ],
 )
-def test_unavailable_controllers_are_one_line_errors(
+def test_controllers_a_host_may_lack(
     corral_runc: Runc,
     runc_root: Path,
     bundle: Bundle,
     cid: str,
     resources: dict[str, Any],
-    fragments: tuple[str, ...],
+    field: str,
+    controller: str,
+    name: str,
+    expected: str,
 ) -> None:
+    """Where the host has the controller and file, the value is in the kernel's file; where it
+    does not, create fails with one line naming the field and what is missing."""
     resources_bundle(bundle, resources)
-    assert_refused(corral_runc, runc_root, bundle, cid, *fragments)
+    if not host.has_controller(controller):
+        assert_refused(
+            corral_runc,
+            runc_root,
+            bundle,
+            cid,
+            field,
+            f"the {controller} controller is not mounted",
+        )
+    elif not host.has_cgroup_file(controller, name):
+        assert_refused(corral_runc, runc_root, bundle, cid, field, f"{name} is not available")
+    elif controller == "rdma" and not os.path.isdir("/sys/class/infiniband"):
+        assert_refused(corral_runc, runc_root, bundle, cid, field, name)  # no device to limit
+    else:
+        create(corral_runc, bundle, cid)
+        assert expected in cg_file(controller, cid, name).splitlines()
+
+
+def test_unified_needs_cgroup_v2(
+    corral_runc: Runc, runc_root: Path, bundle: Bundle, cid: str
+) -> None:
+    """This module runs on v1 and hybrid hosts (see the docstring)."""
+    resources_bundle(bundle, {"unified": {"memory.high": "50000000"}})
+    assert_refused(corral_runc, runc_root, bundle, cid, "linux.resources.unified", "cgroup v2")
 
 
 # -- devices --------------------------------------------------------------------------------------
@@ -334,6 +462,14 @@ def test_update_flags(corral_runc: Runc, running: str) -> None:
 
 def test_update_memory_and_swap_shrink_and_grow(corral_runc: Runc, running: str) -> None:
     cid = running
+    if not host.has_swap_accounting():
+        done = corral_runc("update", "--memory", "256m", "--memory-swap", "512m", cid)
+        assert done.returncode == 1, done
+        assert done.stderr.count("\n") == 1, done.stderr
+        assert "linux.resources.memory.swap" in done.stderr
+        assert "swap accounting off" in done.stderr
+        assert cg_file("memory", cid, "memory.limit_in_bytes") == str(64 * MiB)  # unchanged
+        return
     corral_runc("update", "--memory", "256m", "--memory-swap", "512m", cid, check=True)
     assert cg_file("memory", cid, "memory.limit_in_bytes") == str(256 * MiB)
     assert cg_file("memory", cid, "memory.memsw.limit_in_bytes") == str(512 * MiB)
@@ -354,10 +490,29 @@ def test_update_resources_file(corral_runc: Runc, running: str, tmp_path: Path) 
 
 def test_update_resources_stdin(corral_runc: Runc, running: str) -> None:
     cid = running
-    doc = json.dumps({"cpu": {"shares": 768}, "blockIO": {"weight": 200}})
+    doc = json.dumps({"cpu": {"shares": 768}, "pids": {"limit": 25}})
     corral_runc("update", "--resources", "-", cid, input=doc, check=True)
     assert cg_file("cpu", cid, "cpu.shares") == "768"
-    assert cg_file("blkio", cid, "blkio.bfq.weight").split()[-1] == "200"
+    assert cg_file("pids", cid, "pids.max") == "25"
+    assert status(corral_runc, cid) == "running"
+
+
+def test_update_blkio_weight(corral_runc: Runc, running: str) -> None:
+    """Without a weight file (no BFQ, no CFQ) the update is one line naming the field, and the
+    other value in the same document is not written either."""
+    cid = running
+    doc = json.dumps({"cpu": {"shares": 768}, "blockIO": {"weight": 200}})
+    weight_file = _weight_file()
+    if weight_file is None:
+        done = corral_runc("update", "--resources", "-", cid, input=doc)
+        assert done.returncode == 1, done
+        assert done.stderr.count("\n") == 1, done.stderr
+        assert "linux.resources.blockIO.weight: blkio.bfq.weight is not available" in done.stderr
+        assert cg_file("cpu", cid, "cpu.shares") != "768"
+    else:
+        corral_runc("update", "--resources", "-", cid, input=doc, check=True)
+        assert cg_file("cpu", cid, "cpu.shares") == "768"
+        assert cg_file("blkio", cid, weight_file).split()[-1] == "200"
     assert status(corral_runc, cid) == "running"
 
 
