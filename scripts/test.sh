@@ -6,6 +6,10 @@
 # Every step runs even when an earlier one failed, so one run shows everything that is wrong.
 # pytest's exit status 5 ("no tests collected") is fine for one step (tests/e2e may be empty
 # for a while) but not for the whole run: if no step ran a single test, the run fails.
+#
+# A test of something the host lacks (a cgroup file such as blkio.bfq.weight, swap accounting)
+# checks the runtime's error or skips with a reason (tests/helpers/host.py). Before the summary
+# the run prints how many tests were skipped, grouped by reason, from pytest's junit reports.
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
@@ -20,6 +24,8 @@ SYSTEM_LIMIT=1200
 results=()
 failed=0
 tests_ran=0
+REPORTS=$(mktemp -d)
+trap 'rm -rf "$REPORTS"' EXIT
 
 step() {  # NAME COMMAND...
   local name=$1 start rc=0
@@ -41,7 +47,7 @@ pytest_step() {  # NAME LIMIT PYTEST-ARGS...
   shift 2
   printf '\n=== %s: pytest %s\n' "$name" "$*"
   start=$SECONDS
-  timeout --kill-after=30 "$limit" "$BIN/pytest" -q "$@" || rc=$?
+  timeout --kill-after=30 "$limit" "$BIN/pytest" -q --junitxml="$REPORTS/$name.xml" "$@" || rc=$?
   local took=$((SECONDS - start))
   case $rc in
     0) results+=("$name ok (${took}s)"); tests_ran=1 ;;
@@ -64,6 +70,37 @@ if [[ ${#system_dirs[@]} -gt 0 ]]; then
 else
   results+=("integration+e2e: no tests")
 fi
+
+# "N reason" per distinct skip reason, most frequent first; xfails are counted apart.
+skip_reasons() {
+  "$BIN/python3" - "$REPORTS" <<'PY'
+import collections, pathlib, sys, xml.etree.ElementTree as ET
+reasons = collections.Counter()
+for path in sorted(pathlib.Path(sys.argv[1]).glob("*.xml")):
+    try:
+        tree = ET.parse(path)
+    except ET.ParseError:  # a step killed by its time limit may leave half a file
+        continue
+    for skip in tree.iter("skipped"):
+        reason = " ".join((skip.get("message") or "no reason given").split())
+        if skip.get("type") == "pytest.xfail":
+            reason = "xfail: " + reason
+        reasons[reason] += 1
+for reason, count in sorted(reasons.items(), key=lambda item: (-item[1], item[0])):
+    print(count, reason)
+PY
+}
+
+skipped=0
+reasons=$(skip_reasons) || reasons="? the junit reports could not be read"
+if [[ -n $reasons ]]; then
+  printf '\n=== skipped, by reason:\n'
+  while read -r count reason; do
+    printf '%5s  %s\n' "$count" "$reason"
+    [[ $count =~ ^[0-9]+$ && $reason != xfail:* ]] && skipped=$((skipped + count))
+  done <<<"$reasons"
+fi
+results+=("$skipped skipped")
 
 if [[ $tests_ran -eq 0 ]]; then
   results+=("no tests were collected at all")
