@@ -24,6 +24,7 @@ APT_PACKAGES=(
   shellcheck                                 # lints scripts/*.sh and .ci/run in scripts/test.sh
   docker-registry skopeo umoci podman        # registry peers for corral pull/push tests
   apache2-utils                              # htpasswd -B: the registry's basic-auth file
+  containerd docker.io                       # ctr 1.6 and dockerd 20.10: tests/e2e/test_clients_*
 )
 
 PYTHON=/usr/bin/python3.11
@@ -67,8 +68,28 @@ done
 if [[ ${#missing[@]} -gt 0 ]]; then
   say "apt-get install ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
+  # No service may start: docker.io's postinst runs `invoke-rc.d docker start` where there is no
+  # systemd (containerd's starts it only under systemd), which would run a dockerd on the host's
+  # network and iptables. The tests start their own daemons with private roots inside a network
+  # namespace. A policy-rc.d that answers 101 (forbidden) makes invoke-rc.d skip the start; one
+  # that is already there (Debian's container images ship one) is left as it is.
+  policy=/usr/sbin/policy-rc.d
+  if [[ ! -e $policy ]]; then
+    printf '#!/bin/sh\n# written by corral scripts/install.sh for one apt-get run\nexit 101\n' >"$policy"
+    chmod 0755 "$policy"
+    trap 'rm -f "$policy"' EXIT
+  fi
   quiet apt-get update -qq
   quiet apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  if grep -q 'corral scripts/install.sh' "$policy" 2>/dev/null; then
+    rm -f "$policy"
+    trap - EXIT
+  fi
+fi
+# Should dockerd have started anyway (a policy-rc.d that allows it), stop it.
+if [[ -x /etc/init.d/docker ]] && /etc/init.d/docker status >/dev/null 2>&1; then
+  say "stopping the docker service that its package started"
+  quiet /etc/init.d/docker stop
 fi
 [[ -x $PYTHON ]] || die "$PYTHON is missing after installing python3 (is this Debian 12?)"
 
