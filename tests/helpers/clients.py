@@ -480,6 +480,7 @@ def _session(base: Path, make: Callable[[NetNS], ClientT], host_dirs: Sequence[s
     """A network namespace, the client made in it, the busybox image loaded, a warm-up; then
     everything stopped and removed, and the ``host_dirs`` it made removed if empty."""
     made = _absent(*host_dirs)
+    base.mkdir(parents=True, exist_ok=True)
     netns = NetNS()
     client = None
     try:
@@ -584,6 +585,9 @@ class Dockerd(Client):
         config.write_text(json.dumps({"deprecated-key-path": str(base / "key.json")}) + "\n")
         self.cgroup_parent = DOCKER_CGROUP_PARENT
         added = [f"--add-runtime={r.name}={r.path}" for r in runtimes if r.name != "runc"]
+        # The CLI's own config dir, with an empty config (podman reads it too, for auth).
+        (base / "cli").mkdir()
+        (base / "cli" / "config.json").write_text("{}\n")
         self.docker = Cli(
             [DOCKER, "--host", f"unix://{sock}"],
             env={**os.environ, "DOCKER_CONFIG": str(base / "cli")},
@@ -723,14 +727,22 @@ def inspect(cli: Cli, what: str, template: str) -> str:
 # the busybox image. The ctr scenarios are in tests/e2e/test_clients_containerd.py.
 
 
+def expect(actual: object, wanted: object, context: object = None) -> None:
+    """``assert actual == wanted`` that shows both, and ``context`` if given (pytest rewrites
+    the asserts of test modules, not of helpers)."""
+    if actual != wanted:
+        more = "" if context is None else f"\n{context!r}"
+        raise AssertionError(f"got {actual!r}, wanted {wanted!r}{more}")
+
+
 def _started(cli: Cli, name: str) -> None:
     wait_for(f"{name} to print 'started'", lambda: "started" in cli.ok("logs", name))
 
 
 def run_rm_output_and_exit_code(cli: Cli, run: Sequence[str], image: str) -> None:
     done = cli("run", "--rm", *run, image, "sh", "-c", "echo out; echo err >&2; exit 3")
-    assert (done.returncode, done.stdout, done.stderr) == (3, "out\n", "err\n")
-    assert cli.ok("ps", "--all", "--quiet") == ""
+    expect((done.returncode, done.stdout, done.stderr), (3, "out\n", "err\n"))
+    expect(cli.ok("ps", "--all", "--quiet"), "")
 
 
 def detached_exec_logs_stop_rm(cli: Cli, run: Sequence[str], image: str) -> None:
@@ -738,17 +750,17 @@ def detached_exec_logs_stop_rm(cli: Cli, run: Sequence[str], image: str) -> None
     cli.ok("run", "--detach", "--name", name, *run, image, "sh", "-c", TRAP_TERM)
     _started(cli, name)
     done = cli("exec", name, "sh", "-c", "echo $((6 * 7)); echo oops >&2; exit 5")
-    assert (done.returncode, done.stdout, done.stderr) == (5, "42\n", "oops\n")
+    expect((done.returncode, done.stdout, done.stderr), (5, "42\n", "oops\n"))
     with cli.pty("exec", "--tty", name, "sh", "-c", "tty; exit 4") as term:
-        assert term.wait() == 4, term.output
-        assert b"/dev/pts/" in term.output
+        expect(term.wait(), 4, term.output)
+        assert b"/dev/pts/" in term.output, term.output
     begin = time.monotonic()
     cli.ok("stop", "--time", "20", name)
     assert time.monotonic() - begin < 10, "TERM was not honoured: stop waited for its timeout"
-    assert inspect(cli, name, "{{.State.Status}} {{.State.ExitCode}}") == "exited 0"
-    assert cli.ok("logs", name) == "started\nbye\n"
+    expect(inspect(cli, name, "{{.State.Status}} {{.State.ExitCode}}"), "exited 0")
+    expect(cli.ok("logs", name), "started\nbye\n")
     cli.ok("rm", name)
-    assert cli.ok("ps", "--all", "--quiet") == ""
+    expect(cli.ok("ps", "--all", "--quiet"), "")
 
 
 def stop_escalates_to_kill(cli: Cli, run: Sequence[str], image: str) -> None:
@@ -757,8 +769,9 @@ def stop_escalates_to_kill(cli: Cli, run: Sequence[str], image: str) -> None:
     _started(cli, name)
     begin = time.monotonic()
     cli.ok("stop", "--time", "1", name)
-    assert 1 <= time.monotonic() - begin < 10
-    assert inspect(cli, name, "{{.State.Status}} {{.State.ExitCode}}") == "exited 137"
+    took = time.monotonic() - begin
+    assert 1 <= took < 10, f"stop --time 1 took {took:.1f} s"
+    expect(inspect(cli, name, "{{.State.Status}} {{.State.ExitCode}}"), "exited 137")
 
 
 def interactive_tty(cli: Cli, run: Sequence[str], image: str) -> None:
@@ -774,7 +787,7 @@ def expect_shell_session(term: Pty) -> None:
     term.write(b"tty; echo $((6 * 7)); exit 7\r")
     status = term.wait()
     lines = term.output.replace(b"\r", b"").split(b"\n")
-    assert (status, b"/dev/pts/0" in lines, b"42" in lines) == (7, True, True), term.output
+    expect((status, b"/dev/pts/0" in lines, b"42" in lines), (7, True, True), term.output)
 
 
 def pause_and_resume(cli: Cli, run: Sequence[str], image: str) -> None:
@@ -786,14 +799,14 @@ def pause_and_resume(cli: Cli, run: Sequence[str], image: str) -> None:
 
     wait_for("the counter to count", lambda: count() > 3)
     cli.ok("pause", name)
-    assert inspect(cli, name, "{{.State.Status}}") == "paused"
+    expect(inspect(cli, name, "{{.State.Status}}"), "paused")
     pid = int(inspect(cli, name, "{{.State.Pid}}"))
-    assert cgroup_file(pid, "freezer", "freezer.state") == "FROZEN"
+    expect(cgroup_file(pid, "freezer", "freezer.state"), "FROZEN")
     stopped_at = count()
     time.sleep(0.5)
     assert count() == stopped_at, "the counter went on while paused"
     cli.ok("unpause", name)
-    assert inspect(cli, name, "{{.State.Status}}") == "running"
+    expect(inspect(cli, name, "{{.State.Status}}"), "running")
     wait_for("the counter to go on", lambda: count() > stopped_at + 3)
 
 
@@ -801,14 +814,14 @@ def oom_kill_is_reported(cli: Cli, run: Sequence[str], image: str) -> None:
     name = new_cid()
     done = cli("run", "--name", name, "--memory", "32m", "--memory-swap", "32m", *run, image,
                "tail", "/dev/zero")
-    assert done.returncode == 137, done.stderr
-    assert inspect(cli, name, "{{.State.OOMKilled}} {{.State.ExitCode}}") == "true 137"
+    expect(done.returncode, 137, done.stderr)
+    expect(inspect(cli, name, "{{.State.OOMKilled}} {{.State.ExitCode}}"), "true 137")
 
 
 def pids_limit(cli: Cli, run: Sequence[str], image: str) -> None:
     done = cli("run", "--rm", "--pids-limit", "10", *run, image, "sh", "-c", FORKS)
-    assert (done.returncode, done.stdout) == (2, "five\n"), done.stderr
-    assert "can't fork" in done.stderr
+    expect((done.returncode, done.stdout), (2, "five\n"), done.stderr)
+    assert "can't fork" in done.stderr, done.stderr
 
 
 def update(cli: Cli, run: Sequence[str], image: str, pids: bool) -> None:
@@ -818,14 +831,14 @@ def update(cli: Cli, run: Sequence[str], image: str, pids: bool) -> None:
     cli.ok("run", "--detach", "--name", name, "--memory", "32m", "--memory-swap", "64m",
            *(["--pids-limit", "20"] if pids else []), *run, image, "sh", "-c", TRAP_TERM)
     pid = int(inspect(cli, name, "{{.State.Pid}}"))
-    assert cgroup_file(pid, "memory", "memory.limit_in_bytes") == str(32 << 20)
+    expect(cgroup_file(pid, "memory", "memory.limit_in_bytes"), str(32 << 20))
     cli.ok("update", "--memory", "64m", "--memory-swap", "128m", "--cpu-shares", "512",
            *(["--pids-limit", "50"] if pids else []), name)
-    assert cgroup_file(pid, "memory", "memory.limit_in_bytes") == str(64 << 20)
-    assert cgroup_file(pid, "memory", "memory.memsw.limit_in_bytes") == str(128 << 20)
-    assert cgroup_file(pid, "cpu", "cpu.shares") == "512"
+    expect(cgroup_file(pid, "memory", "memory.limit_in_bytes"), str(64 << 20))
+    expect(cgroup_file(pid, "memory", "memory.memsw.limit_in_bytes"), str(128 << 20))
+    expect(cgroup_file(pid, "cpu", "cpu.shares"), "512")
     if pids:
-        assert cgroup_file(pid, "pids", "pids.max") == "50"
+        expect(cgroup_file(pid, "pids", "pids.max"), "50")
 
 
 def restart_on_failure(cli: Cli, run: Sequence[str], image: str) -> None:
@@ -834,8 +847,8 @@ def restart_on_failure(cli: Cli, run: Sequence[str], image: str) -> None:
            "sh", "-c", "echo ran; exit 1")
     wait_for("two restarts, then exited", lambda: inspect(
         cli, name, "{{.RestartCount}} {{.State.Status}}") == "2 exited", timeout=30)
-    assert cli.ok("logs", name) == "ran\nran\nran\n"
-    assert inspect(cli, name, "{{.State.ExitCode}}") == "1"
+    expect(cli.ok("logs", name), "ran\nran\nran\n")
+    expect(inspect(cli, name, "{{.State.ExitCode}}"), "1")
 
 
 # The scenarios docker and podman run alike (update and the OOM kill differ, see the tests).

@@ -111,3 +111,48 @@ def test_bad_arguments_are_usage_errors(argv: list[str]) -> None:
     with pytest.raises(SystemExit) as exc:
         bench.parse_args(argv)
     assert exc.value.code == 2
+
+
+# bench/clients.py: its arguments and tables (it reuses the helpers above).
+
+CLIENTS_SCRIPT = SCRIPT.parent / "clients.py"
+
+
+def _load_clients_bench() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("clients_bench", CLIENTS_SCRIPT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+clients_bench = _load_clients_bench()
+
+
+def test_clients_bench_arguments_default() -> None:
+    ns = clients_bench.parse_args([])
+    assert (ns.runs, ns.warmup, ns.clients, ns.json) == (30, 3, ["ctr", "podman", "docker"], False)
+    assert ns.corral == "/usr/local/bin/corral-runc"
+
+
+def test_clients_bench_arguments() -> None:
+    ns = clients_bench.parse_args(["--runs", "5", "--clients", "docker, ctr", "--runc", "/x"])
+    assert (ns.runs, ns.clients, ns.runc) == (5, ["docker", "ctr"], "/x")
+
+
+@pytest.mark.parametrize("argv", [["--clients", "crio"], ["--clients", ","], ["--runs", "0"]])
+def test_clients_bench_bad_arguments_are_usage_errors(argv: list[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        clients_bench.parse_args(argv)
+    assert exc.value.code == 2
+
+
+def test_clients_bench_tables() -> None:
+    runs = {"ctr": {"corral": [110.0, 130.0, 120.0], "runc": [100.0, 100.0]}}
+    lines = clients_bench.format_clients_table(runs).splitlines()
+    assert lines[0].split() == ["client", "corral-runc", "ms", "runc", "ms", "ratio"]
+    assert lines[2].split() == ["ctr", "120.0", "100.0", "1.20"]
+    verbs = {"state": {"corral": [9.0], "runc": [4.5]}, "start": {"corral": [], "runc": [1.0]}}
+    lines = clients_bench.format_verbs_table(verbs).splitlines()
+    assert lines[2].split() == ["state", "9.00", "4.50", "+4.50", "2.00"]
+    assert lines[3].split()[:3] == ["start", "nan", "1.00"]

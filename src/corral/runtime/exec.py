@@ -17,9 +17,8 @@ from __future__ import annotations
 import os
 
 from corral import sys as k
-from corral.errors import ContainerInitError, CorralError, StateError, UsageError
-
-_PR_GET_DUMPABLE = 3
+from corral.errors import ContainerInitError, CorralError, HookError, StateError, UsageError
+from corral.runtime import messages as msg
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -133,30 +132,22 @@ def run_exec(
         joins, pid_fd = _namespace_fds(container, fds)
         procs, background = _cgroup_fds(container, fds)
         parent_sock, child_sock = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_SEQPACKET)
-        mine = os.open("/proc/self/ns/pid_for_children", os.O_RDONLY | os.O_CLOEXEC)
-        fds.append(mine)
         # Rootless, joining the pid namespace needs CAP_SYS_ADMIN over its owner: the user
         # namespace must be joined first, so a first child does both and forks the process.
         stage = pid_fd is not None and bool(joins) and _has_userns(container) and os.geteuid() != 0
-        if pid_fd is not None and not stage:
-            k.setns(pid_fd, k.CLONE_NEWPID)
         if stage and not detach:
             k.prctl(k.PR_SET_CHILD_SUBREAPER, 1)  # to wait for our grandchild
-        dumpable = k.prctl(_PR_GET_DUMPABLE)
-        k.prctl(k.PR_SET_DUMPABLE, 0)  # the child is born non-dumpable: no window after fork
-        try:
-            pid = os.fork()
-            if pid == 0:
-                parent_sock.close()
-                if stage:
-                    _userns_stage(joins, pid_fd or -1, child_sock)
-                    joins = joins[1:]
-                _child(process, child_sock, joins, procs, preserve_fds, seccomp, profile)
-        finally:
-            if dumpable:
-                k.prctl(k.PR_SET_DUMPABLE, dumpable)
-            if pid_fd is not None and not stage:
-                k.setns(mine, k.CLONE_NEWPID)
+        pid = _fork_joined(None if stage else pid_fd, fds)
+        if pid == 0:
+            parent_sock.close()
+            from corral.runtime.init import close_stray_fds
+
+            keep = {child_sock.fileno(), *joins, *procs, (pid_fd or -1) if stage else -1}
+            close_stray_fds(3 + preserve_fds, keep)
+            if stage:
+                _userns_stage(joins, pid_fd or -1, child_sock)
+                joins = joins[1:]
+            _child(process, child_sock, joins, procs, preserve_fds, seccomp, profile)
         child_sock.close()
         for path in background:  # a hybrid host's cgroup2 tree; no limits live there
             try:
@@ -184,6 +175,94 @@ def run_exec(
     return wait_and_forward(pid, pty)
 
 
+def run_start_hooks(
+    container: Container, hooks: list[dict[str, Any]], state: dict[str, Any]
+) -> None:
+    """Run the startContainer hooks "in the container namespace" (runtime-spec), for ``start``.
+
+    The init is the sealed launcher by then, so they run in a child made like an exec'd
+    process: in the container's cgroups and namespaces (the pid namespace too, when we may join
+    it), as the container's process user with its capabilities, non-dumpable; the hook's path
+    resolves in the container's root. A failing hook raises HookError and the program never
+    starts (``start`` fails, as runc's does).
+    """
+    import _socket
+
+    fds: list[int] = []
+    try:
+        joins, pid_fd = _namespace_fds(container, fds)
+        procs, _background = _cgroup_fds(container, fds)
+        parent_sock, child_sock = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_SEQPACKET)
+        rootless = _has_userns(container) and os.geteuid() != 0
+        pid = _fork_joined(None if rootless else pid_fd, fds)
+        if pid == 0:
+            parent_sock.close()
+            process = container.config.get("process") or {}
+            _hook_child(process, child_sock, joins, procs, hooks, state)
+        child_sock.close()
+        try:
+            said = parent_sock.recv(65536)
+        finally:
+            parent_sock.close()
+            _, status = os.waitpid(pid, 0)
+        if said.startswith(msg.ERROR):
+            raise HookError(said[len(msg.ERROR) :].decode(errors="replace"))
+        if status != 0:
+            raise HookError(f"hooks.startContainer: the hook runner failed (status {status:#x})")
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+
+def _hook_child(
+    process: dict[str, Any], sock: Any, joins: list[int], procs: list[int],
+    hooks: list[dict[str, Any]], state: dict[str, Any],
+) -> NoReturn:
+    import corral.spec.tables  # noqa: F401  (needed after the mount namespace is joined)
+    from corral.runtime import hooks as hook_runner
+    from corral.runtime.init import become_user, close_stray_fds
+
+    try:
+        close_stray_fds(3, {sock.fileno(), *joins, *procs})
+        for fd in procs:
+            os.write(fd, b"0")
+        for fd in joins:
+            k.setns(fd)
+        become_user(process)
+        hook_runner.run_hooks(hooks, state, "startContainer")
+        os._exit(0)
+    except CorralError as err:
+        _send(sock, str(err))
+    except OSError as err:
+        _send(sock, f"hooks.startContainer: {err.strerror or err}")
+    except BaseException as err:  # pragma: no cover - a bug; still never a traceback
+        _send(sock, f"internal error in startContainer hooks: {type(err).__name__}: {err}")
+    os._exit(1)
+
+
+def _fork_joined(pid_fd: int | None, fds: list[int]) -> int:
+    """fork(), the child born non-dumpable (no window after fork for the container's processes
+    to open its /proc/<pid>/exe, the host's Python) and, given ``pid_fd``, in that pid
+    namespace. The parent comes back to its own pid namespace and dumpable flag."""
+    mine = -1
+    if pid_fd is not None:
+        mine = os.open("/proc/self/ns/pid_for_children", os.O_RDONLY | os.O_CLOEXEC)
+        fds.append(mine)
+        k.setns(pid_fd, k.CLONE_NEWPID)
+    dumpable = k.prctl(k.PR_GET_DUMPABLE)
+    k.prctl(k.PR_SET_DUMPABLE, 0)
+    pid = -1
+    try:
+        pid = os.fork()
+    finally:
+        if pid != 0:  # the parent (or a failed fork)
+            if dumpable:
+                k.prctl(k.PR_SET_DUMPABLE, dumpable)
+            if mine >= 0:
+                k.setns(mine, k.CLONE_NEWPID)
+    return pid
+
+
 def _has_userns(container: Container) -> bool:
     namespaces = (container.config.get("linux") or {}).get("namespaces") or []
     return any(ns["type"] == "user" for ns in namespaces)
@@ -198,7 +277,7 @@ def _userns_stage(joins: list[int], pid_fd: int, sock: Any) -> None:
         pid = os.fork()
         if pid == 0:
             return
-        sock.send(b"pid:%d" % pid)
+        sock.send(msg.PID + b"%d" % pid)
         os._exit(0)
     except CorralError as err:
         _send(sock, str(err))
@@ -300,7 +379,7 @@ def _child(
 
 def _send(sock: Any, message: str) -> None:
     try:
-        sock.send(b"error:" + message.encode(errors="replace"))
+        sock.send(msg.error(message))
     except OSError:
         pass
 
@@ -313,7 +392,7 @@ def _await_exec(
     Returns the process's pid (a rootless exec's first child reports its child's: b"pid:N")
     and the pty master if one came.
 
-    A seccomp notify listener fd (b"seccomp") goes on to linux.seccomp.listenerPath, with
+    A seccomp notify listener fd (SECCOMP) goes on to linux.seccomp.listenerPath, with
     the exec'd process's pid, as runc does for every process it starts.
     """
     import _socket
@@ -323,13 +402,13 @@ def _await_exec(
     pty = None
     try:
         while True:
-            msg, anc, _f, _a = sock.recvmsg(65536, _socket.CMSG_SPACE(4))
-            if msg == b"pty":
+            said, anc, _f, _a = sock.recvmsg(65536, _socket.CMSG_SPACE(4))
+            if said == msg.PTY:
                 pty = _fd_from(anc)
-            elif msg.startswith(b"pid:"):
+            elif said.startswith(msg.PID):
                 os.waitpid(pid, 0)  # the user-namespace stage, done once it has forked
-                pid = int(msg[4:])
-            elif msg == b"seccomp" and container is not None:
+                pid = msg.number(said, msg.PID)
+            elif said == msg.SECCOMP and container is not None:
                 state = container.hook_state("running")
                 try:
                     _forward_seccomp_fd(container.config, _fd_from(anc), state, pid)
@@ -338,12 +417,12 @@ def _await_exec(
 
                     _kill_and_reap(pid)
                     raise
-            elif msg.startswith(b"error:"):
+            elif said.startswith(msg.ERROR):
                 try:
                     os.waitpid(pid, 0)
                 except ChildProcessError:
                     pass  # a grandchild (rootless) that is not ours to reap
-                raise ContainerInitError(msg[6:].decode(errors="replace"))
+                raise ContainerInitError(said[len(msg.ERROR) :].decode(errors="replace"))
             else:
                 return pid, pty  # EOF: exec happened
     finally:

@@ -1,22 +1,28 @@
 """The container's init: the forked child that builds the container around itself, then execs.
 
 It runs between ``fork`` and ``execve``, single-threaded, with the parent (``corral-runc create``)
-on the other end of a SOCK_SEQPACKET socket. Messages are small byte strings:
-
-    init -> parent   b"hooks"          mounts are done: run prestart/createRuntime hooks now
-    parent -> init   b"go"             hooks passed, carry on
-    parent -> init   b"joined"         the parent has moved us into its cgroups (when any)
-    init -> parent   b"pty" + fd       the terminal's master side (SCM_RIGHTS)
-    init -> parent   b"ready"          all set up; about to block on the exec fifo
-    init -> parent   b"error:" + text  setup failed (text is the one-line message); init exits
+on the other end of a SOCK_SEQPACKET socket; the messages are listed in
+corral.runtime.messages.
 
 Order matters and is runc's: namespaces, hostname, mounts (with the host still visible),
 createContainer hooks, pivot_root, sysctls and masks, terminal, rlimits, cgroup join, user and
-capabilities, no_new_privs, then the exec fifo and execve.
+capabilities, no_new_privs; then the init execs the sealed launcher (corral.runtime.trampoline),
+which waits for ``start`` and execs the program.
 
-The cgroup is joined as late as possible: pages this Python process dirties before it (copy-on-
-write faults of the interpreter's heap) are then charged to the runtime, not to the container,
-so a container can run under a memory limit far smaller than a Python interpreter.
+What a process of the container can reach through /proc/<init>/, at every moment:
+
+- from fork to the end of ``create`` the init is the host's Python, but non-dumpable from its
+  first instruction (the parent clears its own dumpable flag around the fork): /proc/<init>/exe,
+  environ, fd, mem and the rest are refused to every process without CAP_SYS_PTRACE over the
+  host's user namespace. Its first step closes every fd the caller had open except stdio and
+  the ones passed on purpose (--preserve-fds), so none can reach the container (CVE-2024-21626).
+- from the end of ``create`` the init is the launcher: a sealed memfd, the container's own
+  environment, and no fd but stdio, the preserved ones and the eventfd ``start`` writes to.
+
+The cgroups are all joined by the end of ``create`` (the spec, and containerd's shim, which
+reads the init's cgroup then). The memory cgroup is joined last, right before the exec of the
+launcher: pages this Python process dirtied before it stay charged to the runtime, and the exec
+then drops them, so a container can run under a memory limit far smaller than an interpreter.
 """
 
 from __future__ import annotations
@@ -24,8 +30,9 @@ from __future__ import annotations
 import os
 
 from corral import sys as k
-from corral.errors import CorralError, KernelError, SpecError
+from corral.errors import ContainerInitError, CorralError, KernelError, SpecError
 from corral.runtime import lsm, trampoline
+from corral.runtime import messages as msg
 from corral.runtime import rootfs as fs
 
 TYPE_CHECKING = False
@@ -54,7 +61,6 @@ class InitConfig:
         "cgroup_procs_fds",
         "cgroup_sources",
         "container_id",
-        "fifo_fd",
         "join_fds",
         "joined",
         "new_namespaces",
@@ -80,10 +86,9 @@ class InitConfig:
         self.plan = plan
         self.sock: Any = None
         self.parent_sock: Any = None  # the runtime's end: closed at once in the child
-        self.fifo_fd = -1
         self.cgroup_procs_fds: list[int] = []  # joined by the init itself, just before exec
         self.cgroup_early: list[str] = []  # cgroup.procs files the parent moves the init into
-        self.joined = False  # the parent said b"joined" (it may say so before we ask anything)
+        self.joined = False  # the parent said JOINED (it may say so before we ask anything)
         self.cgroup_sources: list[tuple[str, str]] = []
         self.join_fds: list[tuple[str, int]] = []  # (namespace type, fd) to setns into
         self.new_namespaces = 0  # CLONE_NEW* flags the init unshares itself
@@ -92,14 +97,23 @@ class InitConfig:
         self.user_fd = -1
         self.pid_flags: list[tuple[int, int]] = []  # (CLONE_NEWPID or CLONE_NEWTIME, fd or -1)
         self.time_offsets = ""
-        self.preserve_fds = 0
+        self.preserve_fds = 0  # fds 3 .. 3+preserve_fds-1 go to the program, on purpose
         self.no_new_keyring = False
+
+    def own_fds(self) -> set[int]:
+        """The fds the init itself needs until it execs (all close-on-exec)."""
+        fds = {self.sock.fileno(), self.user_fd, *self.cgroup_procs_fds}
+        fds.update(fd for _kind, fd in self.join_fds)
+        fds.update(fd for _flag, fd in self.pid_flags)
+        fds.discard(-1)
+        return fds
 
 
 def run(cfg: InitConfig) -> NoReturn:
     """Entry point in the child after fork. Never returns: execs the program or exits 1."""
     _drop_parent_end(cfg)
     try:
+        close_stray_fds(3 + cfg.preserve_fds, cfg.own_fds())
         _setup_and_exec(cfg)
     except CorralError as err:
         _report(cfg, str(err))
@@ -119,13 +133,19 @@ def run_userns_stage(cfg: InitConfig) -> NoReturn:
     """
     _drop_parent_end(cfg)
     try:
+        close_stray_fds(3 + cfg.preserve_fds, cfg.own_fds())
         if cfg.user_fd >= 0:
             k.setns(cfg.user_fd, k.CLONE_NEWUSER)
         else:
             k.unshare(k.CLONE_NEWUSER)
-            cfg.sock.send(b"userns")
-            if cfg.sock.recv(64) != b"mapped":
+            # The runtime writes our maps, and /proc/<pid>/uid_map of a non-dumpable process
+            # belongs to root, which a rootless runtime is not. Nothing of the container
+            # exists yet (we are alone in the new namespace); non-dumpable again right after.
+            k.prctl(k.PR_SET_DUMPABLE, 1)
+            cfg.sock.send(msg.USERNS)
+            if cfg.sock.recv(msg.MAX_CONTROL) != msg.MAPPED:
                 os._exit(1)
+            k.prctl(k.PR_SET_DUMPABLE, 0)
         try:
             os.setresgid(0, 0, 0)
             os.setresuid(0, 0, 0)
@@ -135,7 +155,7 @@ def run_userns_stage(cfg: InitConfig) -> NoReturn:
         pid = os.fork()
         if pid == 0:
             run(cfg)
-        cfg.sock.send(b"pid:%d" % pid)
+        cfg.sock.send(msg.PID + b"%d" % pid)
         os._exit(0)
     except CorralError as err:
         _report(cfg, str(err))
@@ -164,20 +184,20 @@ def enter_for_children(pid_flags: list[tuple[int, int]], time_offsets: str) -> N
 
 
 def receive(cfg: InitConfig, want: bytes) -> bool:
-    """Wait for ``want`` from the parent, noting a b"joined" that may arrive first."""
+    """Wait for ``want`` from the parent, noting a JOINED that may arrive first."""
     while True:
-        msg = cfg.sock.recv(64)
-        if msg == b"joined":
+        said = cfg.sock.recv(msg.MAX_CONTROL)
+        if said == msg.JOINED:
             cfg.joined = True
-            if want == b"joined":
+            if want == msg.JOINED:
                 return True
             continue
-        return bool(msg == want)
+        return bool(said == want)
 
 
 def _report(cfg: InitConfig, message: str) -> None:
     try:
-        cfg.sock.send(b"error:" + message.encode(errors="replace"))
+        cfg.sock.send(msg.error(message))
     except OSError:
         pass
 
@@ -200,9 +220,14 @@ def _setup_and_exec(cfg: InitConfig) -> None:
     spec, process = cfg.spec, cfg.process
     _preload(spec, process)
     # The program is exec'd through a sealed in-memory launcher, never with the host's Python
-    # as /proc/self/exe (CVE-2019-5736; see corral.runtime.trampoline). Made now, while fcntl
-    # can still be imported and before seccomp, which may not allow memfd_create.
+    # as /proc/self/exe (CVE-2019-5736; see corral.runtime.trampoline), and the launcher is
+    # what waits for `start`, on an eventfd. Both made now, while fcntl can still be imported
+    # and before seccomp, which may not allow memfd_create or eventfd2. The eventfd stays open
+    # across the exec of the launcher (not close-on-exec); the launcher closes it.
     launcher = trampoline.sealed_launcher()
+    if launcher is None:
+        raise ContainerInitError(f"corral has no sealed launcher for {os.uname().machine}")
+    start_fd = os.eventfd(0, 0)
     os.chdir(cfg.bundle)  # as runc: the init starts in the bundle (the caller's cwd is theirs)
     # 1. Namespaces: join the given ones (user first, so the others are owned by it), then make
     #    the new ones. pid and time were arranged by the parent: they apply from our birth.
@@ -229,8 +254,8 @@ def _setup_and_exec(cfg: InitConfig) -> None:
     os.close(root_fd)
     hooks = spec.get("hooks") or {}
     if hooks.get("prestart") or hooks.get("createRuntime"):
-        cfg.sock.send(b"hooks")
-        if not receive(cfg, b"go"):
+        cfg.sock.send(msg.HOOKS)
+        if not receive(cfg, msg.GO):
             os._exit(1)  # the parent reported the hook's failure itself
     if hooks.get("createContainer"):
         from corral.runtime.hooks import run_hooks
@@ -248,18 +273,14 @@ def _setup_and_exec(cfg: InitConfig) -> None:
         k.personality(PERSONALITIES[personality.get("domain", "LINUX")])
     # A cgroup namespace's root is where we are when we unshare it: be in every cgroup first.
     needs_all = cfg.cgroup_early and cfg.unshare_cgroup and not cfg.joined
-    if needs_all and not receive(cfg, b"joined"):
+    if needs_all and not receive(cfg, msg.JOINED):
         os._exit(1)
     # The late cgroups (memory) are joined as late as possible, so that the pages this
-    # interpreter dirties until execve are not charged to the container: right before execve,
-    # unless a cgroup namespace (whose root is taken at unshare) or startContainer hooks need
-    # the init inside first, or the process drops root (kernels before 5.16 check a v2
-    # migration against the writer's current credentials, not the fd opener's).
-    late_join = not (
-        cfg.unshare_cgroup
-        or (spec.get("hooks") or {}).get("startContainer")
-        or (process.get("user") or {}).get("uid", 0) != 0
-    )
+    # interpreter dirties until it execs the launcher are not charged to the container: right
+    # before that exec, unless a cgroup namespace (whose root is taken at unshare) needs the
+    # init inside first, or the process drops root (kernels before 5.16 check a v2 migration
+    # against the writer's current credentials, not the fd opener's).
+    late_join = not (cfg.unshare_cgroup or (process.get("user") or {}).get("uid", 0) != 0)
     if not late_join:
         join_late_cgroups(cfg)
     if cfg.unshare_cgroup:
@@ -275,34 +296,26 @@ def _setup_and_exec(cfg: InitConfig) -> None:
         install(cfg.sock, seccomp)
     lsm.apply(process)
     become_user(process)
-    close_fds_from(3 + cfg.preserve_fds)
+    close_fds_from(3 + cfg.preserve_fds, keep=start_fd)
     restore_signals()
     if seccomp is not None and nnp:
         from corral.runtime.seccomp import install
 
         install(cfg.sock, seccomp)
-
-    # 4. Tell the parent we are ready, wait for `start`, run the user's program.
-    cfg.sock.send(b"ready")
-    cfg.sock.close()
-    fifo = os.open(k.fd_path(cfg.fifo_fd), os.O_WRONLY | os.O_CLOEXEC)
-    os.write(fifo, b"0")
-    os.close(cfg.fifo_fd)
-    if hooks.get("startContainer"):
-        from corral.runtime.hooks import run_hooks
-
-        run_hooks(hooks["startContainer"], _hook_state(cfg, "created"), "startContainer")
-    args, env_map = process["args"], dict(_env_pairs(env))
     if late_join:
         join_late_cgroups(cfg)
-    trampoline.execve(launcher, path, args, env_map)
+
+    # 4. Become the launcher, which waits for `start` on start_fd, then runs the program. The
+    #    socket closes with the exec: the parent reads end-of-file and create is done.
+    cfg.sock.send(msg.READY + b"%d" % start_fd)
+    trampoline.execve_waiting(launcher, start_fd, path, process["args"], dict(_env_pairs(env)))
 
 
 def join_late_cgroups(cfg: InitConfig) -> None:
     """Join the cgroups of Manager.join_plan's late list through the fds opened before fork.
 
-    Called after become_user when the process stays uid 0 (see _setup_and_exec); "0" moves
-    the writing process itself, which v1 always allows.
+    Called right before the launcher's exec when the process stays uid 0 (see
+    _setup_and_exec); "0" moves the writing process itself, which v1 always allows.
     """
     for fd in cfg.cgroup_procs_fds:
         os.write(fd, b"0")  # "0" means "the writing process"
@@ -392,22 +405,23 @@ def apply_process_limits(process: dict[str, Any]) -> None:
 def become_user(process: dict[str, Any]) -> None:
     """Switch to the configured user, keeping exactly the configured capabilities.
 
-    The bounding set is cut first (that needs CAP_SETPCAP, which we still have); KEEPCAPS lets
-    the permitted set survive setuid away from 0; then capset installs the final sets and the
-    ambient ones are raised (they must be permitted and inheritable).
+    No ``capabilities`` means none at all, as in runc (the field is optional; a process must
+    not get the runtime's full set by leaving it out). The bounding set is cut first (that
+    needs CAP_SETPCAP, which we still have); KEEPCAPS lets the permitted set survive setuid
+    away from 0; then capset installs the final sets and the ambient ones are raised (they must
+    be permitted and inheritable).
     """
-    caps = process.get("capabilities")
+    from corral.spec.tables import CAPABILITIES, cap_mask
+
+    caps = process.get("capabilities") or {}
     user = process.get("user") or {}
     uid, gid = user.get("uid", 0), user.get("gid", 0)
-    if caps is not None:
-        from corral.spec.tables import cap_mask
-
-        bounding = cap_mask(caps.get("bounding") or [])
-        last = _last_cap()
-        for cap in range(last + 1):
-            if not bounding >> cap & 1:
-                k.prctl(k.PR_CAPBSET_DROP, cap)
-        k.prctl(k.PR_SET_KEEPCAPS, 1)
+    bounding = cap_mask(caps.get("bounding") or [])
+    last = _last_cap()
+    for cap in range(last + 1):
+        if not bounding >> cap & 1:
+            k.prctl(k.PR_CAPBSET_DROP, cap)
+    k.prctl(k.PR_SET_KEEPCAPS, 1)
     if "additionalGids" in user or uid != 0 or gid != 0:
         try:
             os.setgroups(list(user.get("additionalGids") or []))
@@ -415,32 +429,42 @@ def become_user(process: dict[str, Any]) -> None:
             pass  # a user namespace with setgroups denied keeps the (empty) list it has
     os.setresgid(gid, gid, gid)
     os.setresuid(uid, uid, uid)
-    if caps is not None:
-        k.prctl(k.PR_SET_KEEPCAPS, 0)
-        k.capset(
-            cap_mask(caps.get("effective") or []),
-            cap_mask(caps.get("permitted") or []),
-            cap_mask(caps.get("inheritable") or []),
-        )
-        # Ambient needs the capability permitted and inheritable; runc 1.1 skips (with a
-        # warning) those that are not, and `runc spec` writes ambient without inheritable.
-        raisable = cap_mask(caps.get("permitted") or []) & cap_mask(caps.get("inheritable") or [])
-        for name in caps.get("ambient") or []:
-            from corral.spec.tables import CAPABILITIES
-
-            if raisable >> CAPABILITIES[name] & 1:
-                k.prctl(k.PR_CAP_AMBIENT, k.PR_CAP_AMBIENT_RAISE, CAPABILITIES[name])
+    k.prctl(k.PR_SET_KEEPCAPS, 0)
+    permitted = cap_mask(caps.get("permitted") or [])
+    inheritable = cap_mask(caps.get("inheritable") or [])
+    k.capset(cap_mask(caps.get("effective") or []), permitted, inheritable)
+    # Ambient needs the capability permitted and inheritable; runc 1.1 skips (with a
+    # warning) those that are not, and `runc spec` writes ambient without inheritable.
+    for name in caps.get("ambient") or []:
+        if (permitted & inheritable) >> CAPABILITIES[name] & 1:
+            k.prctl(k.PR_CAP_AMBIENT, k.PR_CAP_AMBIENT_RAISE, CAPABILITIES[name])
     if process.get("noNewPrivileges"):
         k.prctl(k.PR_SET_NO_NEW_PRIVS, 1)
     if user.get("umask") is not None:
         os.umask(user["umask"])
     else:
         os.umask(0o022)
-    cwd = process.get("cwd") or "/"
+    enter_cwd(process.get("cwd") or "/")
+
+
+def enter_cwd(cwd: str) -> None:
+    """chdir to the process's cwd, which must be a directory inside the container's root.
+
+    A path through an fd the runtime leaked (``/proc/self/fd/7`` naming the host's "/") would
+    put the program outside the container (CVE-2024-21626). The runtime closes such fds, and
+    this checks the result: the kernel's getcwd says "(unreachable)" for a directory outside
+    our root, which Python reports as FileNotFoundError.
+    """
     try:
         os.chdir(cwd)
     except OSError as err:
         raise SpecError("process.cwd", f"chdir to {cwd}: {err.strerror}") from None
+    try:
+        here = os.getcwd()
+    except FileNotFoundError:
+        here = ""
+    if not here.startswith("/"):
+        raise SpecError("process.cwd", f"{cwd} is outside the container's root filesystem")
 
 
 def _last_cap() -> int:
@@ -451,11 +475,27 @@ def _last_cap() -> int:
         return 40
 
 
-def close_fds_from(first: int) -> None:
-    """Every fd from ``first`` up is closed at exec (the first 3 + preserved ones stay)."""
+def close_stray_fds(first: int, keep: set[int]) -> None:
+    """Close every fd from ``first`` up except ``keep``: the first thing a forked child does.
+
+    Whatever the caller had open (a directory of the host, a socket, the console socket) must
+    never reach the container; stdio and the fds passed on purpose (--preserve-fds, below
+    ``first``) stay. close_range(2) makes each gap one system call.
+    """
+    low = first
+    for fd in sorted(f for f in keep if f >= first):
+        if fd > low:
+            os.closerange(low, fd)
+        low = fd + 1
+    os.closerange(low, 1 << 20)
+
+
+def close_fds_from(first: int, keep: int = -1) -> None:
+    """Every fd from ``first`` up, but ``keep``, is closed at exec (the first 3 + preserved ones
+    stay)."""
     for name in os.listdir("/proc/self/fd"):
         fd = int(name)
-        if fd >= first:
+        if fd >= first and fd != keep:
             try:
                 os.set_inheritable(fd, False)
             except OSError:

@@ -24,11 +24,13 @@ from corral.errors import (
     ContainerInitError,
     CorralError,
     HookError,
+    KernelError,
     NotFoundError,
     SpecError,
     StateError,
     UsageError,
 )
+from corral.runtime import messages as msg
 from corral.runtime.state import (
     Container,
     StateStore,
@@ -175,10 +177,7 @@ def _spawn_init(
     linux = spec.get("linux") or {}
     if cgroup is not None:
         _setup_cgroup(cgroup, linux, cfg, fds)
-    os.mkfifo(container.fifo, 0o622)
-    os.chmod(container.fifo, 0o622)
-    cfg.fifo_fd = os.open(container.fifo, os.O_PATH | os.O_CLOEXEC)
-    fds.append(cfg.fifo_fd)
+    os.close(os.open(container.created_marker, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600))
     console = _connect_console(opts.console_socket) if opts.console_socket else None
     pid_flags = _plan_namespaces(linux, cfg, fds)
     parent_sock, child_sock = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_SEQPACKET)
@@ -273,10 +272,23 @@ def _fork_into(pid_flags: list[tuple[int, int]], cfg: InitConfig, fds: list[int]
     /proc), so a first child enters the user namespace and forks the init from there; the pid
     returned is that first child's, and the init's own pid arrives as a message.
     """
-    from corral.runtime import init
 
     cfg.pid_flags = pid_flags
     cfg.time_offsets = _time_offsets(cfg.spec.get("linux") or {})
+    # The child is born non-dumpable (it inherits our flag): from its first instruction no
+    # process of the container can open its /proc/<pid>/exe (the host's Python), environ or fd.
+    dumpable = k.prctl(k.PR_GET_DUMPABLE)
+    k.prctl(k.PR_SET_DUMPABLE, 0)
+    try:
+        return _fork_init(pid_flags, cfg, fds)
+    finally:
+        if dumpable:
+            k.prctl(k.PR_SET_DUMPABLE, dumpable)
+
+
+def _fork_init(pid_flags: list[tuple[int, int]], cfg: InitConfig, fds: list[int]) -> int:
+    from corral.runtime import init
+
     if cfg.userns:
         pid = os.fork()
         if pid == 0:
@@ -331,7 +343,7 @@ def _join_early(cfg: InitConfig, pid: int, sock: Any) -> None:
 
     Done by us, right after fork, while the init works on its mounts: the kernel's first
     migration through cgroup.procs can wait for an RCU grace period, and this way that wait is
-    not on the init's path. Only an init that makes a cgroup namespace waits for b"joined".
+    not on the init's path. Only an init that makes a cgroup namespace waits for JOINED.
     """
     if not cfg.cgroup_early:
         return
@@ -339,7 +351,7 @@ def _join_early(cfg: InitConfig, pid: int, sock: Any) -> None:
         try:
             write_atomic_plain(path, str(pid))
         except ProcessLookupError:
-            return  # the init failed already: its b"error:" is waiting to be read
+            return  # the init failed already: its ERROR is waiting to be read
         except OSError as err:
             from corral.errors import CgroupError
 
@@ -347,32 +359,35 @@ def _join_early(cfg: InitConfig, pid: int, sock: Any) -> None:
     if not cfg.unshare_cgroup:
         return  # only an init making a cgroup namespace reads it (unread data resets a socket)
     try:
-        sock.send(b"joined")
+        sock.send(msg.JOINED)
     except BrokenPipeError:
-        pass  # the init failed already: its b"error:" is waiting to be read
+        pass  # the init failed already: its ERROR is waiting to be read
 
 
 def _serve_init(
     container: Container, sock: Any, pid: int, cfg: InitConfig
 ) -> tuple[int, int | None]:
-    """Answer the init until it says ready (or fails).
+    """Answer the init until it has exec'd the launcher (or failed).
 
-    Returns the init's pid and the pty master if one came.
+    Returns the init's pid and the pty master if one came. The init says READY with the
+    number of the eventfd its launcher waits on (``start`` needs it), then execs: its end of
+    the socket closes with that exec, and the end-of-file here means create is done.
     """
     import _socket
 
     pty: int | None = None
+    ready = False
     while True:
-        msg, ancdata, _flags, _addr = sock.recvmsg(65536, _socket.CMSG_SPACE(4))
-        if msg == b"userns":
+        said, ancdata, _flags, _addr = sock.recvmsg(65536, _socket.CMSG_SPACE(4))
+        if said == msg.USERNS:
             _write_id_maps(pid, container.config.get("linux") or {})
-            sock.send(b"mapped")
-        elif msg.startswith(b"pid:"):
+            sock.send(msg.MAPPED)
+        elif said.startswith(msg.PID):
             os.waitpid(pid, 0)  # the user-namespace stage, done once it has forked the init
-            pid = int(msg[4:])
+            pid = msg.number(said, msg.PID)
             container.data["pid"] = pid  # known from now on, for the cleanup of a failure
             _join_early(cfg, pid, sock)
-        elif msg == b"hooks":
+        elif said == msg.HOOKS:
             container.data["pid"] = pid
             hooks = container.config.get("hooks") or {}
             state = container.hook_state("creating")
@@ -382,19 +397,22 @@ def _serve_init(
                 run_hooks(hooks.get("prestart") or [], state, "prestart")
                 run_hooks(hooks.get("createRuntime") or [], state, "createRuntime")
             except HookError:
-                sock.send(b"stop")
+                sock.send(msg.STOP)
                 raise
-            sock.send(b"go")
-        elif msg == b"pty":
+            sock.send(msg.GO)
+        elif said == msg.PTY:
             pty = _fd_from(ancdata)
-        elif msg == b"seccomp":
+        elif said == msg.SECCOMP:
             container.data["pid"] = pid
             state = container.hook_state("creating")
             _forward_seccomp_fd(container.config, _fd_from(ancdata), state, pid)
-        elif msg == b"ready":
-            return pid, pty
-        elif msg.startswith(b"error:"):
-            raise ContainerInitError(msg[6:].decode(errors="replace"))
+        elif said.startswith(msg.READY):
+            container.data["start_fd"] = msg.number(said, msg.READY)
+            ready = True
+        elif said.startswith(msg.ERROR):
+            raise ContainerInitError(said[len(msg.ERROR) :].decode(errors="replace"))
+        elif ready and said == b"" and process_start_time(pid) is not None:
+            return pid, pty  # end of file: the init has exec'd the launcher
         else:
             _, status = os.waitpid(pid, 0)
             raise ContainerInitError(
@@ -488,36 +506,61 @@ def _owner() -> str:
 
 
 def start(store: StateStore, container_id: str) -> Container:
-    """Let a created container's init exec the program, then run poststart hooks."""
-    import select
+    """Let a created container's launcher exec the program, then run poststart hooks.
 
+    The launcher waits on an eventfd (corral.runtime.trampoline); we take it from the init
+    with pidfd_getfd and write to it. The init is held by a pidfd first, so a program that
+    exits at once (and is reaped by whoever inherited it) cannot make its pid vanish under us.
+    Removing the ``created`` marker is the claim: of two racing starts, one wins.
+    """
     container = store.load(container_id)
     status = container.status()
     if status == "stopped":
         raise StateError("cannot start a container that has stopped")
     if status != "created":
         raise StateError(f"cannot start an already running container (status {status})")
-    fifo = os.open(container.fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    pidfd = os.pidfd_open(container.pid)
     try:
-        poller = select.poll()
-        poller.register(fifo, select.POLLIN)
-        poller.register(pidfd, select.POLLIN)
-        ready = {fd for fd, _ in poller.poll()}
-        data = os.read(fifo, 1) if fifo in ready else b""
+        pidfd = os.pidfd_open(container.pid)
+    except ProcessLookupError:
+        raise StateError("cannot start a container that has stopped") from None
+    try:
+        if not container.init_alive():
+            raise StateError("cannot start a container that has stopped")
+        hooks = container.config.get("hooks") or {}
+        if hooks.get("startContainer"):
+            from corral.runtime.exec import run_start_hooks
+
+            run_start_hooks(container, hooks["startContainer"], container.hook_state("created"))
+        try:
+            os.unlink(container.created_marker)
+        except FileNotFoundError:
+            raise StateError("cannot start an already running container") from None
+        _release(pidfd, int(container.data["start_fd"]))
     finally:
-        os.close(fifo)
         os.close(pidfd)
-    if data != b"0":
-        raise StateError("cannot start a container that has stopped")
-    os.unlink(container.fifo)
     from corral.runtime import log
 
     log.debug(f"started container {container_id} pid {container.pid}")
-    hooks = (container.config.get("hooks") or {}).get("poststart") or []
-    if hooks:
-        _warn_hooks(hooks, container.hook_state("running"), "poststart")
+    poststart = hooks.get("poststart") or []
+    if poststart:
+        _warn_hooks(poststart, container.hook_state("running"), "poststart")
     return container
+
+
+def _release(pidfd: int, start_fd: int) -> None:
+    """Write to the eventfd the init's launcher waits on (its fd ``start_fd``)."""
+    import sys
+
+    try:
+        fd = k.pidfd_getfd(pidfd, start_fd)
+    except KernelError:  # ESRCH: the init is gone; EBADF: it no longer waits
+        raise StateError("cannot start a container that has stopped") from None
+    try:
+        if os.readlink(k.fd_path(fd)) != "anon_inode:[eventfd]":
+            raise StateError("cannot start a container that has stopped")
+        os.write(fd, (1).to_bytes(8, sys.byteorder))  # an eventfd takes a native u64
+    finally:
+        os.close(fd)
 
 
 def _warn_hooks(hooks: list[dict[str, Any]], state: dict[str, Any], kind: str) -> None:
@@ -539,14 +582,23 @@ def _warn_hooks(hooks: list[dict[str, Any]], state: dict[str, Any], kind: str) -
 
 
 def kill(store: StateStore, container_id: str, sig: int, all_processes: bool = False) -> None:
+    """Signal the init, or with ``all_processes`` every process of the container's cgroup.
+
+    ``--all`` also succeeds on a stopped container, as runc's does (containerd's shim calls it
+    after the init died, to reach what the init left behind).
+    """
     container = store.load(container_id)
     status = container.status()
-    if status in ("stopped", "creating"):
+    if status == "creating" or (status == "stopped" and not all_processes):
         raise StateError("container not running")
     if all_processes and container.data.get("cgroup"):
         from corral import cgroups
 
-        cgroups.from_state(container.data["cgroup"]).kill(sig)
+        manager = cgroups.from_state(container.data["cgroup"])
+        if status != "stopped" or manager.exists():
+            manager.kill(sig)
+        return
+    if status == "stopped":
         return
     try:
         pidfd = os.pidfd_open(container.pid)

@@ -6,13 +6,14 @@ Each container has a directory ``<root>/<id>/`` (root defaults to /run/corral) h
   its kernel start time, the cgroup manager's paths. Written atomically (write a temp file,
   rename), so a reader never sees half a file. No fsync: the root lives on a tmpfs (/run) that
   a reboot empties anyway, and an fsync there costs a millisecond per call on a disk.
-- ``exec.fifo``: present from ``create`` until ``start``. The container's init blocks opening it
-  for writing; ``start`` opens it for reading, which lets the init go on to exec the user's
-  program.
+- ``created``: an empty file, present from ``create`` until ``start``, which removes it (the
+  removal is how one of two racing starts wins). Meanwhile the container's init is the sealed
+  launcher (corral.runtime.trampoline), waiting on an eventfd whose number state.json keeps
+  as ``start_fd``.
 
 The status is never stored, it is derived each time from the kernel, as runc does:
 ``stopped`` if the init process is gone (or its pid now belongs to another process: the start
-time recorded at create tells them apart), ``created`` while the exec fifo exists, ``paused``
+time recorded at create tells them apart), ``created`` while the ``created`` file exists, ``paused``
 while the cgroup is frozen, ``running`` otherwise. A directory whose create is still under way is
 ``creating``; if the process doing that create died, it reads ``stopped`` so that
 ``delete --force`` can remove what it left.
@@ -32,7 +33,7 @@ if TYPE_CHECKING:
 
 DEFAULT_ROOT = "/run/corral"
 STATE_FILE = "state.json"
-FIFO_FILE = "exec.fifo"
+CREATED_FILE = "created"
 OCI_VERSION = "1.0.2-dev"
 
 
@@ -109,8 +110,8 @@ class Container:
         return config
 
     @property
-    def fifo(self) -> str:
-        return os.path.join(self.dir, FIFO_FILE)
+    def created_marker(self) -> str:
+        return os.path.join(self.dir, CREATED_FILE)
 
     def save(self) -> None:
         write_atomic(os.path.join(self.dir, STATE_FILE), _json.dumps(self.data).encode())
@@ -126,7 +127,7 @@ class Container:
             return "creating" if process_start_time(creator[0]) == creator[1] else "stopped"
         if not self.init_alive():
             return "stopped"
-        if os.path.exists(self.fifo):
+        if os.path.exists(self.created_marker):
             return "created"
         if self.cgroup_frozen():
             return "paused"

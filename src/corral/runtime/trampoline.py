@@ -11,16 +11,25 @@ some other process still runs that interpreter.
 The fix is runc's idea (runc 1.1 re-execs itself from a sealed memfd copy, nsenter/
 cloned_binary.c) at a fraction of its cost: instead of copying the 6 MB interpreter, the runtime
 execs a launcher of a few hundred bytes, built here as a static ELF, held in a memfd sealed
-against any write (F_SEAL_WRITE | SHRINK | GROW | SEAL). The launcher does one thing,
-``execve(argv[0], argv + 1, envp)`` (it is started with argv = [path, arg0, arg1, ...]); when
-the container's program is then executed, /proc/self/exe is the sealed launcher, never a file
-of the host:
+against any write (F_SEAL_WRITE | SHRINK | GROW | SEAL). Its first argument is a control word:
+``["-", path, arg0, arg1, ...]`` makes it ``execve(path, [arg0, ...], envp)``; when the
+container's program is then executed, /proc/self/exe is the sealed launcher, never a file of the
+host:
 
-- ``#!/proc/self/exe`` now names the launcher: started as the script's interpreter it execs the
-  script again with one argument fewer each round, and exits 127 (a one-line message on stderr)
-  when they run out. Nothing of the host runs.
-- the launcher's /proc/<pid>/exe, which other container processes may open (it is dumpable), is
-  the memfd: the seals refuse every write.
+- ``#!/proc/self/exe`` now names the launcher, started with the script's interpreter path as its
+  control word: not a "-" word, so it exits 127 with a one-line message on stderr. Nothing of
+  the host runs.
+- the launcher's /proc/<pid>/exe, which other container processes may open, is the memfd: the
+  seals refuse every write.
+
+The created window. Between ``create`` and ``start`` the container's init waits for the word to
+go. If the host's Python did that waiting, the container's PID 1 would be the host interpreter
+for as long as the container stays created, with the caller's environment and the runtime's
+files in /proc/1/. So the init ends ``create`` by exec'ing the launcher with ``["-N", path,
+arg0, ...]``: it makes itself non-dumpable, blocks reading 8 bytes from fd N (an eventfd that
+``start`` takes with pidfd_getfd and writes to), closes it and execs the program. From the end
+of ``create`` PID 1 is 250 bytes of sealed code with the container's environment, stdio, the
+preserved fds and one eventfd: nothing of the host to reach, not even a path.
 
 Cost: memfd_create + one 200-byte write + fcntl, and one extra execve of a static program with no
 loader and no libraries: ~0.1-0.2 ms (bench: ``python -m corral.runtime.trampoline``).
@@ -39,24 +48,31 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import NoReturn
 
-# The launcher's code, position-independent; assembled from (x86_64, Intel syntax):
-#   mov rax,[rsp]; cmp rax,2; jb fail          argc < 2: nothing to run
-#   mov rdi,[rsp+8]; lea rsi,[rsp+16]          rdi = argv[0], rsi = &argv[1]
-#   lea rdx,[rsp+rax*8+16]; mov eax,59; syscall   rdx = envp; execve(argv[0], &argv[1], envp)
-#   fail: write(2, msg, 45); exit_group(127)
-# and the same for aarch64 (ldr/cmp/b.lo, add x2, sp, x2, lsl #3; svc #0 with x8 = 221).
-# The kernel's argv for it is [path, arg0, arg1, ...]: it runs execve(path, [arg0, ...], envp).
+# The launcher's code, position-independent, assembled from launcher-x86_64.s and
+# launcher-aarch64.s beside this file (GNU as; tests/unit/test_security_trampoline.py assembles
+# them again and compares). What it does with its argv:
+#   ["-", PATH, ARG0, ...]    execve(PATH, [ARG0, ...], envp)
+#   ["-N", PATH, ARG0, ...]   a created container's init: prctl(PR_SET_DUMPABLE, 0), wait for
+#                             8 bytes on fd N (an eventfd `start` writes to), close N, execve
+#   anything else             "corral: cannot execute the container process", exit 127
 _MESSAGE = b"corral: cannot execute the container process\n".hex()  # 45 bytes, as in the code
 _CODE = {
     "x86_64": (
         62,
-        "488b04244883f8027216488b7c2408488d742410488d54c410b83b0000000f05bf02000000488d3518000000"
-        "ba2d000000b8010000000f05bf7f000000b8e70000000f05" + _MESSAGE,
+        "4889e5488b5d004883fb02727a488b7508803e2d757148ffc6803e0074554531e40fb60685c0741483e83083"
+        "f80977574d6be40a4901c448ffc6ebe5bf0400000031f6b89d0000000f054883ec104c89e74889e6ba080000"
+        "0031c00f054883f8fc74eb4883f808751e4c89e7b8030000000f05488b7d10488d7518488d54dd10b83b0000"
+        "000f05bf02000000488d3518000000ba2d000000b8010000000f05bf7f000000b8e70000000f05"
+        + _MESSAGE,
     ),
     "aarch64": (
         183,
-        "e20340f95f0800f1e3000054e00740f9e1430091e26f228b42400091a81b80d2010000d4400080d2e1000010"
-        "a20580d2080880d2010000d4e00f80d2c80b80d2010000d4" + _MESSAGE,
+        "f5030091b30240f97f0a00f1e3040054a10640f9221440385fb40071610400542200403962030034140080d2"
+        "430180d222144038c200003442c000515f24007148030054940a039bfaffff17800080d2010080d2e81480d2"
+        "010000d4ff4300d1e00314aae1030091020180d2e80780d2010000d41f1000b140ffff541f2000f141010054"
+        "e00314aa280780d2010000d4a00a40f9a1620091a20e138b42400091a81b80d2010000d4400080d2e1000010"
+        "a20580d2080880d2010000d4e00f80d2c80b80d2010000d4"
+        + _MESSAGE,
     ),
 }
 _BASE = 0x400000
@@ -120,10 +136,23 @@ def execve(launcher: int | None, path: str, args: list[str], env: dict[str, str]
     """Exec ``path`` with ``args`` through the sealed launcher (or directly without one)."""
     if launcher is None:
         os.execve(path, args, env)
+    _exec_launcher(launcher, ["-", path, *args], env)
+
+
+def execve_waiting(
+    launcher: int, wait_fd: int, path: str, args: list[str], env: dict[str, str]
+) -> NoReturn:
+    """Become the launcher now; it waits for 8 bytes on ``wait_fd`` (an eventfd that `start`
+    writes to), then execs ``path``. ``wait_fd`` must not be close-on-exec; the launcher closes
+    it before the program runs."""
+    _exec_launcher(launcher, [f"-{wait_fd}", path, *args], env)
+
+
+def _exec_launcher(launcher: int, argv: list[str], env: dict[str, str]) -> NoReturn:
     try:
-        os.execve(f"/proc/self/fd/{launcher}", [path, *args], env)
+        os.execve(f"/proc/self/fd/{launcher}", argv, env)
     except FileNotFoundError:  # no /proc in the container: fexecve (execveat) instead
-        os.execve(launcher, [path, *args], env)
+        os.execve(launcher, argv, env)
 
 
 def _bench(rounds: int = 200) -> None:  # pragma: no cover - a measurement, not a test
