@@ -48,9 +48,10 @@ def test_scenario(scenario: Callable[[Cli, Sequence[str], str], None], podman: C
 
 
 def test_memory_limit_oom_kill(podman: Cli, image: str) -> None:
-    """podman 4.3 with conmon 2.1.6 says ``OOMKilled false`` on this host even with runc (conmon
-    watches memory.oom_control, but no "oom" file is ever written), so the kill is read from the
-    container's memory cgroup: a child of the init is OOM-killed there, and the init goes on."""
+    """podman 4.3 with conmon 2.1.6 says ``OOMKilled false`` whatever the runtime: conmon sees
+    the OOM kill, but podman gives it no --persist-dir, so it writes its "oom" file into its
+    working directory, where podman never looks. So the kill is read from the container's
+    memory cgroup: a child of the init is OOM-killed there, and the init goes on."""
     name = new_cid()
     podman.ok("run", "--detach", "--name", name, "--memory", "32m", "--memory-swap", "32m",
               *RUN, image, "sh", "-c", "tail /dev/zero; echo tail $?; exec sleep 100")

@@ -117,11 +117,12 @@ class Cli:
 
     def __init__(
         self, argv: Sequence[str], env: dict[str, str] | None = None,
-        timeout: float = DEFAULT_TIMEOUT,
+        timeout: float = DEFAULT_TIMEOUT, cwd: Path | None = None,
     ) -> None:
         self.prefix = list(argv)
         self.env = env
         self.timeout = timeout
+        self.cwd = cwd
 
     def argv(self, *args: str | os.PathLike[str]) -> list[str]:
         return [*self.prefix, *(os.fspath(a) for a in args)]
@@ -134,7 +135,7 @@ class Cli:
         with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
             proc = subprocess.Popen(
                 argv, stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
-                stdout=out, stderr=err, env=self.env,
+                stdout=out, stderr=err, env=self.env, cwd=self.cwd,
             )
             try:
                 proc.communicate(
@@ -156,7 +157,7 @@ class Cli:
 
     def pty(self, *args: str | os.PathLike[str]) -> Pty:
         """Start the command with a new pty as its controlling terminal (stdin, out and err)."""
-        return Pty(self.argv(*args), env=self.env)
+        return Pty(self.argv(*args), env=self.env, cwd=self.cwd)
 
 
 def _read(f: IO[bytes]) -> str:
@@ -167,12 +168,13 @@ def _read(f: IO[bytes]) -> str:
 class Pty:
     """A command on a pty of its own, driven from the master side as a user's terminal would."""
 
-    def __init__(self, argv: Sequence[str], env: dict[str, str] | None = None) -> None:
+    def __init__(self, argv: Sequence[str], env: dict[str, str] | None = None,
+                 cwd: Path | None = None) -> None:
         self.master, slave = os.openpty()
         fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
         # setsid -c: a new session whose controlling terminal is the pty (stdin).
         self.proc = subprocess.Popen(
-            ["setsid", "-c", *argv], stdin=slave, stdout=slave, stderr=slave, env=env,
+            ["setsid", "-c", *argv], stdin=slave, stdout=slave, stderr=slave, env=env, cwd=cwd,
         )
         os.close(slave)
         self.output = b""
@@ -672,7 +674,9 @@ class Podman(Client):
             # state and leaves the container's cgroups (and state) behind. So the runtime keeps
             # its state in its default root (/run/runc, /run/corral), as under a rootful podman.
             "--runtime", runtime.path,
-        ], env=self.env)
+            # In the base dir: conmon 2.1.6, given no --persist-dir by podman 4.3, writes the
+            # "oom" file of an OOM kill into its working directory.
+        ], env=self.env, cwd=self.base)
 
     def load(self, archive: Path) -> None:
         loaded = self.cli(runtime_named("runc")).ok("load", "--input", archive)
