@@ -12,8 +12,8 @@ import pytest
 SCRIPT = Path(__file__).resolve().parents[2] / "bench" / "runc_startup.py"
 
 
-def _load() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("runc_startup", SCRIPT)
+def _load(script: Path = SCRIPT, name: str = "runc_startup") -> ModuleType:
+    spec = importlib.util.spec_from_file_location(name, script)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up there
@@ -118,15 +118,7 @@ def test_bad_arguments_are_usage_errors(argv: list[str]) -> None:
 CLIENTS_SCRIPT = SCRIPT.parent / "clients.py"
 
 
-def _load_clients_bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("clients_bench", CLIENTS_SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-clients_bench = _load_clients_bench()
+clients_bench = _load(CLIENTS_SCRIPT, "clients_bench")
 
 
 def test_clients_bench_arguments_default() -> None:
