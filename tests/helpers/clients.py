@@ -7,7 +7,8 @@ no name once made (the fixture holds it open by a file descriptor), so nothing o
 it goes away with the last daemon in it.
 
     with clients.containerd(tmp_path) as ctrd:       # also clients.dockerd, clients.podman
-        ctrd.ctr("run", *ctrd.run_flags(), "--rm", ctrd.image, new_cid(), "true")
+        ctrd.ctr("run", *ctrd.run_flags(runtime_under_test()), "--rm", ctrd.image, new_cid(),
+                 "true")
 
 The runtime under test is ``$CORRAL_CLIENT_RUNTIME``: ``corral`` (the default, the lean
 launcher ``/usr/local/bin/corral-runc`` that scripts/install.sh writes), ``runc`` (to check that
@@ -18,8 +19,10 @@ binary. Each client reaches it as its users would: ``ctr run --runc-binary``, ``
 What cannot be made private, and is cleaned up after:
 - containerd 1.6 puts its shims' sockets in /run/containerd/s whatever its state dir (they go
   when the shims exit; the directory is removed if the daemon made it);
-- dockerd makes /run/docker/plugins (removed if it made it);
-- podman keeps a blob-info cache in /var/lib/containers/cache (a cache, left as it is).
+- dockerd makes /run/docker/plugins, and the containerd it starts /opt/containerd (each
+  removed if it made it);
+- podman keeps a blob-info cache in /var/lib/containers/cache (a cache, left as it is), and the
+  runtime's state stays in the runtime's default root (see ``Podman.cli``).
 
 The image is a busybox image made locally (``corral image busybox`` + ``corral save``) and
 loaded into each client's store: nothing is pulled.
