@@ -108,6 +108,7 @@ class RootfsPlan:
         "masked",
         "mounts",
         "no_pivot",
+        "own_mount_ns",
         "propagation",
         "readonly_paths",
         "readonly_root",
@@ -126,6 +127,11 @@ class RootfsPlan:
         self.devices: list[dict[str, Any]] = []
         self.symlinks: list[tuple[str, str]] = []
         self.no_pivot = False
+        # False when the config joins a mount namespace by path or lists none (the caller's
+        # is inherited): then the mounts are made in that namespace, "/" is left as it is,
+        # the init chroots (pivot_root would swap the root of every process there), and
+        # delete detaches what create stacked on the rootfs.
+        self.own_mount_ns = True
         self.sysctl: dict[str, str] = {}
         self.masked: list[str] = []
         self.readonly_paths: list[str] = []
@@ -133,7 +139,8 @@ class RootfsPlan:
 
     def describe(self) -> list[str]:
         """The plan as lines a person can read (``create --dry-run``)."""
-        lines = [f"propagation / {self.propagation:#x}", f"bind {self.rootfs} -> {self.rootfs}"]
+        lines = [f"propagation / {self.propagation:#x}"] if self.own_mount_ns else []
+        lines.append(f"bind {self.rootfs} -> {self.rootfs}")
         lines += [m.describe() for m in self.mounts]
         for d in self.devices:
             lines.append(
@@ -141,7 +148,10 @@ class RootfsPlan:
                 f" mode={d.get('fileMode', 0o666):o}"
             )
         lines += [f"symlink {link} -> {target}" for target, link in self.symlinks]
-        lines.append(("move+chroot " if self.no_pivot else "pivot_root ") + self.rootfs)
+        if not self.own_mount_ns:
+            lines.append(f"chroot {self.rootfs} (no mount namespace of its own)")
+        else:
+            lines.append(("move+chroot " if self.no_pivot else "pivot_root ") + self.rootfs)
         lines += [f"sysctl {k}={v}" for k, v in self.sysctl.items()]
         lines += [f"mask {p}" for p in self.masked]
         lines += [f"readonly {p}" for p in self.readonly_paths]
@@ -166,6 +176,9 @@ def plan_rootfs(
     plan = RootfsPlan()
     plan.rootfs = rootfs
     plan.no_pivot = no_pivot
+    plan.own_mount_ns = any(
+        ns.get("type") == "mount" and not ns.get("path") for ns in linux.get("namespaces") or []
+    )
     if linux.get("rootfsPropagation"):
         _, _, prop, _, _ = mount_flags([linux["rootfsPropagation"]])
         plan.propagation = prop[0] if prop else plan.propagation

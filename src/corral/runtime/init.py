@@ -245,6 +245,8 @@ def _setup_and_exec(cfg: InitConfig) -> None:
 
     # 2. The filesystem, while the host's paths are still reachable for bind sources.
     plan = cfg.plan
+    if not plan.own_mount_ns:
+        cfg.sock.send(msg.MOUNTS + b"%d" % fs.mounts_at(plan.rootfs))
     fs.prepare_root(plan)
     # Opened after the rootfs is bound onto itself: mounts must go on top of that bind mount.
     root_fd = os.open(plan.rootfs, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)

@@ -96,9 +96,6 @@ def prepare(bundle: str, opts: CreateOptions) -> tuple[dict[str, Any], str, Root
     if opts.console_socket and not (process.get("terminal") and opts.detach):
         raise UsageError("cannot use console socket if runc will not detach or allocate tty")
     linux = spec.get("linux") or {}
-    namespaces = linux.get("namespaces") or []
-    if not any(ns["type"] == "mount" and not ns.get("path") for ns in namespaces):
-        raise SpecError("linux.namespaces", 'a new mount namespace ("type": "mount") is required')
     if os.geteuid() != 0:
         from corral.runtime.rootless import check_spec
 
@@ -387,6 +384,9 @@ def _serve_init(
             pid = msg.number(said, msg.PID)
             container.data["pid"] = pid  # known from now on, for the cleanup of a failure
             _join_early(cfg, pid, sock)
+        elif said.startswith(msg.MOUNTS):
+            container.data["rootfs_stack"] = msg.number(said, msg.MOUNTS)
+            container.save()  # delete detaches what the init stacks from now on
         elif said == msg.HOOKS:
             container.data["pid"] = pid
             hooks = container.config.get("hooks") or {}
@@ -684,7 +684,10 @@ def _kill_and_reap(pid: int) -> None:
 
 
 def destroy(container: Container) -> None:
-    """Remove what the container left on the host: its cgroups and its state directory."""
+    """Remove what the container left on the host: its mounts in a mount namespace it shared,
+    its cgroups and its state directory."""
+    if container.data.get("rootfs_stack") is not None:
+        _detach_rootfs(container)
     cg = container.data.get("cgroup")
     if cg:
         from corral import cgroups
@@ -699,6 +702,39 @@ def destroy(container: Container) -> None:
             manager.destroy()
         manager.prune_parent("/" + cgroups.DEFAULT_PARENT)
     _rmtree(container.dir)
+
+
+def _detach_rootfs(container: Container) -> None:
+    """A container without a mount namespace of its own made its mounts in the caller's or in
+    one it joined by path: detach them there (runc leaves them behind)."""
+    from corral.runtime.rootfs import detach_above
+
+    rootfs, keep = container.data["rootfs"], int(container.data["rootfs_stack"])
+    namespaces = (container.config.get("linux") or {}).get("namespaces") or []
+    joined = next((ns["path"] for ns in namespaces if ns["type"] == "mount"), None)
+    if joined is None:
+        detach_above(rootfs, keep)
+        return
+    try:
+        fd = os.open(joined, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return  # the namespace is gone, and its mounts with it
+    try:
+        pid = os.fork()
+        if pid == 0:
+            try:
+                k.setns(fd, k.CLONE_NEWNS)
+                detach_above(rootfs, keep)
+                os._exit(0)
+            except BaseException:
+                os._exit(1)
+        _, status = os.waitpid(pid, 0)
+    finally:
+        os.close(fd)
+    if status != 0:
+        from corral.runtime import log
+
+        log.warning(f"could not unmount the rootfs {rootfs} in {joined}")
 
 
 def _rmtree(path: str) -> None:

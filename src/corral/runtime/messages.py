@@ -14,6 +14,9 @@ message                  direction           meaning
 ``JOINED``               runtime -> init     the runtime moved the init into its background
                                              cgroups (only sent to an init that asks: one making
                                              a cgroup namespace)
+``MOUNTS`` + b"N"        init -> runtime     no mount namespace of its own: the rootfs has N
+                                             mounts stacked before the init's (delete detaches
+                                             the ones above)
 ``HOOKS``                init -> runtime     mounts are done: run prestart/createRuntime now
 ``GO`` / ``STOP``        runtime -> init     the hooks passed / one failed (the init exits)
 ``PTY`` + fd             child -> runtime    the terminal's master side (SCM_RIGHTS)
@@ -33,6 +36,7 @@ USERNS = b"userns"
 MAPPED = b"mapped"
 PID = b"pid:"
 JOINED = b"joined"
+MOUNTS = b"mounts:"
 HOOKS = b"hooks"
 GO = b"go"
 STOP = b"stop"
@@ -50,5 +54,5 @@ def error(text: str) -> bytes:
 
 
 def number(message: bytes, prefix: bytes) -> int:
-    """N from ``prefix + b"N"`` (PID, READY)."""
+    """N from ``prefix + b"N"`` (PID, MOUNTS, READY)."""
     return int(message[len(prefix) :])

@@ -34,7 +34,13 @@ def prepare_root(plan: RootfsPlan) -> None:
     applied to the container's "/" after pivot_root (enter_root). Before that, "/" is made a
     slave (recursively) unless the config asks for shared: a private or unbindable "/" here
     would cut a rootfs that should end up a slave from its master, or refuse the bind.
+
+    Without a mount namespace of its own the container's mounts are made where the config
+    says (the caller's namespace, or one joined by path): nothing there but the rootfs changes.
     """
+    if not plan.own_mount_ns:
+        k.mount(plan.rootfs, plan.rootfs, "bind", k.MS_BIND | k.MS_REC)
+        return
     first = plan.propagation
     if not first & k.MS_SHARED:
         first = k.MS_SLAVE | k.MS_REC
@@ -43,6 +49,25 @@ def prepare_root(plan: RootfsPlan) -> None:
     if parent is not None:
         k.mount(None, parent, None, k.MS_PRIVATE)
     k.mount(plan.rootfs, plan.rootfs, "bind", k.MS_BIND | k.MS_REC)
+
+
+def mounts_at(path: str) -> int:
+    """How many mounts are stacked on ``path`` in our mount namespace (/proc/self/mountinfo)."""
+    count = 0
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            point = line.split(" ", 5)[4]
+            if "\\" in point:
+                point = point.encode().decode("unicode_escape")
+            count += point == path
+    return count
+
+
+def detach_above(path: str, keep: int) -> None:
+    """Lazily unmount what is stacked on ``path`` above its first ``keep`` mounts (with all
+    the mounts below each): what a container without its own mount namespace left behind."""
+    while mounts_at(path) > keep:
+        k.umount2(path, k.MNT_DETACH)
 
 
 def _shared_parent_mount(path: str) -> str | None:
@@ -370,6 +395,10 @@ def enter_root(plan: RootfsPlan) -> None:
     over "/" and chroot'ed into: weaker, as a process with CAP_SYS_CHROOT can climb out.
     """
     os.chdir(plan.rootfs)
+    if not plan.own_mount_ns:
+        os.chroot(".")  # a shared mount namespace: moving or pivoting would hit everyone in it
+        os.chdir("/")
+        return
     if plan.no_pivot:
         k.mount(plan.rootfs, "/", None, k.MS_MOVE)
         os.chroot(".")
