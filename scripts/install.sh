@@ -25,6 +25,8 @@ APT_PACKAGES=(
   docker-registry skopeo umoci podman        # registry peers for corral pull/push tests
   apache2-utils                              # htpasswd -B: the registry's basic-auth file
   containerd docker.io                       # ctr 1.6 and dockerd 20.10: tests/e2e/test_clients_*
+  binutils binutils-aarch64-linux-gnu        # re-assemble the sealed launcher (its unit test)
+  qemu-user-static                           # run the aarch64 launcher on an x86_64 host
 )
 
 PYTHON=/usr/bin/python3.11
