@@ -163,6 +163,12 @@ CONFIG_CASES: list[tuple[str, Callable[[Config], None], tuple[str, ...]]] = [
     ),
     ("mount with empty destination", _mount_destination(""), ("mounts[", "].destination")),
     ("unknown device type", _device_type, ("linux.devices[0].type",)),
+    # Found by the fuzz test: an args[0] holding a newline made a two-line message.
+    (
+        "missing program with a newline in its name",
+        lambda c: c["process"].__setitem__("args", ["a\nb"]),
+        ("process.args[0]", '"a\\nb"', "not found"),
+    ),
 ]
 
 

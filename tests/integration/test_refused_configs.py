@@ -230,3 +230,4 @@ def test_seccomp_with_only_a_default_action(
     assert (done.returncode, done.stdout.strip()) == expect, done.stderr
     if done.returncode:
         assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+        assert done.stderr.startswith("linux.seccomp: the filter stopped"), done.stderr

@@ -408,6 +408,8 @@ def _await_exec(
             elif said.startswith(msg.PID):
                 os.waitpid(pid, 0)  # the user-namespace stage, done once it has forked
                 pid = msg.number(said, msg.PID)
+            elif said == msg.FILTERING:
+                pass  # the exec'd process reports its own failures (or execve's) on stderr
             elif said == msg.SECCOMP and container is not None:
                 state = container.hook_state("running")
                 try:

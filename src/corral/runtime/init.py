@@ -300,12 +300,12 @@ def _setup_and_exec(cfg: InitConfig) -> None:
     become_user(process)
     close_fds_from(3 + cfg.preserve_fds, keep=start_fd)
     restore_signals()
+    if late_join:
+        join_late_cgroups(cfg)
     if seccomp is not None and nnp:
         from corral.runtime.seccomp import install
 
         install(cfg.sock, seccomp)
-    if late_join:
-        join_late_cgroups(cfg)
 
     # 4. Become the launcher, which waits for `start` on start_fd, then runs the program. The
     #    socket closes with the exec: the parent reads end-of-file and create is done.
@@ -353,8 +353,14 @@ def find_program(name: str, env: list[str]) -> str:
         if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
             return candidate
     if "/" in name and os.path.exists(name):
-        raise SpecError("process.args[0]", f'exec: "{name}": permission denied')
-    raise SpecError("process.args[0]", f'exec: "{name}": executable file not found in $PATH')
+        raise SpecError("process.args[0]", f"exec: {_quoted(name)}: permission denied")
+    raise SpecError("process.args[0]", f"exec: {_quoted(name)}: executable file not found in $PATH")
+
+
+def _quoted(name: str) -> str:
+    """``name`` in double quotes, on one line whatever it holds (an error is one line)."""
+    escaped = name.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    return '"' + escaped.replace("\r", "\\r") + '"'
 
 
 def setup_terminal(process: dict[str, Any], sock: Any, console: bool) -> None:

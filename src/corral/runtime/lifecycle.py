@@ -373,7 +373,7 @@ def _serve_init(
     import _socket
 
     pty: int | None = None
-    ready = False
+    ready = filtering = False
     while True:
         said, ancdata, _flags, _addr = sock.recvmsg(65536, _socket.CMSG_SPACE(4))
         if said == msg.USERNS:
@@ -406,6 +406,8 @@ def _serve_init(
             container.data["pid"] = pid
             state = container.hook_state("creating")
             _forward_seccomp_fd(container.config, _fd_from(ancdata), state, pid)
+        elif said == msg.FILTERING:
+            filtering = True
         elif said.startswith(msg.READY):
             container.data["start_fd"] = msg.number(said, msg.READY)
             ready = True
@@ -414,10 +416,35 @@ def _serve_init(
         elif ready and said == b"" and process_start_time(pid) is not None:
             return pid, pty  # end of file: the init has exec'd the launcher
         else:
-            _, status = os.waitpid(pid, 0)
-            raise ContainerInitError(
-                f"container init exited before it was ready (status {status:#x})"
-            )
+            raise _died_early(pid, filtering)
+
+
+def _died_early(pid: int, filtering: bool) -> CorralError:
+    """The error for a child that died without saying why (reaping it when it is ours)."""
+    try:
+        _, status = os.waitpid(pid, 0)
+        how = f" ({_describe(status)})"
+    except ChildProcessError:
+        how = ""  # a user-namespace stage's child: not ours to reap
+    if filtering:
+        return SpecError(
+            "linux.seccomp",
+            f"the filter stopped the container's init{how}: it must allow what starting the "
+            f"program needs after it is loaded ({', '.join(NEEDED_AFTER_FILTER)})",
+        )
+    return ContainerInitError(f"container init exited before it was ready{how}")
+
+
+def _describe(status: int) -> str:
+    if os.WIFSIGNALED(status):
+        return f"killed by signal {os.WTERMSIG(status)}"
+    return f"exit status {os.waitstatus_to_exitcode(status)}"
+
+
+# What the init and the launcher call once the filter is on (runc's init needs much the same).
+NEEDED_AFTER_FILTER = (
+    "sendto", "sendmsg", "execve", "prctl", "read", "close", "write", "exit_group",
+)
 
 
 def _forward_seccomp_fd(config: dict[str, Any], fd: int, state: dict[str, Any], pid: int) -> None:

@@ -22,6 +22,8 @@ message                  direction           meaning
 ``PTY`` + fd             child -> runtime    the terminal's master side (SCM_RIGHTS)
 ``SECCOMP`` + fd         child -> runtime    the seccomp notify listener fd (SCM_RIGHTS), for
                                              linux.seccomp.listenerPath
+``FILTERING``            child -> runtime    the seccomp filter goes on now: if the child dies
+                                             without a word from here on, the filter stopped it
 ``READY`` + b"N"         init -> runtime     all set up; the init now execs the launcher, which
                                              waits on its eventfd N for ``start``
 ``ERROR`` + text         child -> runtime    setup failed: ``text`` is the one-line message;
@@ -42,6 +44,7 @@ GO = b"go"
 STOP = b"stop"
 PTY = b"pty"
 SECCOMP = b"seccomp"
+FILTERING = b"filtering"
 READY = b"ready:"
 ERROR = b"error:"
 

@@ -46,8 +46,11 @@ def prepare(spec: dict[str, Any]) -> Profile | None:
 
 def install(sock: Any, seccomp: dict[str, Any], profile: Profile | None = None) -> None:
     """In the init: load the filter; pass a notify listener fd to the runtime over ``sock``."""
+    from corral.runtime import messages
+
     if profile is None:
         profile = compile_profile(seccomp)  # checked before fork: this only resolves names
+    sock.send(messages.FILTERING)  # a silent death from here on is the filter's doing
     fd = profile.load()
     if fd is None:
         return
