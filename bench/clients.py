@@ -112,14 +112,36 @@ def format_clients_table(samples: dict[str, dict[str, list[float]]]) -> str:
     return "\n".join(lines)
 
 
+def script_interpreter(path: str) -> list[str]:
+    """The interpreter and flags of a ``#!`` script (corral-runc's launcher), or []."""
+    try:
+        with open(shutil.which(path) or path, "rb") as f:
+            first = f.readline(256)
+    except OSError:
+        return []
+    return first[2:].decode().split() if first.startswith(b"#!") else []
+
+
 def format_verbs_table(samples: dict[str, dict[str, list[float]]]) -> str:
-    """One row per verb: the corral and runc medians (ms), the difference and the ratio."""
+    """One row per verb: the corral and runc medians (ms), the difference and the ratio; then
+    each corral verb's cost above its interpreter's bare start, when that was measured."""
     header = f"{'verb':<10} {'corral-runc ms':>15} {'runc ms':>9} {'+ms':>7} {'ratio':>6}"
     lines = [header, "-" * len(header)]
+    bare = samples.get("interpreter", {}).get("corral")
     for verb, by_runtime in samples.items():
+        if verb == "interpreter":
+            continue
         c, r = _ms(by_runtime["corral"]), _ms(by_runtime["runc"])
         lines.append(f"{verb:<10} {c:>15.2f} {r:>9.2f} {c - r:>+7.2f}"
                      f" {format_ratio(ratio(c, r)):>6}")
+    if bare:
+        start = _ms(bare)
+        above = ", ".join(
+            f"{verb} {_ms(by['corral']) - start:+.2f}"
+            for verb, by in samples.items() if verb != "interpreter"
+        )
+        lines.append(f"\ncorral-runc's interpreter alone (-c pass): {start:.2f} ms;"
+                     f" each verb above it (ms): {above}")
     return "\n".join(lines)
 
 
@@ -217,11 +239,16 @@ def bench_verbs(timer: Timer, tmp: Path, runtimes: dict[str, str], runs: int,
 
     bundle = make_busybox_bundle(str(tmp / "bundle"), ["/bin/true"], terminal=False)
     samples: dict[str, dict[str, list[float]]] = {v: {n: [] for n in runtimes} for v in VERBS}
+    interpreter = script_interpreter(runtimes.get("corral", ""))
+    if interpreter:
+        samples["interpreter"] = {"corral": []}
     for i in range(warmup + runs):
         for name, path in runtimes.items():
             rt = [path, "--root", str(tmp / f"root-{name}")]
             cid = f"bench-{name}-{i}"
             took = {"--version": timer.ms([path, "--version"])}
+            if name == "corral" and interpreter:
+                took["interpreter"] = timer.ms([*interpreter, "-c", "pass"])
             _runtime_call(rt, "create", "--bundle", bundle, cid)
             took["state"] = timer.ms([*rt, "state", cid])
             took["start"] = timer.ms([*rt, "start", cid])

@@ -148,3 +148,16 @@ def test_clients_bench_tables() -> None:
     lines = clients_bench.format_verbs_table(verbs).splitlines()
     assert lines[2].split() == ["state", "9.00", "4.50", "+4.50", "2.00"]
     assert lines[3].split()[:3] == ["start", "nan", "1.00"]
+
+
+def test_clients_bench_verbs_table_shows_the_cost_above_the_interpreter() -> None:
+    table = clients_bench.format_verbs_table({
+        "--version": {"corral": [9.0], "runc": [3.0]},
+        "state": {"corral": [9.5], "runc": [4.0]},
+        "interpreter": {"corral": [7.0]},
+    })
+    assert "interpreter" not in table.splitlines()[2]  # not a row of its own
+    assert table.splitlines()[-1] == (
+        "corral-runc's interpreter alone (-c pass): 7.00 ms; each verb above it (ms):"
+        " --version +2.00, state +2.50"
+    )
