@@ -541,11 +541,7 @@ def start(store: StateStore, container_id: str) -> Container:
     Removing the ``created`` marker is the claim: of two racing starts, one wins.
     """
     container = store.load(container_id)
-    status = container.status()
-    if status == "stopped":
-        raise StateError("cannot start a container that has stopped")
-    if status != "created":
-        raise StateError(f"cannot start an already running container (status {status})")
+    container.require("start")
     try:
         pidfd = os.pidfd_open(container.pid)
     except ProcessLookupError:
@@ -615,9 +611,7 @@ def kill(store: StateStore, container_id: str, sig: int, all_processes: bool = F
     after the init died, to reach what the init left behind).
     """
     container = store.load(container_id)
-    status = container.status()
-    if status == "creating" or (status == "stopped" and not all_processes):
-        raise StateError("container not running")
+    status = container.require("kill --all" if all_processes else "kill")
     if all_processes and container.data.get("cgroup"):
         from corral import cgroups
 
@@ -657,11 +651,7 @@ def delete(store: StateStore, container_id: str, force: bool = False) -> None:
         if force:
             return
         raise
-    status = container.status()
-    if status in ("running", "paused", "creating") and not force:
-        raise StateError(
-            f"cannot delete container {container_id} that is not stopped: {status}"
-        )
+    status = container.status() if force else container.require("delete")
     if status != "stopped":
         _stop_everything(container)
     hooks = (container.config.get("hooks") or {}).get("poststop") or []

@@ -31,8 +31,7 @@ def _manager(container: Container) -> Manager:
 def container_pids(store: StateStore, container_id: str) -> list[int]:
     """Every process of the container (host pids), from its cgroup."""
     container = store.load(container_id)
-    if container.status() == "stopped":
-        raise StateError("container not running")
+    container.require("ps")
     if not container.data.get("cgroup"):
         return [container.pid]
     return sorted(_manager(container).pids())
@@ -62,16 +61,13 @@ def ps_table(pids: list[int], ps_args: list[str]) -> str:
 
 def pause(store: StateStore, container_id: str) -> None:
     container = store.load(container_id)
-    status = container.status()
-    if status not in ("running", "created"):
-        raise StateError("container not running")
+    container.require("pause")
     _manager(container).freeze()
 
 
 def resume(store: StateStore, container_id: str) -> None:
     container = store.load(container_id)
-    if container.status() != "paused":
-        raise StateError("container not paused")
+    container.require("resume")
     _manager(container).thaw()
 
 
@@ -84,8 +80,7 @@ def events(store: StateStore, container_id: str, stats_once: bool, interval: flo
     last look for OOM events (an OOM that killed the init is reported before the end).
     """
     container = store.load(container_id)
-    if container.status() == "stopped":
-        raise StateError("container not running")
+    container.require("events")
     manager = _manager(container)
     if stats_once:
         _emit({"type": "stats", "id": container_id, "data": manager.stats()})
@@ -137,8 +132,7 @@ def _emit(event: dict[str, Any]) -> None:
 def update(store: StateStore, container_id: str, resources: dict[str, Any]) -> None:
     """Apply new linux.resources to a live container and record them in its state."""
     container = store.load(container_id)
-    if container.status() == "stopped":
-        raise StateError("container not running")
+    container.require("update")
     _manager(container).set(resources)
     linux = container.config.setdefault("linux", {})
     merged = linux.setdefault("resources", {})

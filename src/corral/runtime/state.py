@@ -25,7 +25,7 @@ import os
 import time
 
 from corral import _json
-from corral.errors import ExistsError, NotFoundError, UsageError
+from corral.errors import ExistsError, NotFoundError, StateError, UsageError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -87,6 +87,40 @@ class StateStore:
         return Container(path, data)
 
 
+# What each verb refuses, by the container's status, in runc's words (containerd, podman and
+# dockerd match some of them). A status not listed for a verb is allowed. "creating": another
+# create of this container is still under way.
+_NOT_RUNNING = "container not running"
+REFUSALS: dict[str, dict[str, str]] = {
+    "start": {
+        "stopped": "cannot start a container that has stopped",
+        "running": "cannot start an already running container",
+        "paused": "cannot start a container in the paused state",
+        "creating": "cannot start a container in the creating state",
+    },
+    "kill": {"stopped": _NOT_RUNNING, "creating": _NOT_RUNNING},
+    "kill --all": {"creating": _NOT_RUNNING},  # a stopped one: what the init left, if anything
+    "delete": dict.fromkeys(
+        ("running", "paused", "creating"),
+        "cannot delete container {id} that is not stopped: {status}",
+    ),
+    "exec": {
+        "stopped": "cannot exec in a stopped container",
+        "creating": "cannot exec in a stopped container",
+        "paused": "cannot exec in a paused container",
+    },
+    "exec --ignore-paused": {
+        "stopped": "cannot exec in a stopped container",
+        "creating": "cannot exec in a stopped container",
+    },
+    "pause": dict.fromkeys(("stopped", "paused", "creating"), _NOT_RUNNING),
+    "resume": dict.fromkeys(("running", "created", "stopped", "creating"), "container not paused"),
+    "ps": {"stopped": _NOT_RUNNING},
+    "events": {"stopped": _NOT_RUNNING},
+    "update": {"stopped": _NOT_RUNNING},
+}
+
+
 class Container:
     """A container's recorded state, plus the live status read from the kernel."""
 
@@ -132,6 +166,14 @@ class Container:
         if self.cgroup_frozen():
             return "paused"
         return "running"
+
+    def require(self, verb: str) -> str:
+        """The live status, if ``verb`` may act on it (REFUSALS); else StateError."""
+        status = self.status()
+        refusal = REFUSALS[verb].get(status)
+        if refusal is not None:
+            raise StateError(refusal.format(id=self.id, status=status))
+        return status
 
     def cgroup_frozen(self) -> bool:
         cg = self.data.get("cgroup")
