@@ -233,17 +233,24 @@ def cmd_run(g: dict[str, Any], o: dict[str, Any], a: list[str]) -> int:
 
     store = _store(g)
     detach = bool(o.get("detach"))
-    created = lifecycle.create(store, a[0], o.get("bundle") or ".", _create_options(g, o, detach))
-    if not detach:
+    bundle, opts = o.get("bundle") or ".", _create_options(g, o, detach)
+    if detach:  # the container keeps our stdio, as with runc -d
+        created, ours = lifecycle.create(store, a[0], bundle, opts), None
+    else:  # pipes we copy (runtime.stdio), or the terminal we proxy
+        from corral.runtime.stdio import close, create_foreground
+
+        created, ours = create_foreground(store, a[0], bundle, opts)
         lifecycle.forward_signals(created.container.pid)
     try:
         lifecycle.start(store, a[0])
     except BaseException:
+        if ours is not None:
+            close(ours)
         lifecycle.delete(store, a[0], force=True)
         raise
     if detach:
         return 0
-    code = lifecycle.wait_and_forward(created.container.pid, created.pty_master)
+    code = lifecycle.wait_and_forward(created.container.pid, created.pty_master, ours)
     if not o.get("keep"):
         lifecycle.delete(store, a[0], force=True)
     return code

@@ -65,10 +65,17 @@ class Runtime:
 
     def run(self, container_id: str, bundle: str, *, keep: bool = False) -> int:
         """Create, start and wait; return the exit code (128+N if killed by signal N)."""
-        created = lifecycle.create(self.store, container_id, bundle, self._options(False))
+        from corral.runtime.stdio import close, create_foreground
+
+        created, ours = create_foreground(self.store, container_id, bundle, self._options(False))
         try:
-            lifecycle.start(self.store, container_id)
-            return lifecycle.wait_and_forward(created.container.pid, created.pty_master)
+            try:
+                lifecycle.start(self.store, container_id)
+            except BaseException:
+                if ours is not None:
+                    close(ours)
+                raise
+            return lifecycle.wait_and_forward(created.container.pid, created.pty_master, ours)
         finally:
             if not keep:
                 lifecycle.delete(self.store, container_id, force=True)

@@ -128,6 +128,12 @@ def run_exec(
         profile = prepare_seccomp(container.config)  # libseccomp loaded while the host is ours
     console = _connect_console(console_socket) if console_socket else None
     fds: list[int] = []
+    pipes = None
+    if not detach and not process.get("terminal"):  # pipes we copy, as runc in the foreground
+        from corral.runtime import stdio
+
+        pipes = stdio.Pipes(3 + preserve_fds)
+        stdio.give_to_root(pipes.inner, container.config.get("linux") or {})
     try:
         joins, pid_fd = _namespace_fds(container, fds)
         procs, background = _cgroup_fds(container, fds)
@@ -140,6 +146,8 @@ def run_exec(
         pid = _fork_joined(None if stage else pid_fd, fds)
         if pid == 0:
             parent_sock.close()
+            for target, fd in enumerate(pipes.inner if pipes else ()):
+                os.dup2(fd, target)  # the originals are above 2, and closed right below
             from corral.runtime.init import close_stray_fds
 
             keep = {child_sock.fileno(), *joins, *procs, (pid_fd or -1) if stage else -1}
@@ -158,7 +166,13 @@ def run_exec(
                     os.close(fd)
             except OSError:
                 pass  # already gone, or a user-namespace stage pid: kill falls back to v1
+        if pipes is not None:
+            pipes.handed_over()
         pid, pty = _await_exec(parent_sock, pid, container)
+    except BaseException:
+        if pipes is not None:
+            pipes.close()
+        raise
     finally:
         for fd in fds:
             os.close(fd)
@@ -172,7 +186,7 @@ def run_exec(
         console.close()
     if detach:
         return 0
-    return wait_and_forward(pid, pty)
+    return wait_and_forward(pid, pty, pipes.ours if pipes else None)
 
 
 def run_start_hooks(

@@ -72,6 +72,7 @@ class InitConfig:
         "process",
         "sock",
         "spec",
+        "stdio",
         "time_offsets",
         "unshare_cgroup",
         "user_fd",
@@ -99,6 +100,7 @@ class InitConfig:
         self.time_offsets = ""
         self.preserve_fds = 0  # fds 3 .. 3+preserve_fds-1 go to the program, on purpose
         self.no_new_keyring = False
+        self.stdio: tuple[int, int, int] | None = None  # to dup2 onto 0-2 (a foreground run)
 
     def own_fds(self) -> set[int]:
         """The fds the init itself needs until it execs (all close-on-exec)."""
@@ -113,6 +115,7 @@ def run(cfg: InitConfig) -> NoReturn:
     """Entry point in the child after fork. Never returns: execs the program or exits 1."""
     _drop_parent_end(cfg)
     try:
+        _take_stdio(cfg)
         close_stray_fds(3 + cfg.preserve_fds, cfg.own_fds())
         _setup_and_exec(cfg)
     except CorralError as err:
@@ -133,6 +136,7 @@ def run_userns_stage(cfg: InitConfig) -> NoReturn:
     """
     _drop_parent_end(cfg)
     try:
+        _take_stdio(cfg)
         close_stray_fds(3 + cfg.preserve_fds, cfg.own_fds())
         if cfg.user_fd >= 0:
             k.setns(cfg.user_fd, k.CLONE_NEWUSER)
@@ -162,6 +166,16 @@ def run_userns_stage(cfg: InitConfig) -> NoReturn:
     except OSError as err:
         _report(cfg, f"{err.strerror or err}" + (f": {err.filename}" if err.filename else ""))
     os._exit(1)
+
+
+def _take_stdio(cfg: InitConfig) -> None:
+    """Make the pipes of a foreground run our fds 0-2 (numbered above them: no clobbering);
+    close_stray_fds then closes the originals, and the init a user-namespace stage forks
+    inherits the result."""
+    if cfg.stdio is not None:
+        for target, fd in enumerate(cfg.stdio):
+            os.dup2(fd, target)
+        cfg.stdio = None
 
 
 def _drop_parent_end(cfg: InitConfig) -> None:

@@ -53,7 +53,7 @@ class CreateOptions:
 
     __slots__ = (
         "cgroup_manager", "console_socket", "detach", "no_new_keyring", "no_pivot",
-        "pid_file", "preserve_fds", "systemd_cgroup",
+        "pid_file", "preserve_fds", "stdio", "systemd_cgroup",
     )
 
     def __init__(self) -> None:
@@ -65,6 +65,9 @@ class CreateOptions:
         self.cgroup_manager = "cgroupfs"
         self.systemd_cgroup = False
         self.detach = True  # False for a foreground `run`, which may proxy a terminal itself
+        # The container's ends of the pipes a foreground run copies (corral.runtime.stdio), to
+        # be its fds 0-2 unless it has a terminal; None: it inherits ours.
+        self.stdio: tuple[int, int, int] | None = None
 
 
 class Created:
@@ -172,6 +175,11 @@ def _spawn_init(
     cfg.preserve_fds = opts.preserve_fds
     cfg.no_new_keyring = opts.no_new_keyring
     linux = spec.get("linux") or {}
+    if opts.stdio is not None and not (spec.get("process") or {}).get("terminal"):
+        from corral.runtime.stdio import give_to_root
+
+        give_to_root(opts.stdio, linux)
+        cfg.stdio = opts.stdio
     if cgroup is not None:
         _setup_cgroup(cgroup, linux, cfg, fds)
     os.close(os.open(container.created_marker, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600))
@@ -789,8 +797,11 @@ def forward_signals(pid: int) -> None:
         _signal.signal(sig, forward)
 
 
-def wait_and_forward(pid: int, pty: int | None) -> int:
-    """Wait for our child ``pid`` (the init), forwarding signals and, with a pty, the terminal.
+def wait_and_forward(
+    pid: int, pty: int | None, stdio: tuple[int, int, int] | None = None
+) -> int:
+    """Wait for our child ``pid`` (the init), forwarding signals and, with a pty, the terminal,
+    or with ``stdio`` (our ends of corral.runtime.stdio's pipes, closed here) our stdio.
 
     Returns the exit code the way a shell reports it: the status, or 128+N when killed by N.
     """
@@ -799,6 +810,10 @@ def wait_and_forward(pid: int, pty: int | None) -> int:
         from corral.runtime.console import proxy
 
         proxy(pty, pid)
+    elif stdio is not None:
+        from corral.runtime.stdio import copy
+
+        copy(stdio, pid)
     while True:
         try:
             _, status = os.waitpid(pid, 0)
