@@ -10,8 +10,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import time
 from typing import Any
 
 from helpers import Runc
@@ -65,3 +67,30 @@ def test_kill_all_of_a_stopped_container_exits_0(
     plain = corral_runc("kill", cid, "9")
     assert (plain.returncode, plain.stderr) == (1, "container not running\n")
     corral_runc("delete", cid, check=True)
+
+
+def test_delete_of_a_stopped_container_kills_what_its_init_left(
+    corral_runc: Runc, make_bundle: Any, cid: str
+) -> None:
+    """Without a pid namespace the init's children outlive it: delete kills them (as runc's
+    does) instead of waiting for the cgroup to empty."""
+    def no_pid_namespace(config: dict[str, Any]) -> None:
+        config["linux"]["namespaces"] = [
+            ns for ns in config["linux"]["namespaces"] if ns["type"] != "pid"
+        ]
+
+    bundle = make_bundle(["sh", "-c", "sleep 100 & echo $! > /dev/null"], edit=no_pid_namespace)
+    corral_runc("run", "-d", "--bundle", bundle, cid, check=True)
+    for _ in range(200):
+        if json.loads(corral_runc("state", cid, check=True).stdout)["status"] == "stopped":
+            break
+    procs = next(p for p in (f"/sys/fs/cgroup/pids/corral/{cid}/cgroup.procs",
+                             f"/sys/fs/cgroup/corral/{cid}/cgroup.procs") if os.path.exists(p))
+    with open(procs) as f:
+        (sleep_pid,) = (int(line) for line in f)  # the sleep, still running
+    started = time.monotonic()
+    corral_runc("delete", cid, check=True, timeout=10)
+    assert time.monotonic() - started < 3
+    assert not os.path.exists(procs)
+    with contextlib.suppress(FileNotFoundError), open(f"/proc/{sleep_pid}/stat") as f:
+        assert f.read().split(") ")[1][0] in "ZX"  # dead (a zombie until the reaper runs)

@@ -115,11 +115,7 @@ def run_exec(
     from corral.runtime.lifecycle import _connect_console, _send_fd, wait_and_forward
     from corral.runtime.state import write_atomic
 
-    status = container.status()
-    if status in ("stopped", "creating"):
-        raise StateError("cannot exec in a stopped container")
-    if status == "paused" and not ignore_paused:
-        raise StateError("cannot exec in a paused container")
+    container.require("exec --ignore-paused" if ignore_paused else "exec")
     seccomp = (container.config.get("linux") or {}).get("seccomp")
     profile = None
     if seccomp is not None:

@@ -660,25 +660,26 @@ def delete(store: StateStore, container_id: str, force: bool = False) -> None:
             return
         raise
     status = container.status() if force else container.require("delete")
-    if status != "stopped":
-        _stop_everything(container)
+    # A stopped container may still have processes: without a pid namespace of its own the
+    # init's children outlive it. They go too (as in runc), before the cgroup is removed.
+    _stop_everything(container, init_alive=status != "stopped")
     hooks = (container.config.get("hooks") or {}).get("poststop") or []
     if hooks:
         _warn_hooks(hooks, container.hook_state("stopped"), "poststop")
     destroy(container)
 
 
-def _stop_everything(container: Container) -> None:
+def _stop_everything(container: Container, init_alive: bool = True) -> None:
     """SIGKILL every process of the container and wait until they are gone."""
     cg = container.data.get("cgroup")
     if cg:
         from corral import cgroups
 
         manager = cgroups.from_state(cg)
-        if manager.exists():
+        if manager.exists() and (init_alive or manager.pids()):
             manager.kill(9)
     pid = container.pid
-    if pid and container.init_alive():
+    if init_alive and pid and container.init_alive():
         _kill_and_reap(pid)
 
 
