@@ -225,7 +225,9 @@ def mutated(draw: st.DrawFn, base: dict[str, Any], sections: bool) -> dict[str, 
         if kind == "delete":
             _put(doc, path, None, delete=True)
         else:
-            _put(doc, path, draw(values))
+            # A copy: a later mutation may write inside it, and ODD_VALUES must stay as it is
+            # (a changed one makes hypothesis see "inconsistent data generation").
+            _put(doc, path, copy.deepcopy(draw(values)))
     return doc
 
 
