@@ -182,7 +182,14 @@ def _store(g: dict[str, Any]) -> Any:
     return StateStore(default_root(DEFAULT_ROOT))
 
 
-def _create_options(g: dict[str, Any], o: dict[str, Any], detach: bool) -> Any:
+def _runtime(g: dict[str, Any]) -> Any:
+    """The library's facade (corral.runtime.api.Runtime) on this invocation's --root."""
+    from corral.runtime.api import Runtime
+
+    return Runtime(_store(g).root)
+
+
+def _create_options(g: dict[str, Any], o: dict[str, Any]) -> Any:
     from corral.runtime.lifecycle import CreateOptions
 
     manager = g.get("cgroup-manager", "cgroupfs")
@@ -195,65 +202,42 @@ def _create_options(g: dict[str, Any], o: dict[str, Any], detach: bool) -> Any:
             "--systemd-cgroup: systemd is not running on this host; use the default "
             "cgroupfs manager"
         )
-    opts = CreateOptions()
-    # Relative to our cwd, not the bundle (create chdirs into the bundle before writing it).
-    opts.pid_file = os.path.abspath(o["pid-file"]) if o.get("pid-file") else None
-    opts.console_socket = o.get("console-socket")
-    opts.no_pivot = bool(o.get("no-pivot"))
-    opts.no_new_keyring = bool(o.get("no-new-keyring"))
-    opts.preserve_fds = int(o.get("preserve-fds", 0))
-    if opts.preserve_fds < 0:
+    preserve_fds = int(o.get("preserve-fds", 0))
+    if preserve_fds < 0:
         raise UsageError("--preserve-fds: must be a non-negative integer")
-    opts.cgroup_manager = "disabled" if manager == "disabled" else "cgroupfs"
-    opts.systemd_cgroup = bool(g.get("systemd-cgroup"))
-    opts.detach = detach
-    return opts
+    return CreateOptions(
+        # Relative to our cwd, not the bundle (create chdirs into the bundle before writing it).
+        pid_file=os.path.abspath(o["pid-file"]) if o.get("pid-file") else None,
+        console_socket=o.get("console-socket"),
+        no_pivot=bool(o.get("no-pivot")),
+        no_new_keyring=bool(o.get("no-new-keyring")),
+        preserve_fds=preserve_fds,
+        cgroup_manager="disabled" if manager == "disabled" else "cgroupfs",
+        systemd_cgroup=bool(g.get("systemd-cgroup")),
+    )
 
 
 def cmd_create(g: dict[str, Any], o: dict[str, Any], a: list[str]) -> int:
-    from corral.runtime import lifecycle
-
     if o.get("dry-run"):  # print what create would do to build the filesystem; do nothing
-        _, _, plan = lifecycle.prepare(o.get("bundle") or ".", _create_options(g, o, True))
+        from corral.runtime import lifecycle
+
+        _, _, plan = lifecycle.prepare(o.get("bundle") or ".", _create_options(g, o))
         print("\n".join(plan.describe()))
         return 0
-    lifecycle.create(_store(g), a[0], o.get("bundle") or ".", _create_options(g, o, True))
+    _runtime(g).create(a[0], o.get("bundle") or ".", _create_options(g, o))
     return 0
 
 
 def cmd_start(g: dict[str, Any], o: dict[str, Any], a: list[str]) -> int:
-    from corral.runtime import lifecycle
-
-    lifecycle.start(_store(g), a[0])
+    _runtime(g).start(a[0])
     return 0
 
 
 def cmd_run(g: dict[str, Any], o: dict[str, Any], a: list[str]) -> int:
-    from corral.runtime import lifecycle
-
-    store = _store(g)
-    detach = bool(o.get("detach"))
-    bundle, opts = o.get("bundle") or ".", _create_options(g, o, detach)
-    if detach:  # the container keeps our stdio, as with runc -d
-        created, ours = lifecycle.create(store, a[0], bundle, opts), None
-    else:  # pipes we copy (runtime.stdio), or the terminal we proxy
-        from corral.runtime.stdio import close, create_foreground
-
-        created, ours = create_foreground(store, a[0], bundle, opts)
-        lifecycle.forward_signals(created.container.pid)
-    try:
-        lifecycle.start(store, a[0])
-    except BaseException:
-        if ours is not None:
-            close(ours)
-        lifecycle.delete(store, a[0], force=True)
-        raise
-    if detach:
-        return 0
-    code = lifecycle.wait_and_forward(created.container.pid, created.pty_master, ours)
-    if not o.get("keep"):
-        lifecycle.delete(store, a[0], force=True)
-    return code
+    return int(_runtime(g).run(
+        a[0], o.get("bundle") or ".", _create_options(g, o),
+        detach=bool(o.get("detach")), keep=bool(o.get("keep")),
+    ))
 
 
 def cmd_state(g: dict[str, Any], o: dict[str, Any], a: list[str]) -> int:
@@ -264,22 +248,19 @@ def cmd_state(g: dict[str, Any], o: dict[str, Any], a: list[str]) -> int:
 
 
 def cmd_kill(g: dict[str, Any], o: dict[str, Any], a: list[str]) -> int:
-    from corral.runtime import lifecycle
     from corral.spec.signals import parse_signal
 
     if len(a) > 2:
         raise UsageError("kill: too many arguments (usage: kill [--all] ID [SIGNAL])")
     sig = parse_signal(a[1]) if len(a) > 1 else 15
-    lifecycle.kill(_store(g), a[0], sig, bool(o.get("all")))
+    _runtime(g).kill(a[0], sig, all_processes=bool(o.get("all")))
     return 0
 
 
 def cmd_delete(g: dict[str, Any], o: dict[str, Any], a: list[str]) -> int:
-    from corral.runtime import lifecycle
-
-    store = _store(g)
+    runtime = _runtime(g)
     for container_id in a:
-        lifecycle.delete(store, container_id, bool(o.get("force")))
+        runtime.delete(container_id, force=bool(o.get("force")))
     return 0
 
 
@@ -340,38 +321,49 @@ def cmd_ps(g: dict[str, Any], o: dict[str, Any], a: list[str]) -> int:
 
 
 def cmd_pause(g: dict[str, Any], o: dict[str, Any], a: list[str]) -> int:
-    from corral.runtime.ops import pause
-
-    pause(_store(g), a[0])
+    _runtime(g).pause(a[0])
     return 0
 
 
 def cmd_resume(g: dict[str, Any], o: dict[str, Any], a: list[str]) -> int:
-    from corral.runtime.ops import resume
-
-    resume(_store(g), a[0])
+    _runtime(g).resume(a[0])
     return 0
 
 
 def cmd_events(g: dict[str, Any], o: dict[str, Any], a: list[str]) -> int:
-    from corral.runtime.ops import events, parse_duration
+    from corral.cli.runc_values import parse_duration
+    from corral.runtime.ops import events
 
     interval = parse_duration(o.get("interval", "5s"), "--interval")
     return events(_store(g), a[0], bool(o.get("stats")), interval)
 
 
 def cmd_update(g: dict[str, Any], o: dict[str, Any], a: list[str]) -> int:
-    from corral.runtime.ops import update, update_resources
+    from corral.cli.runc_values import update_resources
 
-    resources = update_resources(o)
-    update(_store(g), a[0], resources)
+    _runtime(g).update(a[0], update_resources(o))
     return 0
 
 
 def cmd_exec(g: dict[str, Any], o: dict[str, Any], a: list[str]) -> int:
-    from corral.runtime.exec import exec_from_cli
+    """The process comes from --process (a runtime-spec process.json) or from the flags."""
+    runtime = _runtime(g)
+    if o.get("process"):
+        from corral.spec.load import load_process
 
-    return exec_from_cli(_store(g), a[0], a[1:], o)
+        process: dict[str, Any] = load_process(o["process"])  # type: ignore[assignment]
+    else:
+        if not a[1:]:
+            raise UsageError("exec: args must not be empty (give a command or --process)")
+        from corral.cli.runc_values import exec_process
+
+        base = runtime.store.load(a[0]).config.get("process") or {}
+        process = exec_process(base, a[1:], o)
+    return int(runtime.exec(
+        a[0], process=process, detach=bool(o.get("detach")),
+        console_socket=o.get("console-socket"), pid_file=o.get("pid-file"),
+        preserve_fds=int(o.get("preserve-fds", 0)), ignore_paused=bool(o.get("ignore-paused")),
+    ))
 
 
 def cmd_spec(g: dict[str, Any], o: dict[str, Any], a: list[str]) -> int:

@@ -1,6 +1,7 @@
-"""``corral.Runtime``: the OCI runtime as a Python object.
+"""``corral.Runtime``: the OCI runtime as a Python object, and the one way to drive it.
 
-The same code ``corral-runc`` runs, without a subprocess per call::
+``corral-runc`` (cli/runc.py) and the engine call these methods; so can any Python program, with
+the same code and no subprocess per call::
 
     import corral
 
@@ -17,11 +18,13 @@ Errors are corral's exception tree (``corral.CorralError``); nothing is printed.
 from __future__ import annotations
 
 from corral.runtime import lifecycle
+from corral.runtime.lifecycle import CreateOptions
 from corral.runtime.state import DEFAULT_ROOT, StateStore
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import builtins
+    from collections.abc import Callable
     from typing import Any
 
 
@@ -32,53 +35,79 @@ class Runtime:
         self.store = StateStore(root)
         self.cgroups = cgroups
 
-    def _options(self, detach: bool, **kw: Any) -> lifecycle.CreateOptions:
-        opts = lifecycle.CreateOptions()
-        opts.detach = detach
-        opts.cgroup_manager = "cgroupfs" if self.cgroups else "disabled"
-        opts.pid_file = kw.get("pid_file")
-        opts.console_socket = kw.get("console_socket")
-        opts.no_pivot = bool(kw.get("no_pivot"))
-        opts.preserve_fds = int(kw.get("preserve_fds") or 0)
-        return opts
+    def _options(self, options: CreateOptions | None) -> CreateOptions:
+        if options is None:
+            options = CreateOptions()
+        if not self.cgroups:
+            options.cgroup_manager = "disabled"
+        return options
 
     def create(
-        self,
-        container_id: str,
-        bundle: str,
-        *,
-        pid_file: str | None = None,
-        console_socket: str | None = None,
-        no_pivot: bool = False,
-        preserve_fds: int = 0,
+        self, container_id: str, bundle: str, options: CreateOptions | None = None
     ) -> int:
-        """Set the container up; its program waits for :meth:`start`. Returns the init's pid."""
-        created = lifecycle.create(
-            self.store, container_id, bundle,
-            self._options(True, pid_file=pid_file, console_socket=console_socket,
-                          no_pivot=no_pivot, preserve_fds=preserve_fds),
-        )
-        return created.container.pid
+        """Set the container up; its program waits for :meth:`start`. Returns the init's pid.
+
+        The container keeps the caller's stdio (as ``runc create``), or gets a terminal sent to
+        ``options.console_socket``.
+        """
+        opts = self._options(options)
+        opts.detach = True
+        return lifecycle.create(self.store, container_id, bundle, opts).container.pid
 
     def start(self, container_id: str) -> None:
         lifecycle.start(self.store, container_id)
 
-    def run(self, container_id: str, bundle: str, *, keep: bool = False) -> int:
-        """Create, start and wait; return the exit code (128+N if killed by signal N)."""
-        from corral.runtime.stdio import close, create_foreground
+    def run(
+        self,
+        container_id: str,
+        bundle: str,
+        options: CreateOptions | None = None,
+        *,
+        detach: bool = False,
+        keep: bool = False,
+        started: Callable[[int], None] | None = None,
+    ) -> int:
+        """Create and start; unless ``detach``, wait and return the exit code (128+N if killed
+        by signal N), then delete unless ``keep``.
 
-        created, ours = create_foreground(self.store, container_id, bundle, self._options(False))
+        In the foreground the container's stdio are pipes copied to and from ours (a terminal
+        is proxied), and the signals we get are passed on to it from before ``start``; detached,
+        it keeps our stdio. ``started(pid)`` is called once the program runs. Returns 0 when
+        detached.
+        """
+        opts = self._options(options)
+        opts.detach = detach
+        ours = None
+        handlers: dict[int, Any] = {}
+        if detach:
+            created = lifecycle.create(self.store, container_id, bundle, opts)
+        else:  # pipes we copy (corral.runtime.stdio), or the terminal we proxy
+            from corral.runtime.stdio import create_foreground
+
+            created, ours = create_foreground(self.store, container_id, bundle, opts)
+            handlers = lifecycle.forward_signals(created.container.pid)
+        pid = created.container.pid
         try:
             try:
                 lifecycle.start(self.store, container_id)
+                if started is not None:
+                    started(pid)
             except BaseException:
                 if ours is not None:
+                    from corral.runtime.stdio import close
+
                     close(ours)
-                raise
-            return lifecycle.wait_and_forward(created.container.pid, created.pty_master, ours)
-        finally:
-            if not keep:
                 lifecycle.delete(self.store, container_id, force=True)
+                raise
+            if detach:
+                return 0
+            try:
+                return lifecycle.wait_and_forward(pid, created.pty_master, ours)
+            finally:
+                if not keep:
+                    lifecycle.delete(self.store, container_id, force=True)
+        finally:
+            lifecycle.restore_signals(handlers)
 
     def state(self, container_id: str) -> dict[str, Any]:
         """The OCI state: ociVersion, id, status, pid, bundle, ..."""
@@ -94,17 +123,42 @@ class Runtime:
         lifecycle.delete(self.store, container_id, force)
 
     def exec(
-        self, container_id: str, args: builtins.list[str], *,
+        self,
+        container_id: str,
+        args: builtins.list[str] | None = None,
+        *,
+        process: dict[str, Any] | None = None,
         env: builtins.list[str] | None = None,
-        cwd: str | None = None, detach: bool = False,
+        cwd: str | None = None,
+        user: tuple[int, int] | None = None,
+        terminal: bool = False,
+        detach: bool = False,
+        console_socket: str | None = None,
+        pid_file: str | None = None,
+        preserve_fds: int = 0,
+        ignore_paused: bool = False,
     ) -> int:
-        """Run ``args`` inside the container (its namespaces, cgroup and user); exit code."""
-        from corral.runtime.exec import process_from_flags, run_exec
+        """Run a process inside the container (its namespaces, cgroups, user, capabilities and
+        seccomp filter); its exit code, or 0 when ``detach``.
+
+        Give ``args`` (with ``env`` added to the container's environment, and ``cwd``, ``user``
+        as (uid, gid), ``terminal``), or a whole runtime-spec ``process`` object.
+        """
+        from corral.errors import UsageError
+        from corral.runtime.exec import process_like, run_exec
 
         container = self.store.load(container_id)
-        flags: dict[str, Any] = {"env": env or [], "cwd": cwd}
-        process = process_from_flags(container.config.get("process") or {}, args, flags)
-        return run_exec(container, process, detach=detach)
+        if process is None:
+            if not args:
+                raise UsageError("exec: args must not be empty (give a command or a process)")
+            process = process_like(
+                container.config.get("process") or {}, args, env=env, cwd=cwd, user=user,
+                terminal=terminal,
+            )
+        return run_exec(
+            container, process, detach=detach, console_socket=console_socket,
+            pid_file=pid_file, preserve_fds=preserve_fds, ignore_paused=ignore_paused,
+        )
 
     def pause(self, container_id: str) -> None:
         from corral.runtime.ops import pause

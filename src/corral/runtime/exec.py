@@ -24,78 +24,36 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, NoReturn
 
-    from corral.runtime.state import Container, StateStore
+    from corral.runtime.state import Container
     from corral.sys.seccomp import Profile
 
 
-def exec_from_cli(store: StateStore, container_id: str, args: list[str], o: dict[str, Any]) -> int:
-    """``corral-runc exec``: build the process from --process or the flags, then run it."""
-    container = store.load(container_id)
-    if o.get("process"):
-        from corral.spec.load import load_process
-
-        process: dict[str, Any] = load_process(o["process"])  # type: ignore[assignment]
-    else:
-        if not args:
-            raise UsageError("exec: args must not be empty (give a command or --process)")
-        process = process_from_flags(container.config.get("process") or {}, args, o)
-    from corral.runtime.lsm import check
-
-    check(process, {})
-    detach = bool(o.get("detach"))
-    console = o.get("console-socket")
-    if process.get("terminal") and detach and not console:
-        raise UsageError("cannot allocate tty if runc will detach without setting console socket")
-    if console and not (process.get("terminal") and detach):
-        raise UsageError("cannot use console socket if runc will not detach or allocate tty")
-    return run_exec(
-        container, process, detach=detach, console_socket=console, pid_file=o.get("pid-file"),
-        preserve_fds=int(o.get("preserve-fds", 0)), ignore_paused=bool(o.get("ignore-paused")),
-    )
-
-
-def process_from_flags(base: dict[str, Any], args: list[str], o: dict[str, Any]) -> dict[str, Any]:
-    """runc's rule: start from the container's process, then apply the exec flags."""
+def process_like(
+    base: dict[str, Any],
+    args: list[str],
+    *,
+    env: list[str] | None = None,
+    cwd: str | None = None,
+    user: tuple[int, int] | None = None,
+    terminal: bool = False,
+    no_new_privs: bool = False,
+) -> dict[str, Any]:
+    """The process of an exec, as runc builds it: the container's own (``base``: its user,
+    capabilities, rlimits, AppArmor profile, oomScoreAdj) with ``args``, ``env`` added to its
+    environment, and the cwd, user, terminal and no_new_privs given."""
     process: dict[str, Any] = {
-        "args": args,
-        "env": list(base.get("env") or []) + list(o.get("env") or []),
-        "cwd": o.get("cwd") or base.get("cwd") or "/",
-        "terminal": bool(o.get("tty")),
+        "args": list(args),
+        "env": list(base.get("env") or []) + list(env or []),
+        "cwd": cwd or base.get("cwd") or "/",
+        "terminal": terminal,
         "user": dict(base.get("user") or {"uid": 0, "gid": 0}),
-        "noNewPrivileges": bool(o.get("no-new-privs") or base.get("noNewPrivileges")),
+        "noNewPrivileges": no_new_privs or bool(base.get("noNewPrivileges")),
     }
+    if user is not None:
+        process["user"] = {"uid": user[0], "gid": user[1]}
     for key in ("capabilities", "rlimits", "apparmorProfile", "oomScoreAdj"):
         if key in base:
             process[key] = base[key]
-    if o.get("user"):
-        uid, _, gid = o["user"].partition(":")
-        try:
-            process["user"] = {"uid": int(uid), "gid": int(gid or 0)}
-        except ValueError:
-            raise UsageError(f'--user: "{o["user"]}" is not UID[:GID] (numbers)') from None
-    if o.get("additional-gids"):
-        try:
-            process["user"]["additionalGids"] = [int(g) for g in o["additional-gids"]]
-        except ValueError:
-            raise UsageError("--additional-gids: must be numbers") from None
-    if o.get("apparmor"):
-        process["apparmorProfile"] = o["apparmor"]
-    if o.get("process-label"):
-        process["selinuxLabel"] = o["process-label"]
-    if o.get("cap"):
-        from corral.spec.tables import CAPABILITIES
-
-        caps = {key: list(v) for key, v in (process.get("capabilities") or {}).items()}
-        for cap in o["cap"]:
-            if cap not in CAPABILITIES:
-                raise UsageError(f'--cap: unknown capability "{cap}"')
-            # runc 1.1's sets for --cap (not inheritable: a non-root user gets it only through
-            # ambient, which needs inheritable, so as in runc it stays with root).
-            for key in ("bounding", "effective", "permitted", "ambient"):
-                caps.setdefault(key, [])
-                if cap not in caps[key]:
-                    caps[key].append(cap)
-        process["capabilities"] = caps
     return process
 
 
@@ -109,12 +67,22 @@ def run_exec(
     preserve_fds: int = 0,
     ignore_paused: bool = False,
 ) -> int:
-    """Start ``process`` in ``container``; wait for it unless ``detach``. Returns its exit code."""
+    """Start ``process`` in ``container``; wait for it unless ``detach``. Returns its exit code.
+
+    ``process`` is a runtime-spec process object (what ``exec --process`` reads); a detached
+    one with a terminal needs ``console_socket`` (runc's rules).
+    """
     import _socket
 
     from corral.runtime.lifecycle import _connect_console, _send_fd, wait_and_forward
+    from corral.runtime.lsm import check
     from corral.runtime.state import write_atomic
 
+    check(process, {})
+    if process.get("terminal") and detach and not console_socket:
+        raise UsageError("cannot allocate tty if runc will detach without setting console socket")
+    if console_socket and not (process.get("terminal") and detach):
+        raise UsageError("cannot use console socket if runc will not detach or allocate tty")
     container.require("exec --ignore-paused" if ignore_paused else "exec")
     seccomp = (container.config.get("linux") or {}).get("seccomp")
     profile = None

@@ -49,21 +49,31 @@ if TYPE_CHECKING:
 
 
 class CreateOptions:
-    """The knobs of ``create`` beyond the bundle (runc's create flags)."""
+    """The knobs of ``create`` beyond the bundle (runc's create flags, by their names)."""
 
     __slots__ = (
         "cgroup_manager", "console_socket", "detach", "no_new_keyring", "no_pivot",
         "pid_file", "preserve_fds", "stdio", "systemd_cgroup",
     )
 
-    def __init__(self) -> None:
-        self.pid_file: str | None = None
-        self.console_socket: str | None = None
-        self.no_pivot = False
-        self.no_new_keyring = False
-        self.preserve_fds = 0
-        self.cgroup_manager = "cgroupfs"
-        self.systemd_cgroup = False
+    def __init__(
+        self,
+        *,
+        pid_file: str | None = None,
+        console_socket: str | None = None,
+        no_pivot: bool = False,
+        no_new_keyring: bool = False,
+        preserve_fds: int = 0,
+        cgroup_manager: str = "cgroupfs",
+        systemd_cgroup: bool = False,
+    ) -> None:
+        self.pid_file = pid_file
+        self.console_socket = console_socket
+        self.no_pivot = no_pivot
+        self.no_new_keyring = no_new_keyring
+        self.preserve_fds = preserve_fds
+        self.cgroup_manager = cgroup_manager  # "cgroupfs" or "disabled"
+        self.systemd_cgroup = systemd_cgroup
         self.detach = True  # False for a foreground `run`, which may proxy a terminal itself
         # The container's ends of the pipes a foreground run copies (corral.runtime.stdio), to
         # be its fds 0-2 unless it has a terminal; None: it inherits ours.
@@ -782,10 +792,14 @@ def _rmtree(path: str) -> None:
 # -- run -------------------------------------------------------------------------------------
 
 
-def forward_signals(pid: int) -> None:
-    """From now on, pass the signals a user sends us (HUP INT QUIT USR1 USR2 ALRM TERM CONT
-    WINCH) on to ``pid``. A foreground ``run`` calls this before ``start``: a signal that came
-    between the program's start and the wait would otherwise kill us instead."""
+FORWARDED_SIGNALS = (1, 2, 3, 10, 12, 14, 15, 18, 28)  # HUP INT QUIT USR1 USR2 ALRM TERM CONT WINCH
+
+
+def forward_signals(pid: int) -> dict[int, Any]:
+    """From now on, pass the signals a user sends us (FORWARDED_SIGNALS) on to ``pid``; returns
+    the handlers they had, for restore_signals. A foreground ``run`` calls this before
+    ``start``: a signal that came between the program's start and the wait would otherwise
+    kill us instead."""
     import _signal
 
     def forward(signum: int, _frame: object) -> None:
@@ -794,8 +808,16 @@ def forward_signals(pid: int) -> None:
         except ProcessLookupError:
             pass
 
-    for sig in (1, 2, 3, 10, 12, 14, 15, 18, 28):
-        _signal.signal(sig, forward)
+    return {sig: _signal.signal(sig, forward) for sig in FORWARDED_SIGNALS}
+
+
+def restore_signals(handlers: dict[int, Any]) -> None:
+    """Put back the handlers forward_signals replaced (a library caller keeps its own)."""
+    import _signal
+
+    for sig, handler in handlers.items():
+        if handler is not None:  # None: a handler not set from Python, which we cannot restore
+            _signal.signal(sig, handler)
 
 
 def wait_and_forward(
@@ -806,7 +828,14 @@ def wait_and_forward(
 
     Returns the exit code the way a shell reports it: the status, or 128+N when killed by N.
     """
-    forward_signals(pid)
+    previous = forward_signals(pid)
+    try:
+        return _wait(pid, pty, stdio)
+    finally:
+        restore_signals(previous)
+
+
+def _wait(pid: int, pty: int | None, stdio: tuple[int, int, int] | None) -> int:
     if pty is not None:
         from corral.runtime.console import proxy
 

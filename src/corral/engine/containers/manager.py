@@ -51,7 +51,10 @@ from corral.errors import (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from corral.engine.images.store import ImageStore
+    from corral.runtime.api import Runtime
     from corral.runtime.state import StateStore
 
 _ADJECTIVES = (
@@ -130,6 +133,12 @@ class Containers:
         from corral.runtime.state import StateStore
 
         return StateStore(str(self.runtime_root))
+
+    def runtime_api(self) -> Runtime:
+        """The OCI runtime the engine drives, as a library (corral.Runtime on our state root)."""
+        from corral.runtime.api import Runtime
+
+        return Runtime(str(self.runtime_root))
 
     def _ids(self) -> list[tuple[str, str]]:
         rows = self.images.db.execute("SELECT id, name FROM containers ORDER BY created DESC")
@@ -227,15 +236,10 @@ class Containers:
 
     # -- start -----------------------------------------------------------------------------------
 
-    def _launch(self, record: Record) -> int:
-        """Mount, make the network namespace, create and start via the runtime; the init's pid.
-
-        The container's stdio is this process's fds 0, 1 and 2. On failure everything made
-        here is undone.
-        """
+    def _prepare(self, record: Record) -> Path:
+        """Mount the rootfs and make the network namespace; the bundle's path. On failure
+        everything made here is undone."""
         from corral.engine.snapshots.overlay import mount
-        from corral.runtime import lifecycle
-        from corral.runtime.state import process_start_time
 
         path = self.dir(record.id)
         for stale in ("exit.json", "state.json"):
@@ -248,27 +252,38 @@ class Containers:
                 mount(mounts, rootfs)
             netns.remove(str(path / "netns"))
             netns.create(str(path / "netns"))
-            opts = lifecycle.CreateOptions()
-            opts.detach = False  # we (or the monitor) wait for the init
-            created = lifecycle.create(self.runtime(), record.id, str(path), opts)
-            lifecycle.start(self.runtime(), record.id)
         except BaseException:
             self._teardown(record.id)
             raise
+        return path
+
+    def _run(self, record: Record, started: Callable[[int], None] | None = None) -> int:
+        """Run the container through the runtime's one ``run`` (corral.Runtime): its stdio are
+        pipes copied to and from ours, signals we get go to it; wait, record, tear down."""
+        from corral.runtime.state import process_start_time
+
+        path = self._prepare(record)
         me = os.getpid()
-        _write_json(
-            path / "state.json",
-            {"started": time.time(), "waiter": [me, process_start_time(me)]},
-        )
-        return created.container.pid
+
+        def on_start(pid: int) -> None:
+            _write_json(
+                path / "state.json",
+                {"started": time.time(), "waiter": [me, process_start_time(me)]},
+            )
+            if started is not None:
+                started(pid)
+
+        try:
+            code = self.runtime_api().run(record.id, str(path), keep=True, started=on_start)
+        except BaseException:
+            self._teardown(record.id)
+            raise
+        self._finish(record.id, code)
+        return code
 
     def run_foreground(self, record: Record) -> int:
         """Start the container and wait for it here; its exit code (128+N if killed by N)."""
-        from corral.runtime import lifecycle
-
-        pid = self._launch(record)
-        code = lifecycle.wait_and_forward(pid, None)
-        self._finish(record.id, code)
+        code = self._run(record)
         if record.auto_remove:
             self.remove(record.id, force=True)
         return code
@@ -305,7 +320,6 @@ class Containers:
     def _monitor(self, record: Record, report: int) -> None:  # pragma: no cover - forked
         """The detached container's waiter: launch, report, wait, record, tear down."""
         from corral.engine.images.store import ImageStore
-        from corral.runtime import lifecycle
 
         path = self.dir(record.id)
         log = os.open(
@@ -320,17 +334,18 @@ class Containers:
         os.chdir("/")
         # The parent's SQLite connection must not be used across fork: a store of our own.
         mine = Containers(ImageStore(self.images.layout))
+
+        def started(_pid: int) -> None:
+            os.write(report, b"ok")
+            os.close(report)
+
         try:
-            pid = mine._launch(record)
+            mine._run(record, started)
         except BaseException as err:
             text = str(err) if isinstance(err, CorralError) else f"{type(err).__name__}: {err}"
             with contextlib.suppress(OSError):
                 os.write(report, ("error:" + text.replace("\n", " ")).encode())
             os._exit(1)
-        os.write(report, b"ok")
-        os.close(report)
-        code = lifecycle.wait_and_forward(pid, None)
-        mine._finish(record.id, code)
         if record.auto_remove:
             try:
                 mine.remove(record.id, force=True)
@@ -348,10 +363,9 @@ class Containers:
     def _teardown(self, container_id: str) -> None:
         """Remove runtime state and cgroups, unmount the rootfs, free the network namespace."""
         from corral.engine.snapshots.overlay import unmount
-        from corral.runtime import lifecycle
 
         with contextlib.suppress(NotFoundError):
-            lifecycle.delete(self.runtime(), container_id, force=True)
+            self.runtime_api().delete(container_id, force=True)
         path = self.dir(container_id)
         rootfs = path / "rootfs"
         if _is_mountpoint(rootfs):
@@ -402,16 +416,15 @@ class Containers:
 
     def stop(self, ref: str, timeout: float = 10.0) -> str:
         """SIGTERM the program, SIGKILL everything after ``timeout`` seconds; wait for the exit."""
-        from corral.runtime import lifecycle
-
         record = self.record(ref)
         if self.status(record).state != "running":
             return record.id
+        runtime = self.runtime_api()
         with contextlib.suppress(CorralError):
-            lifecycle.kill(self.runtime(), record.id, 15)
+            runtime.kill(record.id, 15)
         if not self._wait_exited(record, timeout):
             with contextlib.suppress(CorralError):
-                lifecycle.kill(self.runtime(), record.id, 9, all_processes=True)
+                runtime.kill(record.id, 9, all_processes=True)
             if not self._wait_exited(record, 10.0):
                 raise StateError(f"container {record.id[:12]}: still running after SIGKILL")
         return record.id
