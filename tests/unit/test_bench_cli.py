@@ -161,3 +161,23 @@ def test_clients_bench_verbs_table_shows_the_cost_above_the_interpreter() -> Non
         "corral-runc's interpreter alone (-c pass): 7.00 ms; each verb above it (ms):"
         " --version +2.00, state +2.50"
     )
+
+
+# bench/cpu_breakdown.py: its arguments and table.
+
+cpu_bench = _load(SCRIPT.parent / "cpu_breakdown.py", "cpu_breakdown")
+
+
+def test_cpu_breakdown_arguments() -> None:
+    assert cpu_bench.parse_args([]).runs == 30
+    assert cpu_bench.parse_args(["--runs", "3", "--runc", "/x"]).runc == "/x"
+    with pytest.raises(SystemExit):
+        cpu_bench.parse_args(["--runs", "0"])
+
+
+def test_cpu_breakdown_table() -> None:
+    corral = {"create": ([20.0, 22.0], [15.0, 16.0]), "  the init": ([0.0], [4.0])}
+    runc = {"create": ([18.0], [10.0]), "  the init": ([0.0], [5.0])}
+    lines = cpu_bench.format_table(corral, runc).splitlines()
+    assert lines[2].split() == ["create", "21.00", "15.50", "18.00", "10.00"]
+    assert lines[3].split() == ["the", "init", "4.00", "5.00"]  # no wall time for it
