@@ -49,7 +49,9 @@ while [ -z "$found" ] && [ "$(date +%s)" -le "$end" ]; do
     fi
   done
 done
-if [ -z "$found" ]; then echo NO-HANDLE > /result; exit 0; fi
+# HOLD: the attacker's container is the pid namespace the victim joined; it must outlive the
+# victim's start, or the namespace's end would kill the victim.
+if [ -z "$found" ]; then echo NO-HANDLE > /result; sleep "${HOLD:-0}"; exit 0; fi
 echo "HANDLE $found" > /result
 cat "$found/environ" 2>/dev/null | tr '\0' '\n' | grep CORRAL_TEST_SECRET >> /result
 i=0
@@ -138,6 +140,7 @@ def test_a_second_container_sharing_the_pid_namespace_cannot_reach_it(
     runtime = runtime_on(interpreter_copy, runc_root)
     attacker = make_bundle(["sh", "-c", ATTACK], edit=writable, env=[
         "PATH=/bin", f"TARGET={dev_ino(interpreter_copy)}", "PIDS=/proc/[0-9]*", "SCAN=4",
+        "HOLD=60",
     ])
     runtime("run", "-d", "--bundle", attacker, f"{cid}-a", check=True)
     attacker_pid = runtime("state", f"{cid}-a", check=True).stdout.split('"pid": ')[1]
