@@ -27,6 +27,7 @@ APT_PACKAGES=(
   containerd docker.io                       # ctr 1.6 and dockerd 20.10: tests/e2e/test_clients_*
   binutils binutils-aarch64-linux-gnu        # re-assemble the sealed launcher (its unit test)
   qemu-user-static                           # run the aarch64 launcher on an x86_64 host
+  qemu-system-x86 debootstrap e2fsprogs      # scripts/vm-test.sh: the cgroup v2 + systemd guest
 )
 
 PYTHON=/usr/bin/python3.11

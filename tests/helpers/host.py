@@ -148,3 +148,38 @@ def hard_memory_limit(limit: int) -> dict[str, int]:
             " a memory limit cannot stop a process from swapping"
         )
     return {"limit": limit}
+
+
+def container_cgroup(controller: str, cid: str, parent: str = "corral") -> str:
+    """The directory of container ``cid``'s cgroup that holds ``controller``'s files, for the
+    runtime's default path ``/<parent>/<cid>``: on v1 (and hybrid) inside that controller's
+    hierarchy (``/sys/fs/cgroup/memory/corral/<id>``), on v2 the one directory
+    (``/sys/fs/cgroup/corral/<id>``), whatever the controller."""
+    if cgroup_mode() == "v2":
+        return f"{CGROUP_ROOT}/{parent}/{cid}"
+    mount = hierarchy(controller) or f"{CGROUP_ROOT}/{controller}"
+    return f"{mount}/{parent}/{cid}"
+
+
+def container_cgroup_file(controller: str, cid: str, v1_name: str, v2_name: str = "") -> str:
+    """The path of a control file of ``cid``'s cgroup: ``v1_name`` on v1, ``v2_name`` (the same
+    name when empty) on v2, e.g. ``("memory", cid, "memory.limit_in_bytes", "memory.max")``."""
+    name = (v2_name or v1_name) if cgroup_mode() == "v2" else v1_name
+    return f"{container_cgroup(controller, cid)}/{name}"
+
+
+def read_container_cgroup(controller: str, cid: str, v1_name: str, v2_name: str = "") -> str:
+    """The stripped text of :func:`container_cgroup_file`."""
+    with open(container_cgroup_file(controller, cid, v1_name, v2_name)) as f:
+        return f.read().strip()
+
+
+def oom_kill_count(cid: str) -> int:
+    """How many processes the kernel's OOM killer killed in ``cid``'s memory cgroup: the
+    ``oom_kill`` line of memory.oom_control (v1) or memory.events (v2)."""
+    text = read_container_cgroup("memory", cid, "memory.oom_control", "memory.events")
+    for line in text.splitlines():
+        key, _, value = line.partition(" ")
+        if key == "oom_kill":
+            return int(value)
+    return 0
