@@ -141,11 +141,14 @@ def run_userns_stage(cfg: InitConfig) -> NoReturn:
         if cfg.user_fd >= 0:
             k.setns(cfg.user_fd, k.CLONE_NEWUSER)
         else:
+            rootless = os.geteuid() != 0
             k.unshare(k.CLONE_NEWUSER)
             # The runtime writes our maps, and /proc/<pid>/uid_map of a non-dumpable process
-            # belongs to root, which a rootless runtime is not. Nothing of the container
-            # exists yet (we are alone in the new namespace); non-dumpable again right after.
-            k.prctl(k.PR_SET_DUMPABLE, 1)
+            # belongs to root, which a rootless runtime is not: dumpable for that moment
+            # (nothing of the container exists yet), to its own user only; a root runtime
+            # needs no such moment.
+            if rootless:
+                k.prctl(k.PR_SET_DUMPABLE, 1)
             cfg.sock.send(msg.USERNS)
             if cfg.sock.recv(msg.MAX_CONTROL) != msg.MAPPED:
                 os._exit(1)
