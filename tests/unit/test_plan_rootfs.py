@@ -101,3 +101,20 @@ def test_plan_keeps_mount_extras_in_order() -> None:
     lines = plan.describe()
     assert any("tmpcopyup" in line and "/etc" in line for line in lines)
     assert any("setattr" in line and "/data" in line for line in lines)
+
+
+def test_a_bind_mounted_dev_is_left_as_it_is() -> None:
+    """A /dev bound from elsewhere (a volume, the host's) gets no device nodes or links: they
+    would be made in that directory. ("/dev" was normalised to "//dev" and never matched.)"""
+    spec = {"mounts": [{"destination": "/dev", "type": "bind", "source": "/srv/dev",
+                        "options": ["rbind"]}], "linux": {}}
+    plan = plan_rootfs(spec, "/rootfs", "/bundle", is_file=lambda _: False)
+    assert plan.setup_dev is False and plan.devices == [] and plan.symlinks == []
+
+
+def test_configured_devices_replace_the_defaults_of_the_same_path() -> None:
+    spec = {"mounts": [], "linux": {"devices": [
+        {"path": "/dev/null", "type": "c", "major": 1, "minor": 3, "fileMode": 0o600},
+    ]}}
+    plan = plan_rootfs(spec, "/rootfs", "/bundle", is_file=lambda _: False)
+    assert [d["path"] for d in plan.devices].count("/dev/null") == 1

@@ -232,9 +232,11 @@ def _abs(source: str, bundle: str) -> str:
 
 
 def _clean(path: str) -> str:
+    """``path`` as an absolute, normalised path ("dev/", "/dev" and "//dev" are all "/dev":
+    normpath keeps a leading "//", which POSIX leaves to the implementation)."""
     import posixpath
 
-    return posixpath.normpath("/" + path)
+    return posixpath.normpath("/" + path.lstrip("/"))
 
 
 # Flags a non-root user namespace inherits as "locked" on a bind mount: a remount must keep them.

@@ -395,9 +395,7 @@ def setup_terminal(process: dict[str, Any], sock: Any, console: bool) -> None:
     if size:
         fcntl.ioctl(slave, TIOCSWINSZ, struct.pack("HHHH", size["height"], size["width"], 0, 0))
     if console:
-        if not os.path.exists("/dev/console"):
-            os.close(os.open("/dev/console", os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o600))
-        k.mount(slave_path, "/dev/console", None, k.MS_BIND)
+        _bind_console(slave)
     for fd in (0, 1, 2):
         os.dup2(slave, fd)
     os.close(slave)
@@ -406,6 +404,33 @@ def setup_terminal(process: dict[str, Any], sock: Any, console: bool) -> None:
 
     sock.sendmsg([b"pty"], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, struct.pack("i", master))])
     os.close(master)
+
+
+def _bind_console(slave: int) -> None:
+    """Bind the pty's slave over /dev/console, a plain file we made or checked.
+
+    The container's /dev may come from the image or a shared volume; a /dev/console that is a
+    symlink (to /proc/sysrq-trigger, say) would make the bind land on its target (the shape of
+    CVE-2025-52565). So a symlink or anything but a file or character device there is replaced,
+    and the bind goes from the slave's fd to an fd of the checked node.
+    """
+    import stat
+
+    try:
+        mode = os.lstat("/dev/console").st_mode
+        if not (stat.S_ISREG(mode) or stat.S_ISCHR(mode)):
+            os.unlink("/dev/console")
+            raise FileNotFoundError
+    except FileNotFoundError:
+        os.close(os.open(
+            "/dev/console", os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC,
+            0o600,
+        ))
+    target = os.open("/dev/console", os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        k.mount(k.fd_path(slave), k.fd_path(target), None, k.MS_BIND)
+    finally:
+        os.close(target)
 
 
 def apply_process_limits(process: dict[str, Any]) -> None:

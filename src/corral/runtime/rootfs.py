@@ -14,7 +14,7 @@ import os
 import stat
 
 from corral import sys as k
-from corral.errors import KernelError, SpecError
+from corral.errors import ContainerInitError, KernelError, SpecError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -439,8 +439,33 @@ def mask(path: str) -> None:
         return
     if is_dir:
         k.mount("tmpfs", path, "tmpfs", k.MS_RDONLY)
-    else:
-        k.mount("/dev/null", path, None, k.MS_BIND)
+        return
+    null = open_null_device()
+    try:
+        k.mount(k.fd_path(null), path, None, k.MS_BIND)
+    finally:
+        os.close(null)
+
+
+def open_null_device() -> int:
+    """An O_PATH fd on the container's /dev/null, which must be the null device itself.
+
+    Masking binds it over files of /proc. An image (or a /dev shared with another container)
+    could make /dev/null a symlink to, say, /proc/sys/kernel/core_pattern; a bind of the path
+    would then put that writable file over the masked one (CVE-2025-31133's shape). The fd
+    names the node we checked, and the bind goes through it.
+    """
+    try:
+        fd = os.open("/dev/null", os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as err:
+        raise ContainerInitError(f"/dev/null in the container: {err.strerror}") from None
+    st = os.fstat(fd)
+    if not stat.S_ISCHR(st.st_mode) or st.st_rdev != os.makedev(1, 3):
+        os.close(fd)
+        raise ContainerInitError(
+            "/dev/null in the container is not the null device (1:3): refusing to mask with it"
+        )
+    return fd
 
 
 def readonly(path: str) -> None:
