@@ -316,6 +316,28 @@ def test_bad_resources(
     assert glob.glob("/sys/fs/cgroup/*/escape") + glob.glob("/sys/fs/cgroup/escape") == []
 
 
+# -- devices ------------------------------------------------------------------------------------
+
+
+def test_devices_enforced(corral_runc: Runc, bundle: Bundle, cid: str) -> None:
+    """Deny-all in the config: the defaults let the container mknod any char device (and use
+    /dev/null & co), but reading /dev/mem's number (1:1) through a node it made is refused by
+    the kernel: the devices controller on v1, the BPF_CGROUP_DEVICE program on v2."""
+
+    def edit(config: dict[str, Any]) -> None:
+        caps = config["process"]["capabilities"]
+        for kind in ("bounding", "effective", "permitted"):
+            caps[kind].append("CAP_MKNOD")
+        config["linux"]["resources"] = {"devices": [{"allow": False, "access": "rwm"}]}
+
+    script = "mknod /dev/m c 1 1 && head -c1 /dev/m; echo rc=$?; echo x >/dev/null && echo null-ok"
+    bundle.set(args=["sh", "-c", script], edit=edit)
+    done = corral_runc("run", "--bundle", bundle, cid)
+    assert "rc=1" in done.stdout, done
+    assert "null-ok" in done.stdout, done
+    assert "Operation not permitted" in done.stderr + done.stdout, done
+
+
 # -- crash safety ---------------------------------------------------------------------------------
 
 

@@ -13,7 +13,6 @@ The host is cgroup v1 hybrid (the CI machine); v2's logic is unit-tested on the 
 
 from __future__ import annotations
 
-import glob
 import json
 import os
 import time
@@ -24,6 +23,15 @@ from typing import Any
 import pytest
 
 from helpers import Bundle, Runc, host
+from helpers.resources import (
+    assert_refused,
+    cgroup_dirs,
+    create,
+    resources_bundle,
+    root_disk,
+    status,
+    throttles,
+)
 
 CG = "/sys/fs/cgroup"
 MiB = 1 << 20
@@ -38,45 +46,6 @@ if host.cgroup_mode() != "v1":
 def cg_file(hierarchy: str, cid: str, name: str) -> str:
     with open(f"{CG}/{hierarchy}/corral/{cid}/{name}") as f:
         return f.read().strip()
-
-
-def cgroup_dirs(cid: str) -> list[str]:
-    return glob.glob(f"{CG}/*/corral/{cid}") + glob.glob(f"{CG}/corral/{cid}")
-
-
-def resources_bundle(
-    bundle: Bundle, resources: dict[str, Any], args: list[str] | None = None
-) -> Bundle:
-    def edit(config: dict[str, Any]) -> None:
-        config["linux"]["resources"] = resources
-
-    return bundle.set(args=args or ["sleep", "30"], edit=edit)
-
-
-def create(corral_runc: Runc, bundle: Bundle, cid: str) -> None:
-    corral_runc("create", "--bundle", bundle, cid, check=True)
-
-
-def status(corral_runc: Runc, cid: str) -> str:
-    state = json.loads(corral_runc("state", cid, check=True).stdout)
-    value: str = state["status"]
-    return value
-
-
-def assert_refused(
-    corral_runc: Runc, runc_root: Path, bundle: Bundle, cid: str, *fragments: str
-) -> str:
-    done = corral_runc("create", "--bundle", bundle, cid)
-    assert done.returncode == 1, (done.returncode, done.stderr)
-    assert "Traceback" not in done.stderr
-    lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1, done.stderr
-    for fragment in fragments:
-        assert fragment in lines[0], (fragment, lines[0])
-    assert list(runc_root.iterdir()) == []
-    assert cgroup_dirs(cid) == []
-    line: str = lines[0]
-    return line
 
 
 # -- memory ---------------------------------------------------------------------------------------
@@ -184,31 +153,10 @@ def test_pids(corral_runc: Runc, bundle: Bundle, cid: str) -> None:
 # -- block I/O ------------------------------------------------------------------------------------
 
 
-def _root_disk() -> tuple[int, int]:
-    """The (major, minor) of a whole disk of this machine (throttling takes only whole disks)."""
-    for name in sorted(os.listdir("/sys/block")):
-        if name.startswith(("loop", "ram", "zram")):
-            continue
-        major, minor = Path(f"/sys/block/{name}/dev").read_text().strip().split(":")
-        return int(major), int(minor)
-    raise AssertionError("no disk in /sys/block")
-
-
 def test_blkio_throttles(corral_runc: Runc, bundle: Bundle, cid: str) -> None:
     """The throttle layer is in every kernel with the blkio controller, whatever the scheduler."""
-    major, minor = _root_disk()
-    dev = {"major": major, "minor": minor}
-    resources_bundle(
-        bundle,
-        {
-            "blockIO": {
-                "throttleReadBpsDevice": [{**dev, "rate": 1048576}],
-                "throttleWriteBpsDevice": [{**dev, "rate": 2097152}],
-                "throttleReadIOPSDevice": [{**dev, "rate": 100}],
-                "throttleWriteIOPSDevice": [{**dev, "rate": 200}],
-            }
-        },
-    )
+    major, minor = root_disk()
+    resources_bundle(bundle, {"blockIO": throttles(major, minor)})
     create(corral_runc, bundle, cid)
     d = f"{major}:{minor}"
     assert cg_file("blkio", cid, "blkio.throttle.read_bps_device") == f"{d} 1048576"
@@ -225,7 +173,7 @@ def _weight_file() -> str | None:
 
 
 def test_blkio_weight(corral_runc: Runc, runc_root: Path, bundle: Bundle, cid: str) -> None:
-    major, minor = _root_disk()
+    major, minor = root_disk()
     throttle = [{"major": major, "minor": minor, "rate": 1048576}]
     resources_bundle(bundle, {"blockIO": {"weight": 500, "throttleReadBpsDevice": throttle}})
     weight_file = _weight_file()
@@ -404,22 +352,6 @@ def test_devices_list(corral_runc: Runc, bundle: Bundle, cid: str) -> None:
     listed = set(cg_file("devices", cid, "devices.list").splitlines())
     assert {"c 4:64 rw", "b 7:* r", "c 1:3 rwm", "c 1:5 rwm", "c 136:* rwm"} <= listed
     assert "a *:* rwm" not in listed
-
-
-def test_devices_enforced(corral_runc: Runc, bundle: Bundle, cid: str) -> None:
-    """Deny-all in the config: the defaults let the container mknod any char device (and use
-    /dev/null & co), but reading /dev/mem's number (1:1) through a node it made is refused."""
-
-    def edit(config: dict[str, Any]) -> None:
-        caps = config["process"]["capabilities"]
-        for kind in ("bounding", "effective", "permitted"):
-            caps[kind].append("CAP_MKNOD")
-        config["linux"]["resources"] = {"devices": [{"allow": False, "access": "rwm"}]}
-
-    bundle.set(args=["sh", "-c", "mknod /dev/m c 1 1 && head -c1 /dev/m; echo rc=$?"], edit=edit)
-    done = corral_runc("run", "--bundle", bundle, cid)
-    assert "rc=1" in done.stdout, done
-    assert "Operation not permitted" in done.stderr + done.stdout, done
 
 
 # -- update ---------------------------------------------------------------------------------------
