@@ -1,7 +1,8 @@
 """What this host cannot do is refused in one line, never ignored in silence.
 
-Neither AppArmor nor SELinux runs on the test machines (the tests check that first, so they
-fail loudly rather than pass for the wrong reason where one does).
+Neither AppArmor nor SELinux runs on the CI host. The v2 lane's guest (Debian's kernel) runs
+AppArmor, where a refusal "AppArmor is not enabled" cannot be tested: those cases are skipped
+there, with the reason, and the SELinux ones still run.
 """
 
 from __future__ import annotations
@@ -13,8 +14,11 @@ import pytest
 from corral.runtime import lsm
 
 
-def _no_lsm() -> None:
-    assert not lsm.apparmor_enabled() and not lsm.selinux_enabled(), "this host runs an LSM"
+def _without(name: str) -> None:
+    """Skip unless the host lacks the LSM ``name`` ("AppArmor" or "SELinux")."""
+    enabled = lsm.apparmor_enabled() if name == "AppArmor" else lsm.selinux_enabled()
+    if enabled:
+        pytest.skip(f"{name} is enabled on this host: its absence cannot be tested here")
 
 
 @pytest.mark.parametrize(
@@ -28,7 +32,7 @@ def _no_lsm() -> None:
 def test_create_refuses_an_lsm_the_host_does_not_run(
     corral_runc, bundle, runc_root, cid, where, key, value, field
 ) -> None:
-    _no_lsm()
+    _without("AppArmor" if key == "apparmorProfile" else "SELinux")
     with bundle.edit() as config:
         config[where][key] = value
     res = corral_runc("create", "--bundle", bundle, cid)
@@ -39,7 +43,7 @@ def test_create_refuses_an_lsm_the_host_does_not_run(
 
 
 def test_exec_refuses_apparmor_flag_without_apparmor(corral_runc, bundle, cid) -> None:
-    _no_lsm()
+    _without("AppArmor")
     bundle.set(args=["sleep", "100"])
     corral_runc("run", "-d", "--bundle", bundle, cid, check=True)
     res = corral_runc("exec", "--apparmor", "x", cid, "true")
