@@ -84,7 +84,8 @@ def test_systemd_driver_without_systemd(tmp_path: Path) -> None:
         "systemd cgroup driver requested (--systemd-cgroup) but systemd is not running"
     )
     assert isinstance(info.value, UserError)
-    with pytest.raises(CgroupError, match=r"not implemented"):
+    # With systemd running the path must be the driver's slice:prefix:name.
+    with pytest.raises(SpecError, match=r"linux\.cgroupsPath.*slice:prefix:name"):
         cgroups.open_manager("/corral/c1", systemd=True, systemd_running=str(tmp_path))
 
 

@@ -200,16 +200,19 @@ def open_manager(
     """The Manager for cgroup ``path`` (from :func:`resolve_path`) on this host.
 
     ``mode`` is "v1", "hybrid" or "v2"; None detects it. Nothing is created until
-    :meth:`Manager.create`.
+    :meth:`Manager.create`. With ``systemd``, ``path`` is ``slice:prefix:name`` and the
+    manager is a :class:`corral.cgroups.systemd.SystemdManager` around the cgroupfs one.
     """
     if systemd:
         if not os.path.isdir(systemd_running):
             raise UsageError(
                 "systemd cgroup driver requested (--systemd-cgroup) but systemd is not running"
             )
-        raise CgroupError(
-            "the systemd cgroup driver is not implemented; run without --systemd-cgroup"
-        )
+        from corral.cgroups.systemd import SystemdManager, parse_path
+
+        slice_name, unit, cgroup_path = parse_path(path)
+        inner = open_manager(cgroup_path, mode=mode, root=root, mountinfo=mountinfo)
+        return SystemdManager(slice_name, unit, inner)
     if not path.startswith("/") or path.rstrip("/") == "":
         raise CgroupError(f"cgroup path {path!r} must be absolute and not the root")
     root = root.rstrip("/") or "/"
@@ -235,6 +238,11 @@ def from_state(state: dict[str, Any]) -> Manager:
     """Rebuild a Manager from :meth:`Manager.to_state`, without reading mountinfo again."""
     try:
         mode, path = state["mode"], state["path"]
+        if mode == "systemd":
+            from corral.cgroups.systemd import SystemdManager
+
+            inner = from_state(state["inner"])
+            return SystemdManager(str(state["slice"]), str(state["unit"]), inner, adopted=True)
         if mode == "v2":
             from corral.cgroups.v2 import V2Manager
 

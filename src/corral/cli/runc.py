@@ -213,7 +213,7 @@ def _create_options(g: dict[str, Any], o: dict[str, Any]) -> Any:
         no_new_keyring=bool(o.get("no-new-keyring")),
         preserve_fds=preserve_fds,
         cgroup_manager="disabled" if manager == "disabled" else "cgroupfs",
-        systemd_cgroup=bool(g.get("systemd-cgroup")),
+        systemd_cgroup=bool(g.get("systemd-cgroup")) or manager == "systemd",
     )
 
 

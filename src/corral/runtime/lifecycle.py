@@ -204,10 +204,10 @@ def _spawn_init(
         k.prctl(k.PR_SET_CHILD_SUBREAPER, 1)
     pid = _fork_into(pid_flags, cfg, fds)
     child_sock.close()
-    if not cfg.userns:
-        _join_early(cfg, pid, parent_sock)
     try:
-        pid, pty = _serve_init(container, parent_sock, pid, cfg)
+        if not cfg.userns:
+            _join_early(cfg, pid, parent_sock, cgroup)
+        pid, pty = _serve_init(container, parent_sock, pid, cfg, cgroup)
     except BaseException:
         _kill_and_reap(container.data.get("pid") or pid)  # the init must not outlive us
         raise
@@ -353,16 +353,24 @@ def write_atomic_plain(path: str, text: str) -> None:
         os.close(fd)
 
 
-def _join_early(cfg: InitConfig, pid: int, sock: Any) -> None:
+def _join_early(cfg: InitConfig, pid: int, sock: Any, cgroup: Manager | None = None) -> None:
     """Move the new init into the background cgroups (see Manager.join_plan).
 
     Done by us, right after fork, while the init works on its mounts: the kernel's first
     migration through cgroup.procs can wait for an RCU grace period, and this way that wait is
     not on the init's path. Only an init that makes a cgroup namespace waits for JOINED.
+    With the systemd driver the cgroup is a scope unit that systemd makes with the init in it
+    (``adopt``), and then its files are written.
     """
     if not cfg.cgroup_early:
         return
-    for path in cfg.cgroup_early:
+    adopt = getattr(cgroup, "adopt", None)
+    if adopt is not None:
+        try:
+            adopt(pid)
+        except ProcessLookupError:
+            return  # the init failed already: its ERROR is waiting to be read
+    for path in cfg.cgroup_early if adopt is None else ():
         try:
             write_atomic_plain(path, str(pid))
         except ProcessLookupError:
@@ -380,7 +388,7 @@ def _join_early(cfg: InitConfig, pid: int, sock: Any) -> None:
 
 
 def _serve_init(
-    container: Container, sock: Any, pid: int, cfg: InitConfig
+    container: Container, sock: Any, pid: int, cfg: InitConfig, cgroup: Manager | None = None
 ) -> tuple[int, int | None]:
     """Answer the init until it has exec'd the launcher (or failed).
 
@@ -401,7 +409,7 @@ def _serve_init(
             os.waitpid(pid, 0)  # the user-namespace stage, done once it has forked the init
             pid = msg.number(said, msg.PID)
             container.data["pid"] = pid  # known from now on, for the cleanup of a failure
-            _join_early(cfg, pid, sock)
+            _join_early(cfg, pid, sock, cgroup)
         elif said.startswith(msg.MOUNTS):
             container.data["rootfs_stack"] = msg.number(said, msg.MOUNTS)
             container.save()  # delete detaches what the init stacks from now on
@@ -512,12 +520,15 @@ def _open_cgroup(linux: dict[str, Any], container_id: str, opts: CreateOptions) 
         return None
     from corral import cgroups
 
-    path = cgroups.resolve_path(linux.get("cgroupsPath"), container_id)
+    systemd = opts.systemd_cgroup
+    path = cgroups.resolve_path(linux.get("cgroupsPath"), container_id, systemd=systemd)
     if os.geteuid() != 0:
+        if systemd:
+            raise UsageError("--systemd-cgroup: not supported for rootless containers")
         from corral.runtime.rootless import usable_cgroup
 
         return usable_cgroup(cgroups.open_manager(path), linux)
-    return cgroups.open_manager(path)
+    return cgroups.open_manager(path, systemd=systemd)
 
 
 def _setup_cgroup(
