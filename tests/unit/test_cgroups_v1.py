@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import os
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -783,3 +784,98 @@ def test_join_plan_hybrid_self_joins_v1_through_tasks_memory_last(
     assert all(p.endswith("/tasks") for p in own)
     assert own[-1] == f"{fake.root}/memory{PATH}/tasks"
     assert f"{fake.root}/pids{PATH}/tasks" in own
+
+
+# -- a cgroup removed while freeze, thaw or kill polls it (issue 10: rm -f stalled 5 s) --------
+
+
+def _remove_container_cgroup(fake: FakeCgroupfs) -> None:
+    """What the runtime's delete does once the container's last process is gone."""
+    for names in (*V1_HIERARCHIES, "unified"):
+        directory = f"{fake.root}/{names.removeprefix('name=')}{PATH}"
+        if os.path.isdir(directory):
+            Path(directory, "cgroup.procs").write_text("")
+            fake.rmdir(directory)
+
+
+def _vanish_after(fake: FakeCgroupfs, monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    """Remove the container's cgroup right after ``value`` is written to freezer.state."""
+    write = _base.raw_write
+
+    def raw_write(path: str, data: str) -> None:
+        write(path, data)
+        if path.endswith(f"freezer{PATH}/freezer.state") and data == value:
+            _remove_container_cgroup(fake)
+
+    monkeypatch.setattr(_base, "raw_write", raw_write)
+
+
+def test_thaw_ends_at_once_when_the_cgroup_vanishes(
+    mgr: V1Manager, fake: FakeCgroupfs, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    mgr.freeze()
+    _vanish_after(fake, monkeypatch, "THAWED")
+    started = time.monotonic()
+    mgr.thaw()  # no error: nothing is left to thaw
+    assert time.monotonic() - started < 1.0  # not FREEZE_TIMEOUT (5 s) of polling
+    assert not mgr.exists()
+    mgr.thaw()  # gone before the write: also nothing to do
+
+
+def test_sigkill_ends_at_once_when_the_container_is_deleted_during_the_thaw(
+    mgr: V1Manager,
+    fake: FakeCgroupfs,
+    sleeper: subprocess.Popen[bytes],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """rm -f: SIGKILL through freeze-signal-thaw; the init dies as soon as it is thawed and its
+    monitor deletes the container, cgroup included, while kill still waits for THAWED."""
+    mgr.add(sleeper.pid)
+    _vanish_after(fake, monkeypatch, "THAWED")
+    started = time.monotonic()
+    mgr.kill(9)
+    assert time.monotonic() - started < 1.0
+    assert sleeper.wait(5) == -9
+    assert not mgr.exists()
+
+
+@pytest.mark.parametrize("sig", [15, 9])
+def test_kill_ends_at_once_when_the_cgroup_vanishes_while_freezing(
+    tmp_path: Path, sleeper: subprocess.Popen[bytes], monkeypatch: pytest.MonkeyPatch, sig: int
+) -> None:
+    """The processes end (and the container is deleted) while the freezer is still FREEZING:
+    kill has nothing left to signal, so it returns at once and without an error."""
+    with FakeCgroupfs(str(tmp_path), "v1", freeze_ticks=10**9) as fake:
+        mgr = open_v1(fake)
+        mgr.create()
+        mgr.add(sleeper.pid)
+        tick = fake.sleep
+
+        def sleep(seconds: float) -> None:
+            tick(seconds)
+            if fake.slept == 3:
+                sleeper.kill()
+                _remove_container_cgroup(fake)
+
+        monkeypatch.setattr(_base, "sleep", sleep)
+        started = time.monotonic()
+        mgr.kill(sig)
+        assert time.monotonic() - started < 1.0
+        assert fake.slept == 3
+        assert not mgr.exists()
+
+
+def test_freeze_of_a_cgroup_that_vanishes_says_so_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with FakeCgroupfs(str(tmp_path), "hybrid", freeze_ticks=10**9) as fake:
+        mgr = open_v1(fake)
+        mgr.create()
+        def read_then_vanish(path: str) -> str | None:  # removed between the write and the read
+            _remove_container_cgroup(fake)
+            return _base.read(path)
+
+        monkeypatch.setattr("corral.cgroups.v1.read", read_then_vanish)
+        with pytest.raises(CgroupError, match=r"^freezing .*/freezer/corral/c1: the cgroup "):
+            mgr.freeze()
+        assert fake.slept == 0

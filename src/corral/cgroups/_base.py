@@ -141,8 +141,10 @@ class Manager:
         Signalling a list of pids races with processes that fork in between, so the cgroup is
         frozen first, signalled, then thawed. A cgroup that was frozen before stays frozen,
         except after SIGKILL: a frozen process dies only once it runs again. A cgroup that is
-        gone has no process to signal. If freezing fails, the processes are signalled anyway
-        (racy beats not at all) and the freezer's error is raised.
+        gone has no process to signal, also when it goes while this runs (the container ended
+        and was deleted): that ends the kill at once, without an error. If freezing fails
+        otherwise, the processes are signalled anyway (racy beats not at all) and the
+        freezer's error is raised.
         """
         if not self.exists():
             return
@@ -154,12 +156,18 @@ class Manager:
             self.freeze()
         except CgroupError:
             signal_all(self.pids(), sig)
+            if self._gone():
+                return
             raise
         try:
             signal_all(self.pids(), sig)
         finally:
             if not was_frozen or sig == SIGKILL:
-                self.thaw()
+                try:
+                    self.thaw()
+                except CgroupError:
+                    if not self._gone():
+                        raise
 
     def destroy(self) -> None:
         """Remove the container's cgroup everywhere, sub-cgroups first. Gone already is fine."""
@@ -232,6 +240,10 @@ class Manager:
         raise NotImplementedError
 
     # -- for subclasses
+
+    def _gone(self) -> bool:
+        """Whether the cgroup (or its freezer) was removed: no process is left in it."""
+        return not self.exists() or not self.can_freeze()
 
     def _dirs(self) -> list[str]:
         """The container's directory in each hierarchy."""

@@ -190,6 +190,8 @@ class V1Manager(Manager):
             state = read(d + "/freezer.state")
             if state == "FROZEN":
                 return
+            if state is None and not os.path.isdir(d):
+                raise CgroupError(f"freezing {d}: the cgroup is gone (its processes ended)")
             if state != "FREEZING":
                 raise CgroupError(f"freezing {d}: unexpected freezer.state {state!r}")
             if time.monotonic() >= deadline:
@@ -202,12 +204,25 @@ class V1Manager(Manager):
             tries += 1
 
     def thaw(self, timeout: float | None = None) -> None:
+        """Write THAWED and wait until freezer.state says so.
+
+        A cgroup removed before or during the wait (its processes all ended and the container
+        was deleted, e.g. by its monitor while ``kill`` thawed it) has nothing left to thaw:
+        that ends the wait at once instead of polling a missing file until the timeout.
+        """
         d = self._dir("freezer", "")
-        _base.write(d, "freezer.state", "THAWED")
-        if not _base.wait_for(
-            lambda: read(d + "/freezer.state") == "THAWED",
-            _base.FREEZE_TIMEOUT if timeout is None else timeout,
-        ):
+        try:
+            _base.write(d, "freezer.state", "THAWED")
+        except CgroupError:
+            if not os.path.isdir(d):
+                return
+            raise
+
+        def thawed_or_gone() -> bool:
+            state = read(d + "/freezer.state")
+            return state == "THAWED" or (state is None and not os.path.isdir(d))
+
+        if not _base.wait_for(thawed_or_gone, _base.FREEZE_TIMEOUT if timeout is None else timeout):
             raise CgroupError(f"thawing {d}: freezer.state is still {read(d + '/freezer.state')}")
 
     def frozen(self) -> bool:
