@@ -53,6 +53,7 @@ GUEST_PACKAGES=(
   golang-github-containers-common               # podman's seccomp profile (the engine's default)
   containernetworking-plugins                   # debootstrap does not pick it for the one above
   openssl                                       # the TLS registry's certificate
+  containerd                                    # ctr with the systemd cgroup driver
 )
 
 # The v2 set: what differs between cgroup v1 and v2 (cgroups, resources, lifecycle, security,
