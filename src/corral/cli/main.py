@@ -179,13 +179,8 @@ def cmd_rmi(ns: argparse.Namespace) -> int:
 def cmd_prune(ns: argparse.Namespace) -> int:
     from corral.engine.format import human_size
 
-    if not ns.force and sys.stdin.isatty():
-        what = "all images without at least one container" if ns.all else "all dangling images"
-        answer = input(
-            f"WARNING! This will remove {what}.\nAre you sure you want to continue? [y/N] "
-        )
-        if answer.strip().lower() not in ("y", "yes"):
-            return 0
+    if not ns.force and not _confirm(f"WARNING! This will remove {_prunable(ns.all)}.\n"):
+        return 0
     lines, reclaimed = _store(ns).prune(all_images=ns.all)
     if lines:
         print("Deleted Images:")
@@ -196,6 +191,21 @@ def cmd_prune(ns: argparse.Namespace) -> int:
     return 0
 
 
+def _prunable(all_images: bool) -> str:
+    if all_images:
+        return "all images without at least one container associated to them"
+    return "all dangling images"
+
+
+def _confirm(warning: str) -> bool:
+    """docker's prompt: ``warning`` and "[y/N]" on stdout, one line read from stdin whatever
+    it is (a pipe too); only y or yes goes on, anything else or the end of input aborts."""
+    sys.stdout.write(warning + "Are you sure you want to continue? [y/N] ")
+    sys.stdout.flush()
+    answer = sys.stdin.readline() if sys.stdin is not None else ""  # None: fd 0 was closed
+    return answer.strip().lower() in ("y", "yes")
+
+
 # -- system ----------------------------------------------------------------------------------------
 
 
@@ -204,14 +214,9 @@ def cmd_system_prune(ns: argparse.Namespace) -> int:
     from corral.engine.containers import Containers
     from corral.engine.format import human_size
 
-    if not ns.force and sys.stdin.isatty():
-        images = "all images without at least one container" if ns.all else "all dangling images"
-        answer = input(
-            f"WARNING! This will remove:\n  - all stopped containers\n  - {images}\n"
-            "Are you sure you want to continue? [y/N] "
-        )
-        if answer.strip().lower() not in ("y", "yes"):
-            return 0
+    warning = f"WARNING! This will remove:\n  - all stopped containers\n  - {_prunable(ns.all)}\n\n"
+    if not ns.force and not _confirm(warning):
+        return 0
     store = _store(ns)
     containers = Containers(store)
     removed, reclaimed = [], 0
