@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Run every check CI runs, in order, and print one summary line. Needs scripts/install.sh first.
 #
-#   bash scripts/test.sh          # lint, types, unit tests, then integration + e2e (as root)
+#   bash scripts/test.sh          # lint, types, unit tests, then integration + e2e (as root),
+#                                 # then the v2 set in a cgroup v2 + systemd guest (vm-test.sh)
+#
+# CORRAL_SKIP_VM=1 leaves the guest out (a local run; the summary says so). CI runs it.
 #
 # Every step runs even when an earlier one failed, so one run shows everything that is wrong.
 # pytest's exit status 5 ("no tests collected") is fine for one step (tests/e2e may be empty
@@ -20,6 +23,7 @@ BIN="$REPO/.venv/bin"
 # Time limits (seconds): the whole run must stay far below CI's 30 minutes.
 UNIT_LIMIT=300
 SYSTEM_LIMIT=1200
+VM_LIMIT=1080  # the guest image's build (first run only) and the v2 set under emulation
 
 results=()
 failed=0
@@ -71,6 +75,24 @@ else
   results+=("integration+e2e: no tests")
 fi
 
+# The same code on a pure cgroup v2 host with systemd as PID 1: scripts/vm-test.sh boots a
+# Debian 12 guest and runs the v2 set in it (docs/testing.md, "The v2 lane").
+if [[ ${CORRAL_SKIP_VM:-0} == 1 ]]; then
+  results+=("v2-guest skipped (CORRAL_SKIP_VM=1)")
+else
+  printf '\n=== v2-guest: bash scripts/vm-test.sh\n'
+  vm_start=$SECONDS
+  vm_rc=0
+  CORRAL_VM_JUNIT="$REPORTS/v2-guest.xml" timeout --kill-after=30 "$VM_LIMIT" \
+    bash scripts/vm-test.sh || vm_rc=$?
+  vm_took=$((SECONDS - vm_start))
+  case $vm_rc in
+    0) results+=("v2-guest ok (${vm_took}s)"); tests_ran=1 ;;
+    124|137) results+=("v2-guest TIMED OUT after ${VM_LIMIT}s"); failed=1 ;;
+    *) results+=("v2-guest FAILED rc=$vm_rc (${vm_took}s)"); failed=1 ;;
+  esac
+fi
+
 # "N reason" per distinct skip reason, most frequent first; xfails are counted apart.
 skip_reasons() {
   "$BIN/python3" - "$REPORTS" <<'PY'
@@ -83,6 +105,8 @@ for path in sorted(pathlib.Path(sys.argv[1]).glob("*.xml")):
         continue
     for skip in tree.iter("skipped"):
         reason = " ".join((skip.get("message") or "no reason given").split())
+        if path.stem == "v2-guest":
+            reason = "(v2 guest) " + reason
         if skip.get("type") == "pytest.xfail":
             reason = "xfail: " + reason
         reasons[reason] += 1

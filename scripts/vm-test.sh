@@ -2,6 +2,7 @@
 # Run tests inside a Debian 12 guest that is pure cgroup v2 with systemd 252 as PID 1.
 #
 #   bash scripts/vm-test.sh                        # the v2 set (V2_SET below)
+#   bash scripts/vm-test.sh -x --durations=10      # options only: the v2 set with them
 #   bash scripts/vm-test.sh tests/unit/test_cgroups_v2.py -k freeze   # pytest's arguments
 #
 # Needs root and scripts/install.sh (qemu-system-x86, debootstrap, e2fsprogs; the checkout's
@@ -30,6 +31,7 @@
 #   runs in its own mount namespace, so debootstrap's mounts cannot outlive it.
 #
 # Ends with `vm-test.sh: PASS: ...` or `vm-test.sh: FAIL: ...` and exits with pytest's status.
+# CORRAL_VM_JUNIT=PATH keeps pytest's junit report (scripts/test.sh counts the guest's skips).
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
@@ -39,7 +41,7 @@ CACHE="${CORRAL_VM_CACHE:-/var/cache/corral-vm}"
 MEMORY="${CORRAL_VM_MEMORY:-2048}"       # MiB
 CPUS=2
 DISK_SIZE=3G
-TIMEOUT="${CORRAL_VM_TIMEOUT:-1500}"    # seconds: boot, tests and power-off
+TIMEOUT="${CORRAL_VM_TIMEOUT:-840}"     # seconds: boot, tests and power-off
 ACCEL="${CORRAL_VM_ACCEL:-}"            # kvm or tcg; empty: probe
 MIRROR="${CORRAL_VM_MIRROR:-http://deb.debian.org/debian}"
 
@@ -63,9 +65,11 @@ V2_SET=(
   tests/unit/test_cgroups_devices.py
   tests/unit/test_cgroups_paths.py
   tests/integration/test_cgroups_host.py
-  tests/integration/test_resources.py
+  tests/integration/test_resources_v2.py
   tests/e2e/test_cgroups_cli.py
   tests/e2e/test_lifecycle_clients.py
+  tests/integration/test_security_rootless.py  # a delegated subtree on v2
+  tests/e2e/test_lsm_and_unsupported.py        # AppArmor is on in Debian's kernel
 )
 
 say() { printf 'vm-test.sh: %s\n' "$*"; }
@@ -176,16 +180,26 @@ case $ACCEL in
   *) die "CORRAL_VM_ACCEL is $ACCEL: kvm or tcg" ;;
 esac
 
-if [[ $# -eq 0 ]]; then
-  set -- "${V2_SET[@]}"
+# No test named (no arguments, or options only such as -x or --durations=10): the v2 set.
+only_options=1
+for arg in "$@"; do
+  [[ $arg == -* ]] || only_options=0
+done
+if [[ $only_options -eq 1 ]]; then
+  set -- "$@" "${V2_SET[@]}"
 fi
 
 RUN=$(mktemp -d /tmp/corral-vm.XXXXXX)
-qemu_pid=
+qemu_pid=  # timeout's, which passes a TERM on to qemu (and KILLs it at the deadline)
+tail_pid=
 cleanup() {
   if [[ -n $qemu_pid ]] && kill -0 "$qemu_pid" 2>/dev/null; then
-    kill -KILL "$qemu_pid" 2>/dev/null || true
+    kill -TERM "$qemu_pid" 2>/dev/null || true
     wait "$qemu_pid" 2>/dev/null || true
+  fi
+  if [[ -n $tail_pid ]]; then
+    kill "$tail_pid" 2>/dev/null || true
+    wait "$tail_pid" 2>/dev/null || true
   fi
   rm -rf "$RUN"
 }
@@ -236,17 +250,22 @@ timeout --signal=KILL "$TIMEOUT" qemu-system-x86_64 \
   -nodefaults -no-user-config -display none -monitor none -no-reboot \
   -serial "file:$RUN/console.log" \
   -kernel "$IMAGE/vmlinuz" -initrd "$IMAGE/initrd.img" \
-  -append "root=/dev/vda rw console=ttyS0 panic=-1 quiet systemd.unified_cgroup_hierarchy=1 systemd.show_status=false" \
+  -append "root=/dev/vda rw console=ttyS0 panic=-1 quiet loglevel=2 systemd.unified_cgroup_hierarchy=1 systemd.show_status=false" \
   -drive "file=$IMAGE/root.img,if=virtio,format=raw,snapshot=on" \
   -virtfs "local,path=$REPO,mount_tag=repo,security_model=none,readonly=on" \
   -virtfs "local,path=$RUN/ctl,mount_tag=ctl,security_model=none" \
   -device virtio-rng-pci -nic none \
   </dev/null >"$RUN/qemu.log" 2>&1 &
 qemu_pid=$!
-tail -n +1 --pid="$qemu_pid" -f "$RUN/console.log" | sed -u "s/\r$//" || true
+# In the background: bash runs its traps (Ctrl-C, a TERM from scripts/test.sh's timeout) only
+# between commands, and `wait` is one it leaves at once for a signal.
+tail -n +1 --pid="$qemu_pid" -f "$RUN/console.log" | stdbuf -o0 tr -d '\r' &
+tail_pid=$!
 qemu_rc=0
 wait "$qemu_pid" || qemu_rc=$?
 qemu_pid=
+wait "$tail_pid" || true
+tail_pid=
 took=$((SECONDS - start))
 if [[ -s $RUN/qemu.log ]]; then sed 's/^/qemu: /' "$RUN/qemu.log"; fi
 
@@ -261,6 +280,9 @@ if [[ ! -f $RUN/ctl/rc ]]; then
   die "$summary (the guest ended without reporting; qemu exited $qemu_rc)"
 fi
 rc=$(cat "$RUN/ctl/rc")
+if [[ -n ${CORRAL_VM_JUNIT:-} && -f $RUN/ctl/junit.xml ]]; then
+  cp "$RUN/ctl/junit.xml" "$CORRAL_VM_JUNIT"
+fi
 if [[ $rc -eq 0 ]]; then
   echo "vm-test.sh: PASS: $summary"
 else
