@@ -151,16 +151,26 @@ def cmd_rm(ns: argparse.Namespace) -> int:
 
 
 def cmd_logs(ns: argparse.Namespace) -> int:
-    path = _containers(ns).logs(ns.container)
-    try:
-        f = open(path, "rb")  # noqa: SIM115
-    except FileNotFoundError:
-        return 0
-    with f:
-        while chunk := f.read(1 << 16):
-            sys.stdout.buffer.write(chunk)
+    if ns.timestamps or ns.since or ns.until:
+        flag = "--timestamps" if ns.timestamps else "--since" if ns.since else "--until"
+        raise UsageError(f"logs {flag}: not supported yet (the log keeps no times so far)")
+    for chunk in _containers(ns).read_logs(ns.container, _tail(ns.tail), ns.follow):
+        sys.stdout.buffer.write(chunk)
+        if ns.follow:
+            sys.stdout.flush()
     sys.stdout.flush()
     return 0
+
+
+def _tail(text: str) -> int | None:
+    """``--tail``: "all" (or a negative number, as docker) for everything, else a line count."""
+    if text == "all":
+        return None
+    try:
+        lines = int(text)
+    except ValueError:
+        raise UsageError(f"--tail {text!r}: expected a number of lines or 'all'") from None
+    return lines if lines >= 0 else None
 
 
 def cmd_ps(ns: argparse.Namespace) -> int:
@@ -278,4 +288,11 @@ def add_engine_commands(sub: Any, image_sub: Any) -> None:
 
     p = sub.add_parser("logs", help="the output of a detached container")
     p.add_argument("container", metavar="CONTAINER")
+    p.add_argument("-f", "--follow", action="store_true", help="go on until it stops")
+    p.add_argument(
+        "-n", "--tail", default="all", metavar="N", help="only the last N lines (default: all)"
+    )
+    p.add_argument("-t", "--timestamps", action="store_true", help="(not supported yet)")
+    p.add_argument("--since", metavar="TIME", help="(not supported yet)")
+    p.add_argument("--until", metavar="TIME", help="(not supported yet)")
     p.set_defaults(func=cmd_logs)

@@ -2,6 +2,7 @@
 
 - ``spec``     the OCI config from the image's config and the ``run`` flags (pure)
 - ``netns``    the container's network namespace as a file (loopback only for now)
+- ``logs``     reading the log file as ``logs --tail N -f`` shows it
 - ``manager``  ``Containers``: create, start (foreground or under a monitor), stop, rm, ps, logs
 """
 

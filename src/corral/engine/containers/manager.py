@@ -51,7 +51,7 @@ from corral.errors import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterator
 
     from corral.engine.images.store import ImageStore
     from corral.runtime.api import Runtime
@@ -411,6 +411,18 @@ class Containers:
 
     def logs(self, ref: str) -> Path:
         return self.dir(self.resolve(ref)) / "container.log"
+
+    def read_logs(self, ref: str, tail: int | None = None, follow: bool = False) -> Iterator[bytes]:
+        """``logs``: the container's output, or its last ``tail`` lines; with ``follow`` also
+        what it writes until it stops. No such container: NotFoundError before any output."""
+        from corral.engine.containers.logs import read_log
+
+        record = self.record(ref)
+
+        def running() -> bool:
+            return self.status(record).state == "running"
+
+        return read_log(str(self.logs(record.id)), tail, running if follow else None)
 
     # -- stop and remove ---------------------------------------------------------------------------
 
