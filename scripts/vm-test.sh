@@ -59,7 +59,8 @@ GUEST_PACKAGES=(
 )
 
 # The v2 set: what differs between cgroup v1 and v2 (cgroups, resources, lifecycle, security,
-# the devices filter), run when no arguments are given. Under TCG it takes about N minutes.
+# the devices filter), run when no test is named. Under TCG here: about 210 tests, 3.5 minutes
+# with the image cached (2 more to build it).
 V2_SET=(
   tests/unit/test_cgroups_v2.py
   tests/unit/test_cgroups_devices.py
