@@ -155,3 +155,21 @@ def test_capability_sets_are_separate_lists() -> None:
     caps = default_spec()["process"]["capabilities"]  # type: ignore[index]
     caps["bounding"].append("CAP_SYS_ADMIN")
     assert caps["effective"] == CAPS
+
+
+@pytest.mark.parametrize(
+    ("rootless", "expected"),
+    [
+        (False, ["pid", "network", "ipc", "uts", "mount", "cgroup"]),
+        (True, ["pid", "ipc", "uts", "mount", "cgroup", "user"]),
+    ],
+)
+def test_a_cgroup2_host_gets_a_cgroup_namespace_as_from_runc(
+    rootless: bool, expected: list[str]
+) -> None:
+    """runc spec adds a cgroup namespace on a pure cgroup v2 host (after mount; rootless: before
+    user); test_matches_real_runc_spec checks it against runc where the host is v2."""
+    spec = default_spec(rootless, cgroup2=True)
+    assert [ns["type"] for ns in spec["linux"]["namespaces"]] == expected  # type: ignore[index]
+    flat = default_spec(rootless, cgroup2=False)
+    assert "cgroup" not in [ns["type"] for ns in flat["linux"]["namespaces"]]  # type: ignore[index]

@@ -26,20 +26,32 @@ OCI_VERSION = "1.0.2-dev"
 _CAPS = ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"]
 
 
-def default_spec(rootless: bool = False) -> dict[str, object]:
+def default_spec(rootless: bool = False, *, cgroup2: bool | None = None) -> dict[str, object]:
     """A fresh copy of ``runc spec`` (``rootless=True``: ``runc spec --rootless``) output.
 
-    The rootless mappings use this process's effective UID and GID, as runc does.
+    The rootless mappings use this process's effective UID and GID, as runc does. On a pure
+    cgroup v2 host (``cgroup2``: None asks this host) runc adds a cgroup namespace, after the
+    mount namespace; so does this.
     """
+    linux = _rootless_linux() if rootless else _linux()
+    if cgroup2 if cgroup2 is not None else unified_cgroup_host():
+        namespaces = linux["namespaces"]
+        assert isinstance(namespaces, list)
+        namespaces.insert(namespaces.index({"type": "mount"}) + 1, {"type": "cgroup"})
     spec: dict[str, object] = {
         "ociVersion": OCI_VERSION,
         "process": _process(),
         "root": {"path": "rootfs", "readonly": True},
         "hostname": "runc",
         "mounts": _mounts(rootless),
-        "linux": _rootless_linux() if rootless else _linux(),
+        "linux": linux,
     }
     return spec
+
+
+def unified_cgroup_host() -> bool:
+    """Is /sys/fs/cgroup the cgroup2 hierarchy itself (not v1, not a hybrid's tmpfs)?"""
+    return os.path.exists("/sys/fs/cgroup/cgroup.controllers")
 
 
 def _process() -> dict[str, object]:
