@@ -4,6 +4,7 @@
 #   bash scripts/vm-test.sh                        # the v2 set (V2_SET below)
 #   bash scripts/vm-test.sh -x --durations=10      # options only: the v2 set with them
 #   bash scripts/vm-test.sh tests/unit/test_cgroups_v2.py -k freeze   # pytest's arguments
+#   bash scripts/vm-test.sh --bench                # runc_startup.py and memory_floor.py vs runc
 #
 # Needs root and scripts/install.sh (qemu-system-x86, debootstrap, e2fsprogs; the checkout's
 # .venv). This host is a cgroup v1 hybrid without systemd; the guest is what most container
@@ -65,6 +66,7 @@ V2_SET=(
   tests/unit/test_cgroups_v2.py
   tests/unit/test_cgroups_devices.py
   tests/unit/test_cgroups_paths.py
+  tests/unit/test_spec_defaults.py             # runc spec adds a cgroup namespace on v2
   tests/integration/test_cgroups_host.py
   tests/integration/test_resources_v2.py
   tests/e2e/test_cgroups_cli.py
@@ -181,12 +183,15 @@ case $ACCEL in
   *) die "CORRAL_VM_ACCEL is $ACCEL: kvm or tcg" ;;
 esac
 
+# --bench: the start-up and memory-floor benchmarks against runc instead of tests.
 # No test named (no arguments, or options only such as -x or --durations=10): the v2 set.
 only_options=1
 for arg in "$@"; do
   [[ $arg == -* ]] || only_options=0
 done
-if [[ $only_options -eq 1 ]]; then
+if [[ ${1:-} == --bench ]]; then
+  set -- --bench
+elif [[ $only_options -eq 1 ]]; then
   set -- "$@" "${V2_SET[@]}"
 fi
 
@@ -233,6 +238,18 @@ for pair in corral-runc:corral.cli.runc:"run; run()" corral:corral.cli.main:"mai
   chmod 0755 "/usr/local/bin/$name"
 done
 export CORRAL_START_RACE_ROUNDS="${CORRAL_START_RACE_ROUNDS:-20}" PYTHONDONTWRITEBYTECODE=
+if [[ ${ARGS[0]:-} == --bench ]]; then
+  # Emulated (TCG) times are not the host's: read the ratios against runc, not the ms.
+  echo "=== guest: benchmarks against runc on cgroup v2 (emulated: compare ratios only)"
+  rc=0
+  .venv/bin/python bench/runc_startup.py --runs 15 --warmup 3 || rc=$?
+  .venv/bin/python bench/runc_startup.py --runs 15 --warmup 3 --gap-ms 0 || rc=$?
+  .venv/bin/python bench/memory_floor.py --only corral runc --tries 2 || rc=$?
+  echo "=== guest: benchmarks exited $rc"
+  echo "$rc" >"$CTL/rc"
+  sync
+  exit 0
+fi
 echo "=== guest: pytest ${ARGS[*]}"
 start=$SECONDS
 rc=0
