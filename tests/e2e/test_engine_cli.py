@@ -14,8 +14,8 @@ import pytest
 from helpers.engine import corral
 
 
-def one_line_error(done: subprocess.CompletedProcess[str], *fragments: str) -> None:
-    assert done.returncode == 1, done
+def one_line_error(done: subprocess.CompletedProcess[str], *fragments: str, code: int = 1) -> None:
+    assert done.returncode == code, done
     assert "Traceback" not in done.stderr
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1, done.stderr
@@ -95,10 +95,13 @@ def test_env_root(tmp_path: Path) -> None:
         (["tag", "nope", "x"], ["No such image: nope"]),
         (["bogus"], ["bogus"]),
         (["images", "--bogus"], ["--bogus"]),
+        (["images", "a", "b"], ["unrecognized arguments: b"]),
+        (["rmi"], ["required: IMAGE"]),
     ],
 )
 def test_errors_are_one_line(root: Path, args: list[str], fragments: list[str]) -> None:
-    one_line_error(corral(root, *args, check=False), *fragments)
+    code = 125 if "--bogus" in args else 1  # docker's: 125 for a flag it cannot parse
+    one_line_error(corral(root, *args, check=False), *fragments, code=code)
     if root.exists():
         assert corral(root, "images", "-q").stdout == ""
 

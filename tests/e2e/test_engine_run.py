@@ -152,30 +152,49 @@ def test_rmi_refuses_an_image_in_use(root: Path) -> None:
     assert not any((root / "snapshots").iterdir())
 
 
-def test_errors_are_one_line(root: Path) -> None:
-    for args, fragment in [
-        (["run", "nope:1", "true"], "No such image"),
-        (["run", "--rm", "busybox", "/no/such"], "/no/such"),
-        (["run", "-d", "--rm", "busybox", "/no/such"], "/no/such"),
-        (["run", "-u", "alice", "busybox", "true"], "numeric"),
-        (["stop", "ghost"], "No such container"),
-        (["rm", "ghost"], "No such container"),
-        (["logs", "ghost"], "No such container"),
+def test_errors_are_one_line_with_dockers_exit_codes(root: Path) -> None:
+    """docker's codes: run/create 125 when the engine fails, 127 for a command not found, 126
+    for one that cannot be invoked; a command line that does not parse 125; other commands 1."""
+    for args, code, fragment in [
+        (["run", "nope:1", "true"], 125, "No such image"),
+        (["create", "nope:1", "true"], 125, "No such image"),
+        (["run", "--bogus", "busybox", "true"], 125, "--bogus"),
+        (["run", "-u", "alice", "busybox", "true"], 125, "numeric"),
+        (["run", "--rm", "busybox", "/no/such"], 127, "/no/such"),
+        (["run", "--rm", "busybox", "nope"], 127, "executable file not found"),
+        (["run", "-d", "--rm", "busybox", "/no/such"], 127, "/no/such"),
+        (["run", "--rm", "busybox", "/etc"], 126, "permission denied"),
+        (["run", "--rm", "busybox", "/etc/passwd"], 126, "permission denied"),
+        (["run", "-d", "--rm", "busybox", "/etc/passwd"], 126, "permission denied"),
+        (["ps", "--bogus"], 125, "--bogus"),
+        (["logs", "--tail"], 125, "--tail"),
+        (["run"], 1, "required: IMAGE"),
+        (["bogus"], 1, "invalid choice"),
+        (["stop", "ghost"], 1, "No such container"),
+        (["rm", "ghost"], 1, "No such container"),
+        (["logs", "ghost"], 1, "No such container"),
+        (["start", "ghost"], 1, "No such container"),
     ]:
         done = corral(root, *args, check=False)
-        assert done.returncode == 1, (args, done)
+        assert done.returncode == code, (args, done)
         assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1
         assert fragment in done.stderr, (args, done.stderr)
     assert leftovers(root) == NOTHING
     done = corral(root, "run", "--name", "bad", "busybox", "/no/such", check=False)
-    assert done.returncode == 1 and "/no/such" in done.stderr
+    assert done.returncode == 127 and "/no/such" in done.stderr
     assert "Created" in corral(root, "ps", "-a").stdout  # as docker: the container stays
     corral(root, "rm", "bad")
     assert leftovers(root) == NOTHING
     corral(root, "create", "--name", "dup", "busybox", "true")
-    done = corral(root, "create", "--name", "dup", "busybox", "true", check=False)
-    assert done.returncode == 1 and "already in use" in done.stderr
+    for verb in ("create", "run"):
+        done = corral(root, verb, "--name", "dup", "busybox", "true", check=False)
+        assert done.returncode == 125 and "already in use" in done.stderr
     corral(root, "rm", "dup")
+    # the container's own status otherwise, including 126/127 from its shell
+    for script, code in [("exit 0", 0), ("exit 1", 1), ("exit 125", 125), ("nope", 127)]:
+        done = corral(root, "run", "--rm", "busybox", "sh", "-c", script, check=False)
+        assert done.returncode == code, (script, done)
+    assert leftovers(root) == NOTHING
 
 
 def du(path: Path) -> int:

@@ -85,6 +85,13 @@ def _seccomp_opt(options: list[str]) -> bool:
     return True
 
 
+def _start_failure_status(err: BaseException) -> int:
+    """run and create: 127 command not found, 126 cannot be invoked, else 125 (as docker)."""
+    from corral.engine.containers.exit_status import start_failure_status
+
+    return start_failure_status(err)
+
+
 def cmd_create(ns: argparse.Namespace) -> int:
     record = _containers(ns).create(ns.image, _options(ns), name=ns.name, auto_remove=ns.rm)
     print(record.id)
@@ -260,11 +267,11 @@ def add_engine_commands(sub: Any, image_sub: Any) -> None:
 
     p = sub.add_parser("create", help="create a container (do not start it)")
     _run_flags(p, run=False)
-    p.set_defaults(func=cmd_create)
+    p.set_defaults(func=cmd_create, error_status=_start_failure_status)
 
     p = sub.add_parser("run", help="run a command in a new container")
     _run_flags(p, run=True)
-    p.set_defaults(func=cmd_run)
+    p.set_defaults(func=cmd_run, error_status=_start_failure_status)
 
     p = sub.add_parser("start", help="start created or stopped containers (detached)")
     p.add_argument("containers", nargs="+", metavar="CONTAINER")

@@ -3,6 +3,7 @@
 - ``spec``     the OCI config from the image's config and the ``run`` flags (pure)
 - ``netns``    the container's network namespace as a file (loopback only for now)
 - ``logs``     reading the log file as ``logs --tail N -f`` shows it
+- ``exit_status`` docker's exit status of a ``run`` that failed: 125, 126 or 127
 - ``manager``  ``Containers``: create, start (foreground or under a monitor), stop, rm, ps, logs
 """
 
