@@ -176,7 +176,7 @@ def test_the_created_init_holds_nothing_of_the_host(
     assert sorted(e for e in environ if e) == [b"ONLY=this", b"PATH=/bin"]
     fds = {int(n): os.readlink(f"/proc/{pid}/fd/{n}") for n in os.listdir(f"/proc/{pid}/fd")}
     extra = {n: target for n, target in fds.items() if n > 2}
-    assert list(extra.values()) == ["anon_inode:[eventfd]"], fds
+    assert len(extra) == 1 and next(iter(extra.values())).startswith("pipe:["), fds
     status = Path(f"/proc/{pid}/status").read_text()
     assert "CapEff:\t0000000020000420" in status  # the container's capabilities, not ours
     # Inside, the init refuses to be looked at (non-dumpable), even by the container's root.

@@ -115,7 +115,8 @@ WAIT = """
 import os, sys
 from corral.runtime import trampoline
 fd = trampoline.sealed_launcher()
-wait = os.eventfd(0, 0)
+from corral.runtime.init import start_pipe
+wait = start_pipe()
 if os.fork() == 0:
     trampoline.execve_waiting(fd, wait, "/bin/sh", ["sh", "-c", sys.argv[1]], {"X": "1"})
 os.close(wait)
@@ -125,7 +126,7 @@ sys.stdin.read(1)  # the test looks at the waiting child, then lets it go
 
 
 def test_the_waiting_launcher_holds_nothing_until_written_to() -> None:
-    """The created window: non-dumpable, no host binary, waits for 8 bytes on its eventfd."""
+    """The created window: non-dumpable, no host binary, waits for 8 bytes on its pipe."""
     proc = subprocess.Popen(
         [sys.executable, "-c", WAIT, "echo ran $X; ls /proc/self/fd"],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
@@ -139,18 +140,11 @@ def test_the_waiting_launcher_holds_nothing_until_written_to() -> None:
         status = Path(f"/proc/{child}/status").read_text()
         assert status.count("\n") > 5
         fds = {n: os.readlink(f"/proc/{child}/fd/{n}") for n in os.listdir(f"/proc/{child}/fd")}
-        wait_fd = next(n for n, target in fds.items() if target == "anon_inode:[eventfd]")
-        import _ctypes  # noqa: F401  (corral.sys loads it; kept explicit for the reader)
-
-        from corral import sys as k
-
-        pidfd = os.pidfd_open(child)
-        try:
-            got = k.pidfd_getfd(pidfd, int(wait_fd))
-            os.write(got, struct.pack("=Q", 1))
-            os.close(got)
-        finally:
-            os.close(pidfd)
+        (wait_fd,) = (n for n, target in fds.items() if int(n) > 2)
+        assert fds[wait_fd].startswith("pipe:[")
+        got = os.open(f"/proc/{child}/fd/{wait_fd}", os.O_WRONLY | os.O_NONBLOCK)
+        os.write(got, struct.pack("=Q", 1))  # what start does
+        os.close(got)
         out = proc.stdout.readline() + proc.stdout.readline()
         assert out.startswith("ran 1\n")
         assert wait_fd not in out.split()  # the launcher closed it before the program ran

@@ -17,7 +17,7 @@ What a process of the container can reach through /proc/<init>/, at every moment
   host's user namespace. Its first step closes every fd the caller had open except stdio and
   the ones passed on purpose (--preserve-fds), so none can reach the container (CVE-2024-21626).
 - from the end of ``create`` the init is the launcher: a sealed memfd, the container's own
-  environment, and no fd but stdio, the preserved ones and the eventfd ``start`` writes to.
+  environment, and no fd but stdio, the preserved ones and the pipe ``start`` writes to.
 
 The cgroups are all joined by the end of ``create`` (the spec, and containerd's shim, which
 reads the init's cgroup then). The memory cgroup is joined last, right before the exec of the
@@ -238,13 +238,13 @@ def _setup_and_exec(cfg: InitConfig) -> None:
     _preload(spec, process)
     # The program is exec'd through a sealed in-memory launcher, never with the host's Python
     # as /proc/self/exe (CVE-2019-5736; see corral.runtime.trampoline), and the launcher is
-    # what waits for `start`, on an eventfd. Both made now, while fcntl can still be imported
-    # and before seccomp, which may not allow memfd_create or eventfd2. The eventfd stays open
-    # across the exec of the launcher (not close-on-exec); the launcher closes it.
+    # what waits for `start`, on a pipe. Both made now, while fcntl and the host's /proc can
+    # still be reached, and before seccomp, which may not allow memfd_create or pipe2. The pipe
+    # stays open across the exec of the launcher (not close-on-exec); the launcher closes it.
     launcher = trampoline.sealed_launcher()
     if launcher is None:
         raise ContainerInitError(f"corral has no sealed launcher for {os.uname().machine}")
-    start_fd = os.eventfd(0, 0)
+    start_fd = start_pipe()
     os.chdir(cfg.bundle)  # as runc: the init starts in the bundle (the caller's cwd is theirs)
     # 1. Namespaces: join the given ones (user first, so the others are owned by it), then make
     #    the new ones. pid and time were arranged by the parent: they apply from our birth.
@@ -328,6 +328,24 @@ def _setup_and_exec(cfg: InitConfig) -> None:
     #    socket closes with the exec: the parent reads end-of-file and create is done.
     cfg.sock.send(msg.READY + b"%d" % start_fd)
     trampoline.execve_waiting(launcher, start_fd, path, process["args"], dict(_env_pairs(env)))
+
+
+def start_pipe() -> int:
+    """One fd that is both ends of a pipe: its read end reopened read-write through /proc.
+
+    The launcher blocks reading it (never at end-of-file: it is a writer too). ``start`` opens
+    /proc/<init>/fd/N for writing, which a pipe allows (an eventfd cannot be reopened), and
+    writes 8 bytes: one open(2) and one write(2), no pidfd_getfd, so no libc loaded on
+    ``start``'s path. Not close-on-exec: it must survive the exec of the launcher.
+    """
+    r, w = os.pipe()
+    try:
+        both = os.open(f"/proc/self/fd/{r}", os.O_RDWR)
+    finally:
+        os.close(r)
+        os.close(w)
+    os.set_inheritable(both, True)
+    return both
 
 
 def join_late_cgroups(cfg: InitConfig) -> None:

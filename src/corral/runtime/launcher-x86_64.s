@@ -3,7 +3,7 @@
 #   argv = [CONTROL, PATH, ARG0, ARG1, ...]; envp is passed on unchanged.
 #   CONTROL "-"   execve(PATH, [ARG0, ...], envp) at once
 #   CONTROL "-N"  a container's init, waiting for `start`: become non-dumpable, read 8 bytes
-#                 from fd N (an eventfd: blocks until `start` writes to it), close N, execve.
+#                 from fd N (a pipe: blocks until `start` writes to it), close N, execve.
 #   anything else (for example "/proc/self/exe" when started as a script's interpreter):
 #   a one-line message on stderr and exit status 127.
         .intel_syntax noprefix

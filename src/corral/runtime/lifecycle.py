@@ -24,7 +24,6 @@ from corral.errors import (
     ContainerInitError,
     CorralError,
     HookError,
-    KernelError,
     NotFoundError,
     SpecError,
     StateError,
@@ -393,7 +392,7 @@ def _serve_init(
     """Answer the init until it has exec'd the launcher (or failed).
 
     Returns the init's pid and the pty master if one came. The init says READY with the
-    number of the eventfd its launcher waits on (``start`` needs it), then execs: its end of
+    number of the pipe its launcher waits on (``start`` needs it), then execs: its end of
     the socket closes with that exec, and the end-of-file here means create is done.
     """
     import _socket
@@ -564,10 +563,11 @@ def _owner() -> str:
 def start(store: StateStore, container_id: str) -> Container:
     """Let a created container's launcher exec the program, then run poststart hooks.
 
-    The launcher waits on an eventfd (corral.runtime.trampoline); we take it from the init
-    with pidfd_getfd and write to it. The init is held by a pidfd first, so a program that
-    exits at once (and is reaped by whoever inherited it) cannot make its pid vanish under us.
-    Removing the ``created`` marker is the claim: of two racing starts, one wins.
+    The launcher waits on a pipe (corral.runtime.init.start_pipe); we open it through
+    /proc/<init>/fd/N and write to it. The init is held by a pidfd from before that, so a
+    program that exits at once (and is reaped by whoever inherited it) cannot make its pid
+    vanish under us, and a pid reused meanwhile is told apart. Removing the ``created`` marker
+    is the claim: of two racing starts, one wins.
     """
     container = store.load(container_id)
     container.require("start")
@@ -587,7 +587,7 @@ def start(store: StateStore, container_id: str) -> Container:
             os.unlink(container.created_marker)
         except FileNotFoundError:
             raise StateError("cannot start an already running container") from None
-        _release(pidfd, int(container.data["start_fd"]))
+        _release(pidfd, container.pid, int(container.data["start_fd"]))
     finally:
         os.close(pidfd)
     from corral.runtime import log
@@ -599,18 +599,22 @@ def start(store: StateStore, container_id: str) -> Container:
     return container
 
 
-def _release(pidfd: int, start_fd: int) -> None:
-    """Write to the eventfd the init's launcher waits on (its fd ``start_fd``)."""
-    import sys
+def _release(pidfd: int, pid: int, start_fd: int) -> None:
+    """Write 8 bytes to the pipe the init's launcher waits on (its fd ``start_fd``)."""
+    import select
+    import stat
 
+    stopped = "cannot start a container that has stopped"
+    try:  # non-blocking: with no reader left (the init died) a FIFO open fails at once
+        fd = os.open(f"/proc/{pid}/fd/{start_fd}", os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:  # ENOENT: gone, or no such fd; ENXIO: nobody reads
+        raise StateError(stopped) from None
     try:
-        fd = k.pidfd_getfd(pidfd, start_fd)
-    except KernelError:  # ESRCH: the init is gone; EBADF: it no longer waits
-        raise StateError("cannot start a container that has stopped") from None
-    try:
-        if os.readlink(k.fd_path(fd)) != "anon_inode:[eventfd]":
-            raise StateError("cannot start a container that has stopped")
-        os.write(fd, (1).to_bytes(8, sys.byteorder))  # an eventfd takes a native u64
+        poller = select.poll()  # the pid is our init's only while our init lives
+        poller.register(pidfd, select.POLLIN)
+        if poller.poll(0) or not stat.S_ISFIFO(os.fstat(fd).st_mode):
+            raise StateError(stopped)
+        os.write(fd, bytes(8))
     finally:
         os.close(fd)
 

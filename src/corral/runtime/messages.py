@@ -25,7 +25,7 @@ message                  direction           meaning
 ``FILTERING``            child -> runtime    the seccomp filter goes on now: if the child dies
                                              without a word from here on, the filter stopped it
 ``READY`` + b"N"         init -> runtime     all set up; the init now execs the launcher, which
-                                             waits on its eventfd N for ``start``
+                                             waits on its pipe N for ``start``
 ``ERROR`` + text         child -> runtime    setup failed: ``text`` is the one-line message;
                                              the child exits
 (end of file)            child -> runtime    the child exec'd (the launcher, or the program)

@@ -8,7 +8,7 @@ Each container has a directory ``<root>/<id>/`` (root defaults to /run/corral) h
   a reboot empties anyway, and an fsync there costs a millisecond per call on a disk.
 - ``created``: an empty file, present from ``create`` until ``start``, which removes it (the
   removal is how one of two racing starts wins). Meanwhile the container's init is the sealed
-  launcher (corral.runtime.trampoline), waiting on an eventfd whose number state.json keeps
+  launcher (corral.runtime.trampoline), waiting on a pipe whose number state.json keeps
   as ``start_fd``.
 
 The status is never stored, it is derived each time from the kernel, as runc does:

@@ -26,10 +26,10 @@ The created window. Between ``create`` and ``start`` the container's init waits 
 go. If the host's Python did that waiting, the container's PID 1 would be the host interpreter
 for as long as the container stays created, with the caller's environment and the runtime's
 files in /proc/1/. So the init ends ``create`` by exec'ing the launcher with ``["-N", path,
-arg0, ...]``: it makes itself non-dumpable, blocks reading 8 bytes from fd N (an eventfd that
-``start`` takes with pidfd_getfd and writes to), closes it and execs the program. From the end
-of ``create`` PID 1 is 250 bytes of sealed code with the container's environment, stdio, the
-preserved fds and one eventfd: nothing of the host to reach, not even a path.
+arg0, ...]``: it makes itself non-dumpable, blocks reading 8 bytes from fd N (a pipe that
+``start`` opens through /proc/<pid>/fd/N and writes to), closes it and execs the program. From
+the end of ``create`` PID 1 is 250 bytes of sealed code with the container's environment, stdio,
+the preserved fds and one pipe: nothing of the host to reach, not even a path.
 
 Cost: memfd_create + one 200-byte write + fcntl, and one extra execve of a static program with no
 loader and no libraries: ~0.1-0.2 ms (bench: ``python -m corral.runtime.trampoline``).
@@ -53,7 +53,7 @@ if TYPE_CHECKING:
 # them again and compares). What it does with its argv:
 #   ["-", PATH, ARG0, ...]    execve(PATH, [ARG0, ...], envp)
 #   ["-N", PATH, ARG0, ...]   a created container's init: prctl(PR_SET_DUMPABLE, 0), wait for
-#                             8 bytes on fd N (an eventfd `start` writes to), close N, execve
+#                             8 bytes on fd N (a pipe `start` writes to), close N, execve
 #   anything else             "corral: cannot execute the container process", exit 127
 _MESSAGE = b"corral: cannot execute the container process\n".hex()  # 45 bytes, as in the code
 _CODE = {
@@ -142,7 +142,7 @@ def execve(launcher: int | None, path: str, args: list[str], env: dict[str, str]
 def execve_waiting(
     launcher: int, wait_fd: int, path: str, args: list[str], env: dict[str, str]
 ) -> NoReturn:
-    """Become the launcher now; it waits for 8 bytes on ``wait_fd`` (an eventfd that `start`
+    """Become the launcher now; it waits for 8 bytes on ``wait_fd`` (a pipe that `start`
     writes to), then execs ``path``. ``wait_fd`` must not be close-on-exec; the launcher closes
     it before the program runs."""
     _exec_launcher(launcher, [f"-{wait_fd}", path, *args], env)

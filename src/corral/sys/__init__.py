@@ -101,14 +101,8 @@ RESOLVE_IN_ROOT = 0x10
 # syscall numbers are still those of the native ABI.
 _MACHINE = os.uname().machine
 _SYSCALLS = {
-    "x86_64": {
-        "pivot_root": 155, "capget": 125, "capset": 126, "openat2": 437, "keyctl": 250,
-        "pidfd_getfd": 438,
-    },
-    "aarch64": {
-        "pivot_root": 41, "capget": 90, "capset": 91, "openat2": 437, "keyctl": 219,
-        "pidfd_getfd": 438,
-    },
+    "x86_64": {"pivot_root": 155, "capget": 125, "capset": 126, "openat2": 437, "keyctl": 250},
+    "aarch64": {"pivot_root": 41, "capget": 90, "capset": 91, "openat2": 437, "keyctl": 219},
 }
 
 _libc: Any = None
@@ -265,14 +259,6 @@ def join_session_keyring() -> None:
 
         if get_errno() not in (38, 1):
             _check("join session keyring", ret)
-
-
-def pidfd_getfd(pidfd: int, target_fd: int) -> int:
-    """A duplicate (close-on-exec) of fd ``target_fd`` of the process ``pidfd`` refers to."""
-    from corral.sys._ffi import c_int, c_uint32
-
-    ret = _syscall("pidfd_getfd", c_int(pidfd), c_int(target_fd), c_uint32(0))
-    return _check("pidfd_getfd", ret)
 
 
 def fd_path(fd: int) -> str:
