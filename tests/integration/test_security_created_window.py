@@ -102,7 +102,7 @@ def dev_ino(path: Path) -> str:
     return f"{st.st_dev}:{st.st_ino}"
 
 
-def wait_for_result(path: Path, timeout: float = 15.0) -> str:
+def wait_for_result(path: Path, timeout: float = 30.0) -> str:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if path.exists():
