@@ -114,6 +114,15 @@ def wait_for_result(path: Path, timeout: float = 30.0) -> str:
     raise AssertionError(f"the attacker never finished: {seen}")
 
 
+def start_and_check(runtime: Runc, cid: str, result: Path, copy: Path, before: str) -> None:
+    """Start the victim (the interpreter copy now runs nowhere), then check what the attacker
+    got: no handle on the copy, and the copy unchanged."""
+    runtime("start", cid, check=True)
+    found = wait_for_result(result)
+    assert found.startswith("NO-HANDLE"), found
+    assert sha256(copy) == before
+
+
 def test_exec_into_a_created_container_cannot_reach_the_interpreter(
     interpreter_copy: Path, runc_root: Path, make_bundle: Any, cid: str
 ) -> None:
@@ -127,10 +136,7 @@ def test_exec_into_a_created_container_cannot_reach_the_interpreter(
     ]
     runtime(*attacker, env=secret_env(), check=True)
     time.sleep(1.2)  # the attacker has looked at PID 1 for a second of the created window
-    runtime("start", cid, check=True)
-    result = wait_for_result(bundle.rootfs / "result")
-    assert result.startswith("NO-HANDLE"), result
-    assert sha256(interpreter_copy) == before
+    start_and_check(runtime, cid, bundle.rootfs / "result", interpreter_copy, before)
 
 
 def test_a_second_container_sharing_the_pid_namespace_cannot_reach_it(
@@ -151,10 +157,7 @@ def test_a_second_container_sharing_the_pid_namespace_cannot_reach_it(
                 ns["path"] = f"/proc/{int(attacker_pid.split(',')[0])}/ns/pid"
     runtime("create", "--bundle", victim, cid, env=secret_env(), check=True)
     time.sleep(1.5)
-    runtime("start", cid, check=True)
-    result = wait_for_result(attacker.rootfs / "result")
-    assert result.startswith("NO-HANDLE"), result
-    assert sha256(interpreter_copy) == before
+    start_and_check(runtime, cid, attacker.rootfs / "result", interpreter_copy, before)
 
 
 def test_the_created_init_holds_nothing_of_the_host(
