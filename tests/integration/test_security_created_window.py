@@ -42,8 +42,8 @@ end=$(( $(date +%s) + ${SCAN:-1} ))
 while [ -z "$found" ] && [ "$(date +%s)" -le "$end" ]; do
   for p in $PIDS; do
     [ "$p" = "/proc/$$" ] && continue
-    # (a failed redirection of `exec` would end the shell: try it in a subshell first)
-    if (exec 3<"$p/exe") 2>/dev/null && exec 3<"$p/exe" 2>/dev/null; then
+    # (`command`: a failed redirection of a bare `exec` would end the shell)
+    if command exec 3<"$p/exe" 2>/dev/null; then
       if [ "$(stat -L -c %d:%i /proc/self/fd/3)" = "$TARGET" ]; then found=$p; break; fi
       exec 3<&-
     fi

@@ -211,3 +211,13 @@ def _wait_for(check: object, timeout: float = 5.0) -> None:
     while not check():
         assert time.monotonic() < deadline, "timed out"
         time.sleep(0.01)
+
+
+def test_the_launcher_is_execute_only() -> None:
+    """Unreadable without CAP_DAC_OVERRIDE, so its exec leaves the process non-dumpable."""
+    fd = trampoline.sealed_launcher()
+    assert fd is not None
+    try:
+        assert os.fstat(fd).st_mode & 0o777 == 0o111
+    finally:
+        os.close(fd)

@@ -22,6 +22,13 @@ host:
 - the launcher's /proc/<pid>/exe, which other container processes may open, is the memfd: the
   seals refuse every write.
 
+One window is left, and it reaches nothing of the host: a waiting launcher makes itself
+non-dumpable with its first instruction, so for those few instructions after its exec a process
+of the container that races for it may open its /proc/<pid>/ files. It finds the sealed memfd,
+the container's own environment and stdio, and the pipe: writing 8 bytes there would start the
+program early. The memfd is execute-only, so for a process without CAP_DAC_OVERRIDE (runc's
+default capabilities) the kernel makes the launcher non-dumpable at exec and there is no window.
+
 The created window. Between ``create`` and ``start`` the container's init waits for the word to
 go. If the host's Python did that waiting, the container's PID 1 would be the host interpreter
 for as long as the container stays created, with the caller's environment and the runtime's
@@ -125,6 +132,10 @@ def sealed_launcher() -> int | None:
         fd = os.memfd_create("corral-exec", _MFD_CLOEXEC | _MFD_ALLOW_SEALING)
     try:
         os.write(fd, elf)
+        # Execute-only: a process without CAP_DAC_OVERRIDE / CAP_DAC_READ_SEARCH (the runtime
+        # spec's default capabilities) cannot read it, so the kernel makes it non-dumpable from
+        # its exec (would_dump) instead of from its first instruction's prctl.
+        os.fchmod(fd, 0o111)
         fcntl.fcntl(fd, _F_ADD_SEALS, _SEALS)
     except BaseException:
         os.close(fd)
