@@ -119,3 +119,19 @@ def test_engine_run_workdir_through_a_callers_fd(tmp_path: Path, host_root_fd: i
     ])
     assert code != 0 and "bin" not in out.split(), out + err
     assert corral(root, "ps", "-aq").stdout == ""
+
+
+def test_dac_capabilities_reach_the_program(corral_runc: Runc, make_bundle: Any, cid: str) -> None:
+    """The init leaves CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH out of its effective set just
+    for the exec of the (execute-only) launcher: the program still gets them when configured."""
+    def with_dac(config: dict[str, Any]) -> None:
+        caps = config["process"]["capabilities"]
+        for key in ("bounding", "effective", "permitted"):
+            caps[key] = [*caps[key], "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH"]
+
+    bundle = make_bundle(["sleep", "30"], edit=with_dac)
+    corral_runc("run", "-d", "--bundle", bundle, cid, check=True)
+    status = corral_runc("exec", cid, "cat", "/proc/1/status", check=True).stdout
+    assert int(caps_of(status)["CapEff"], 16) & 0b110 == 0b110
+    mine = corral_runc("exec", cid, "cat", "/proc/self/status", check=True).stdout
+    assert int(caps_of(mine)["CapEff"], 16) & 0b110 == 0b110

@@ -341,6 +341,7 @@ def _child(
             install_seccomp(sock, seccomp, profile)
         lsm.apply(process)
         init.become_user(process)
+        init.unreadable_launcher()
         init.close_fds_from(3 + preserve_fds)
         init.restore_signals()
         if seccomp is not None and nnp:

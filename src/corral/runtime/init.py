@@ -315,6 +315,7 @@ def _setup_and_exec(cfg: InitConfig) -> None:
         install(cfg.sock, seccomp)
     lsm.apply(process)
     become_user(process)
+    unreadable_launcher()
     close_fds_from(3 + cfg.preserve_fds, keep=start_fd)
     restore_signals()
     if late_join:
@@ -513,6 +514,25 @@ def become_user(process: dict[str, Any]) -> None:
     else:
         os.umask(0o022)
     enter_cwd(process.get("cwd") or "/")
+
+
+def unreadable_launcher() -> None:
+    """Leave CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH out of the effective set until the exec.
+
+    The launcher's memfd is execute-only: a process that cannot read the file it execs is made
+    non-dumpable by the kernel at that exec, so the launcher never has a dumpable moment (it
+    makes itself non-dumpable only with its first instruction). Those two capabilities would let
+    it read the file anyway. The exec computes the effective set anew from the permitted and
+    ambient ones, so the program gets exactly the configured capabilities all the same. A
+    seccomp filter that refuses capset only leaves that moment open.
+    """
+    dac = 1 << 1 | 1 << 2  # CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH
+    try:
+        effective, permitted, inheritable = k.capget()
+        if effective & dac:
+            k.capset(effective & ~dac, permitted, inheritable)
+    except KernelError:
+        pass
 
 
 def enter_cwd(cwd: str) -> None:
