@@ -22,12 +22,13 @@ host:
 - the launcher's /proc/<pid>/exe, which other container processes may open, is the memfd: the
   seals refuse every write.
 
-One window is left, and it reaches nothing of the host: a waiting launcher makes itself
-non-dumpable with its first instruction, so for those few instructions after its exec a process
-of the container that races for it may open its /proc/<pid>/ files. It finds the sealed memfd,
-the container's own environment and stdio, and the pipe: writing 8 bytes there would start the
-program early. The memfd is execute-only, so for a process without CAP_DAC_OVERRIDE (runc's
-default capabilities) the kernel makes the launcher non-dumpable at exec and there is no window.
+The launcher is non-dumpable from its exec, not only from its first instruction's prctl: the
+memfd is execute-only, and the caller execs it without CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH
+in its effective set (corral.runtime.init.unreadable_launcher), so the kernel, which cannot let
+it read the file, makes the new image non-dumpable at exec. Otherwise a process of the container
+racing for those few instructions could open its /proc/<pid>/ files (seen in a test: it found
+the sealed memfd, harmless, and the pipe, which would let it start the program early). Only a
+seccomp filter that refuses capset leaves that moment open.
 
 The created window. Between ``create`` and ``start`` the container's init waits for the word to
 go. If the host's Python did that waiting, the container's PID 1 would be the host interpreter
