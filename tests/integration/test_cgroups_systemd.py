@@ -256,14 +256,17 @@ def test_containerd_systemd_cgroup_memory_limit_and_oom(tmp_path: Path) -> None:
                 timeout=300,
             )
             assert done.returncode == 137, done
-            clients.wait_for(
-                "containerd's /tasks/oom event",
-                lambda: any(
-                    "/tasks/oom" in line and oom in line
-                    for line in events_log.read_text().splitlines()
-                ),
-                timeout=30,
-            )
+            try:
+                clients.wait_for(
+                    "containerd's /tasks/oom event",
+                    lambda: any(
+                        "/tasks/oom" in line and oom in line
+                        for line in events_log.read_text().splitlines()
+                    ),
+                    timeout=30,
+                )
+            except AssertionError as err:
+                raise AssertionError(f"{err}; ctr events said:\n{events_log.read_text()}") from None
             assert show(f"ctr-{oom}.scope", "LoadState")["LoadState"] == "not-found"
         finally:
             events.terminate()

@@ -232,7 +232,8 @@ def test_call_returns_the_body_and_keeps_signals() -> None:
     assert conn.call("d.e", "/p", "i.f", "M", "su", ["x", 3]) == ["/job/1"]
     t.join()
     assert done[0].member == "M" and done[0].body == ["x", 3] and done[0].destination == "d.e"
-    assert conn.signal("a.B", "Sig").body == ["early"]
+    early = conn.signal("a.B", "Sig")
+    assert early is not None and early.body == ["early"]
     conn.close()
     theirs.close()
 
@@ -331,3 +332,19 @@ def test_open_refused(tmp_path: Path) -> None:
     server.close()
     with pytest.raises(CgroupError, match="D-Bus"):
         Connection.open(str(tmp_path / "missing"), bus=False, timeout=5)
+
+
+def test_signal_with_a_timeout_returns_none() -> None:
+    ours, theirs = socket.socketpair()
+    conn = Connection(ours, bus=False)
+    ours.settimeout(5)
+    nothing = conn.signal("a.B", "Sig", 0.05)
+    assert nothing is None
+    assert ours.gettimeout() == 5  # the connection's own timeout is back
+    theirs.sendall(
+        encode_message(Message(dbus.SIGNAL, serial=1, path="/x", interface="a.B", member="Sig"))
+    )
+    got = conn.signal("a.B", "Sig", 5)
+    assert got is not None and got.member == "Sig"
+    conn.close()
+    theirs.close()

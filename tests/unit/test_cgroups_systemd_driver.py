@@ -218,6 +218,8 @@ class FakeSystemd:
         self.calls: list[Message] = []
         self.start_errors: list[str] = []  # error names for the next StartTransientUnit calls
         self.job_result = "done"
+        self.job_removed = True  # False: jobs end without a JobRemoved signal
+        self.stops_when_empty = False  # True: an emptied scope goes by itself (as systemd's)
         self.units: dict[str, str] = {}  # unit -> its cgroup directory
         self.connections = 0
         self._jobs = 0
@@ -262,9 +264,11 @@ class FakeSystemd:
             signature="uoss",
             body=[self._jobs, job, unit, self.job_result],
         )
-        return [self._reply(m, "o", [job]), removed]
+        return [self._reply(m, "o", [job]), *([removed] if self.job_removed else [])]
 
     def _answer(self, m: Message) -> list[Message]:
+        if m.member == "Get" and m.path.startswith("/org/freedesktop/systemd1/job/"):
+            return [self._error(m, "org.freedesktop.DBus.Error.UnknownObject", "no such job")]
         assert m.path == systemd.SYSTEMD_PATH and m.interface == systemd.SYSTEMD_MANAGER
         if m.member == "StartTransientUnit":
             unit = str(m.body[0])
@@ -277,7 +281,8 @@ class FakeSystemd:
                 if not os.path.isdir(d):
                     _base.mkdir(d)
                 v2._enable_controllers(d)
-            _base.mkdir(f"{slice_dir}/{unit}")
+            if not os.path.isdir(f"{slice_dir}/{unit}"):  # corral may have made it first
+                _base.mkdir(f"{slice_dir}/{unit}")
             pids = given["PIDs"].value
             assert isinstance(pids, list)
             for pid in pids:
@@ -294,6 +299,14 @@ class FakeSystemd:
             _base.raw_write(directory + "/cgroup.kill", "1")
             _base.rmdir(directory)
             return self._job(m, unit)
+        if m.member == "GetUnit":
+            unit = str(m.body[0])
+            if unit not in self.units:
+                return [self._error(m, "org.freedesktop.systemd1.NoSuchUnit", f"{unit} not loaded")]
+            if self.stops_when_empty and not _base.read_pids(self.units[unit]):
+                directory = self.units.pop(unit)  # the empty-cgroup notification, acted on
+                _base.rmdir(directory)
+            return [self._reply(m, "o", ["/org/freedesktop/systemd1/unit/x"])]
         if m.member == "ResetFailedUnit":
             return [self._reply(m)]
         return [self._error(m, "org.freedesktop.DBus.Error.UnknownMethod", m.member)]
@@ -328,6 +341,7 @@ def fake(tmp_path: Path) -> Iterator[FakeCgroupfs]:
 def bus(fake: FakeCgroupfs, monkeypatch: pytest.MonkeyPatch) -> FakeSystemd:
     fake_systemd = FakeSystemd(fake)
     monkeypatch.setattr(systemd, "connect", fake_systemd.connect)
+    monkeypatch.setattr(systemd, "EMPTY_GRACE", 0.05)
     return fake_systemd
 
 
@@ -467,3 +481,42 @@ def test_bad_resources_fail_before_the_unit(
     with pytest.raises(SpecError, match=r"pids\.limit"):
         mgr.set({"pids": {"limit": "many"}})
     assert bus.calls == []
+
+
+def killed_and_destroyed(fake: FakeCgroupfs, tmp_path: Path, pid: int) -> SystemdManager:
+    """A scope made with ``pid``, its processes killed, then destroyed (as delete does)."""
+    mgr = open_systemd(fake, tmp_path)
+    mgr.create()
+    mgr.set({})
+    mgr.adopt(pid)
+    mgr.kill(9)
+    mgr.destroy()
+    return mgr
+
+
+def test_a_job_that_ends_without_its_signal(
+    fake: FakeCgroupfs,
+    bus: FakeSystemd,
+    tmp_path: Path,
+    sleeper: subprocess.Popen[bytes],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A stop of a scope whose processes were just killed may end with no JobRemoved that
+    reaches us: the job object is asked for, and gone means done."""
+    monkeypatch.setattr(systemd, "POLL_INTERVAL", 0.05)
+    bus.job_removed = False
+    mgr = killed_and_destroyed(fake, tmp_path, sleeper.pid)
+    assert bus.members().count("Get") >= 2  # for the start job, and for the stop job
+    assert not mgr.exists()
+
+
+def test_an_emptied_scope_is_not_stopped(
+    fake: FakeCgroupfs, bus: FakeSystemd, tmp_path: Path, sleeper: subprocess.Popen[bytes]
+) -> None:
+    """The runtime kills the processes first; systemd then stops the scope by itself, and
+    destroy only waits for that (no StopUnit whose job could wait for a notification)."""
+    bus.stops_when_empty = True
+    mgr = killed_and_destroyed(fake, tmp_path, sleeper.pid)
+    assert "StopUnit" not in bus.members()
+    assert bus.members()[-2:] == ["GetUnit", "ResetFailedUnit"]
+    assert not mgr.exists()

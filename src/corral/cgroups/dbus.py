@@ -455,20 +455,28 @@ class Connection:
             raise CgroupError(f"D-Bus: sending {m.member}: {err.strerror or err}") from None
         return m.serial
 
-    def receive(self) -> Message:
-        """The next message (blocking up to the socket's timeout)."""
+    def receive(self, timeout: float | None = None) -> Message:
+        """The next message, waiting up to ``timeout`` seconds (None: the connection's own);
+        TimeoutError when none came."""
         while True:
             if len(self._buffer) >= 16:
                 size = message_size(self._buffer[:16])
                 if len(self._buffer) >= size:
                     data, self._buffer = self._buffer[:size], self._buffer[size:]
                     return decode_message(data)
+            previous = self.sock.gettimeout()
+            if timeout is not None:
+                self.sock.settimeout(max(timeout, 0.001))
             try:
                 chunk = self.sock.recv(65536)
             except TimeoutError:
+                if timeout is not None:
+                    raise
                 raise CgroupError("D-Bus: no answer from systemd in time") from None
             except OSError as err:
                 raise CgroupError(f"D-Bus: {err.strerror or err}") from None
+            finally:
+                self.sock.settimeout(previous)
             if not chunk:
                 raise CgroupError("D-Bus: the connection was closed")
             self._buffer += chunk
@@ -504,14 +512,21 @@ class Connection:
             if m.kind == SIGNAL:
                 self._pending.append(m)
 
-    def signal(self, interface: str, member: str) -> Message:
-        """The next signal ``interface.member`` (ones read earlier first)."""
+    def signal(self, interface: str, member: str, timeout: float | None = None) -> Message | None:
+        """The next signal ``interface.member`` (ones read earlier first); None when none came
+        within ``timeout`` seconds (None: the connection's timeout, then CgroupError)."""
+        import time
+
+        deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             for i, m in enumerate(self._pending):
                 if m.interface == interface and m.member == member:
                     del self._pending[i]
                     return m
-            m = self.receive()
+            try:
+                m = self.receive(None if deadline is None else deadline - time.monotonic())
+            except TimeoutError:
+                return None
             if m.kind == SIGNAL:
                 self._pending.append(m)
 

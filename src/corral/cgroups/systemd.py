@@ -43,6 +43,8 @@ FIELD = "linux.cgroupsPath"
 INFINITY = (1 << 64) - 1  # systemd's "infinity" for a uint64 limit
 DEFAULT_SLICE = "system.slice"
 JOB_TIMEOUT = 30.0  # seconds to wait for a start or stop job (runc's)
+POLL_INTERVAL = 0.5  # seconds without JobRemoved before asking whether the job still exists
+EMPTY_GRACE = 2.0  # seconds an emptied scope is given to go by itself
 
 SYSTEMD = "org.freedesktop.systemd1"
 SYSTEMD_PATH = "/org/freedesktop/systemd1"
@@ -292,15 +294,47 @@ def _manager_call(conn: Connection, member: str, signature: str, body: list[Any]
     return conn.call(SYSTEMD, SYSTEMD_PATH, SYSTEMD_MANAGER, member, signature, body)
 
 
-def _wait_job(conn: Connection, job: str, what: str) -> None:
-    """Wait for JobRemoved of ``job``; a result other than "done" is an error."""
-    while True:
-        m = conn.signal(SYSTEMD_MANAGER, "JobRemoved")
+def _wait_job(conn: Connection, job: str, what: str, timeout: float = JOB_TIMEOUT) -> None:
+    """Wait for the end of ``job``; a result other than "done" is an error.
+
+    The end is the JobRemoved signal. A job that ends while its unit is already on its way
+    (a stop of a scope whose processes were just killed) may end without one reaching us, so
+    every POLL_INTERVAL without it the job object is asked for: gone means done.
+    """
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        m = conn.signal(SYSTEMD_MANAGER, "JobRemoved", POLL_INTERVAL)
+        if m is None:
+            if _job_exists(conn, job):
+                continue
+            m = conn.signal(SYSTEMD_MANAGER, "JobRemoved", 0)  # read during that call?
+            if m is None:
+                return
         if len(m.body) == 4 and m.body[1] == job:
             result = m.body[3]
             if result != "done":
                 raise CgroupError(f"systemd: {what}: the job ended with {result!r}")
             return
+    raise CgroupError(f"systemd: {what}: the job did not end within {timeout:g}s")
+
+
+def _job_exists(conn: Connection, job: str) -> bool:
+    from corral.cgroups.dbus import DBusError
+
+    try:
+        conn.call(
+            SYSTEMD,
+            job,
+            "org.freedesktop.DBus.Properties",
+            "Get",
+            "ss",
+            ["org.freedesktop.systemd1.Job", "State"],
+        )
+    except DBusError:
+        return False
+    return True
 
 
 def _gone(pid: int) -> bool:
@@ -336,7 +370,12 @@ class SystemdManager(Manager):
     # -- life cycle
 
     def create(self) -> None:
-        """Nothing yet: the scope is made by :meth:`adopt` with the init's pid."""
+        """Make the scope's directory (systemd takes it as it is when it starts the unit).
+
+        The unit itself is started by :meth:`adopt`, once the init exists; the directory is
+        needed before, for the init's bind mount of its cgroup (mount_sources).
+        """
+        self.inner.create()
 
     def join_plan(self) -> tuple[list[str], list[str]]:
         """Before the unit exists: the runtime hands the init to :meth:`adopt` (the files
@@ -427,7 +466,13 @@ class SystemdManager(Manager):
 
     def destroy(self) -> None:
         """Stop the scope (systemd removes its cgroup), reset it if it failed, then remove
-        whatever is left on cgroupfs."""
+        whatever is left on cgroupfs.
+
+        A scope whose processes are gone (the runtime kills them first) stops by itself: it is
+        given EMPTY_GRACE seconds to go, and is stopped only if it is still there; the stop of
+        an empty scope is not waited for long (systemd may wait for an empty-cgroup
+        notification it already had), the cgroupfs cleanup after it is ours anyway.
+        """
         from corral.cgroups.dbus import DBusError
 
         try:
@@ -437,18 +482,46 @@ class SystemdManager(Manager):
                 raise
             conn = None  # nothing left to stop, and no systemd to ask
         if conn is not None:
+            empty = not self.inner.exists() or not self.inner.pids()
+            if empty:
+                # Seen in the VM lane (systemd 252): a call made while systemd is taking an
+                # emptied scope down can go unanswered; bound every exchange here.
+                conn.sock.settimeout(EMPTY_GRACE)
             try:
-                job = _manager_call(conn, "StopUnit", "ss", [self.unit, "replace"])[0]
-                _wait_job(conn, str(job), f"stopping {self.unit}")
+                if not (empty and self._gone_by_itself(conn)):
+                    job = _manager_call(conn, "StopUnit", "ss", [self.unit, "replace"])[0]
+                    wait = EMPTY_GRACE if empty else JOB_TIMEOUT
+                    _wait_job(conn, str(job), f"stopping {self.unit}", wait)
             except DBusError as err:
                 if not err.name.endswith(".NoSuchUnit"):
                     raise CgroupError(f"systemd: stopping {self.unit}: {err}") from None
             except CgroupError:
-                pass  # a failed stop job: the reset below and the rmdirs finish the work
+                pass  # a failed or slow stop job: the reset below and the rmdirs finish it
             finally:
-                self._reset_failed(conn)
+                try:
+                    self._reset_failed(conn)  # an OOM-killed scope stays "failed" until reset
+                except CgroupError:
+                    pass
                 conn.close()
         self.inner.destroy()
+
+    def _gone_by_itself(self, conn: Connection) -> bool:
+        """Whether the unit disappears within EMPTY_GRACE seconds (GetUnit: NoSuchUnit)."""
+        import time
+
+        from corral.cgroups.dbus import DBusError
+
+        deadline = time.monotonic() + EMPTY_GRACE
+        while True:
+            try:
+                _manager_call(conn, "GetUnit", "s", [self.unit])
+            except DBusError as err:
+                if err.name.endswith(".NoSuchUnit"):
+                    return True
+                raise
+            if time.monotonic() >= deadline:
+                return False
+            _base.sleep(0.05)
 
     def prune_parent(self, parent: str) -> None:
         """The slice is systemd's: nothing of ours to prune."""
