@@ -72,6 +72,7 @@ V2_SET=(
   tests/e2e/test_cgroups_cli.py
   tests/e2e/test_lifecycle_clients.py
   tests/integration/test_security_rootless.py  # a delegated subtree on v2
+  tests/integration/test_cgroups_systemd.py    # the systemd driver, containerd's SystemdCgroup
   tests/e2e/test_lsm_and_unsupported.py        # AppArmor is on in Debian's kernel
 )
 

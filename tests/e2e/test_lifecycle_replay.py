@@ -275,7 +275,8 @@ def test_log_format_json_errors(
 def test_conmon_systemd_cgroup_refused(
     corral_runc: Runc, runc_root: Path, bundle: Bundle, cid: str
 ) -> None:
-    assert not os.path.isdir("/run/systemd/system"), "this test expects a host without systemd"
+    if os.path.isdir("/run/systemd/system"):
+        pytest.skip("systemd runs here: tests/integration/test_cgroups_systemd.py tests the driver")
     bundle.set(args=["true"])
     done = corral_runc("--systemd-cgroup", "create", "--bundle", bundle, cid)
     assert done.returncode != 0

@@ -66,8 +66,9 @@ SECCOMP_KNOWN_FLAGS = (
 )
 SECCOMP_SUPPORTED_FLAGS = ("SECCOMP_FILTER_FLAG_LOG", "SECCOMP_FILTER_FLAG_SPEC_ALLOW")
 
-# What the cgroup managers drive. corral writes cgroupfs itself; it does not talk to systemd.
-CGROUP = {"v1": True, "v2": True, "systemd": False, "systemdUser": False, "rdma": True}
+# What the cgroup managers drive: cgroupfs, and systemd (--systemd-cgroup: a transient scope
+# over D-Bus, corral.cgroups.systemd); not a user's systemd (rootless).
+CGROUP = {"v1": True, "v2": True, "systemd": True, "systemdUser": False, "rdma": True}
 
 
 def features() -> dict[str, object]:
