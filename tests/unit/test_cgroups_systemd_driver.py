@@ -345,16 +345,6 @@ def bus(fake: FakeCgroupfs, monkeypatch: pytest.MonkeyPatch) -> FakeSystemd:
     return fake_systemd
 
 
-@pytest.fixture
-def sleeper() -> Iterator[subprocess.Popen[bytes]]:
-    proc = subprocess.Popen(["sleep", "60"])
-    try:
-        yield proc
-    finally:
-        proc.kill()
-        proc.wait()
-
-
 def open_systemd(fake: FakeCgroupfs, tmp_path: Path) -> SystemdManager:
     running = tmp_path / "run-systemd-system"
     running.mkdir(exist_ok=True)

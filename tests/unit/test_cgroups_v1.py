@@ -40,16 +40,6 @@ def mgr(fake: FakeCgroupfs) -> V1Manager:
     return mgr
 
 
-@pytest.fixture
-def sleeper() -> Iterator[subprocess.Popen[bytes]]:
-    proc = subprocess.Popen(["sleep", "60"])
-    try:
-        yield proc
-    finally:
-        proc.kill()
-        proc.wait()
-
-
 # -- create, join, list, destroy ----------------------------------------------------------------
 
 

@@ -40,16 +40,6 @@ def mgr(fake: FakeCgroupfs) -> V2Manager:
     return mgr
 
 
-@pytest.fixture
-def sleeper() -> Iterator[subprocess.Popen[bytes]]:
-    proc = subprocess.Popen(["sleep", "60"])
-    try:
-        yield proc
-    finally:
-        proc.kill()
-        proc.wait()
-
-
 def files(fake: FakeCgroupfs) -> list[tuple[str, str]]:
     """The writes as (file name, value)."""
     return [(path.rsplit("/", 1)[1], value) for path, value in fake.writes]
