@@ -423,28 +423,29 @@ def test_freeze_timeout_thaws_again(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("want", ["0", "1"])
 def test_a_cgroup_removed_while_waiting_ends_the_wait_at_once(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, want: str
+    mgr: V2Manager, fake: FakeCgroupfs, monkeypatch: pytest.MonkeyPatch, want: str
 ) -> None:
     """The container ends and is deleted while cgroup.events is polled: a thaw has nothing
-    left to do, a freeze says why at once; neither polls a missing file for FREEZE_TIMEOUT."""
-    with FakeCgroupfs(str(tmp_path), "v2", freeze_ticks=10**9) as fake:
-        mgr = open_v2(fake)
-        mgr.create()
-        write = _base.raw_write
+    left to do, a freeze says why at once; neither polls a missing file for FREEZE_TIMEOUT.
 
-        def raw_write(path: str, data: str) -> None:
-            write(path, data)
-            if path.endswith("/cgroup.freeze") and data == want:
-                fake.rmdir(mgr.dir)
+    (``fake`` is a fixture set up before ``monkeypatch``, so the patch of the fake's writer is
+    undone before the fake itself is: the real writer is what stays.)"""
+    write = _base.raw_write
 
-        monkeypatch.setattr(_base, "raw_write", raw_write)
-        if want == "0":
-            mgr.thaw()
-            mgr.thaw()  # gone before the write: nothing to do either
-        else:
-            with pytest.raises(CgroupError, match="removed meanwhile"):
-                mgr.freeze()
-        assert fake.slept < 5  # not FREEZE_TIMEOUT's worth of polling
+    def raw_write(path: str, data: str) -> None:
+        write(path, data)
+        if path.endswith("/cgroup.freeze") and data == want:
+            fake.rmdir(mgr.dir)
+
+    monkeypatch.setattr(_base, "raw_write", raw_write)
+    before = fake.slept
+    if want == "0":
+        mgr.thaw()
+        mgr.thaw()  # gone before the write: nothing to do either
+    else:
+        with pytest.raises(CgroupError, match="removed meanwhile"):
+            mgr.freeze()
+    assert fake.slept - before < 5  # not FREEZE_TIMEOUT's worth of polling
 
 
 def test_freeze_needs_cgroup_freeze(tmp_path: Path) -> None:
