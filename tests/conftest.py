@@ -24,7 +24,8 @@ Fixtures (all function-scoped unless noted):
 ``make_bundle``  helpers.BundleFactory: ``make_bundle(args, hostname=, terminal=, cwd=, env=,
                  edit=, name=)`` makes another bundle each call.
 ``bundle_template`` (session) helpers.BundleTemplate: the one bundle built per session.
-``leak_check``   autouse; active for integration and e2e tests only.
+``leak_check``   autouse; active for integration and e2e tests only; holds TEST_LOCK (an
+                 flock) through the test, so pytest runs side by side take turns per test.
 ``registry``     (session) str "127.0.0.1:PORT": docker-registry, plain HTTP, anonymous;
                  ``registry_server`` is its helpers.registry.Registry; ``auth_registry``
                  (basic), ``tls_registry`` (HTTPS, ``.ca``), ``token_registry`` (``.tokens``).
@@ -32,6 +33,8 @@ Fixtures (all function-scoped unless noted):
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import sys
 from collections.abc import Iterator
@@ -55,6 +58,8 @@ from helpers.leaks import wait_for_leaks
 from helpers.registry import Registry, TokenServer, start_registry
 
 _TESTS = Path(__file__).resolve().parent
+#: One integration or e2e test at a time on this machine, across pytest runs (the leak check).
+TEST_LOCK = "/run/corral-tests.lock"
 _MARK_BY_DIR = {"integration": pytest.mark.integration, "e2e": pytest.mark.e2e}
 
 
@@ -184,12 +189,31 @@ def leak_check(request: pytest.FixtureRequest) -> Iterator[None]:
         return
     tmp_path: Path = request.getfixturevalue("tmp_path")
     markers = [str(tmp_path)]
-    before = Snapshot.take(markers)
-    yield
-    after, leaks = wait_for_leaks(before, markers)
+    with _one_test_at_a_time():
+        before = Snapshot.take(markers)
+        yield
+        after, leaks = wait_for_leaks(before, markers)
+        if leaks:
+            problems = remove_leaks(before, after)
     if leaks:
-        problems = remove_leaks(before, after)
         text = "the test left these behind (now removed):\n  " + "\n  ".join(leaks)
         if problems:
             text += "\nand could not remove:\n  " + "\n  ".join(problems)
         pytest.fail(text, pytrace=False)
+
+
+@contextlib.contextmanager
+def _one_test_at_a_time() -> Iterator[None]:
+    """Hold an flock on ``TEST_LOCK`` for one integration or e2e test.
+
+    The leak check sees every corral-looking object that is new since the test began, whoever
+    made it: two pytest runs on one machine (two checkouts, a developer and a helper) would take
+    each other's containers for leaks and remove them. With the lock their kernel tests take
+    turns, one test at a time; unit tests never wait for it.
+    """
+    fd = os.open(TEST_LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
