@@ -16,15 +16,16 @@ from pathlib import Path
 
 import pytest
 
+from corral.engine.engine import Engine
 from corral.engine.images import testing as t
 from corral.engine.images.content import DigestMismatch
-from corral.engine.images.store import ImageStore, open_store
+from corral.engine.images.store import ImageStore
 from corral.errors import CorralError
 
 
 @pytest.fixture
 def store(tmp_path: Path) -> Iterator[ImageStore]:
-    s = open_store(tmp_path / "store" / "root")
+    s = Engine(tmp_path / "store" / "root").images
     yield s
     s.close()
 

@@ -12,14 +12,15 @@ from pathlib import Path
 
 import pytest
 
+from corral.engine.engine import Engine
 from corral.engine.images import testing as t
-from corral.engine.images.store import ImageStore, open_store
+from corral.engine.images.store import ImageStore
 from corral.engine.snapshots import Mount, mount, unmount
 
 
 @pytest.fixture
 def store(tmp_path: Path) -> Iterator[ImageStore]:
-    s = open_store(tmp_path / "root")
+    s = Engine(tmp_path / "root").images
     yield s
     s.close()
 

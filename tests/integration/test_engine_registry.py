@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from corral.engine.engine import Engine
 from corral.engine.images.auth import AuthFile, Credentials
 from corral.engine.images.content import DigestMismatch
 from corral.engine.images.layers import LayerError
@@ -29,7 +30,7 @@ from corral.engine.images.registry import (
     pull,
     push,
 )
-from corral.engine.images.store import ImageStore, open_store
+from corral.engine.images.store import ImageStore
 from corral.engine.images.testing import file, layer_tar
 from corral.errors import NotFoundError, UserError
 from helpers.registry import (
@@ -50,14 +51,14 @@ def opts(**kw: object) -> Options:
 
 @pytest.fixture
 def store(tmp_path: Path) -> Iterator[ImageStore]:
-    s = open_store(tmp_path / "root")
+    s = Engine(tmp_path / "root").images
     yield s
     s.close()
 
 
 @pytest.fixture
 def other(tmp_path: Path) -> Iterator[ImageStore]:
-    s = open_store(tmp_path / "root2")
+    s = Engine(tmp_path / "root2").images
     yield s
     s.close()
 
@@ -110,7 +111,7 @@ def test_push_then_pull_keeps_digests(store: ImageStore, other: ImageStore, regi
     # again: everything is there, nothing fetched, same image
     assert pull(other, f"{registry}/rt/bb:1", opts()).id == image.id
     # by digest: no tag
-    other2 = open_store(other.layout.root.parent / "root3")
+    other2 = Engine(other.layout.root.parent / "root3").images
     by_digest = pull(other2, f"{registry}/rt/bb@{digest}", opts())
     assert by_digest.id == image.id and by_digest.tags == []
 
@@ -355,7 +356,7 @@ def test_token_auth(
     assert pull(other, f"{host}/t/bb:1", opts(auth_file=auth_file)).id == store.get("bb:1").id
     assert ("bob", ["repository:t/bb:pull"]) in tokens.requests
     # --creds instead of the file
-    other2 = open_store(tmp_path / "root3")
+    other2 = Engine(tmp_path / "root3").images
     assert pull(other2, f"{host}/t/bb:1", opts(credentials=Credentials("bob", "builder")))
 
 

@@ -6,14 +6,15 @@ from pathlib import Path
 
 import pytest
 
+from corral.engine.engine import Engine
 from corral.engine.images import testing as t
-from corral.engine.images.store import ImageStore, normalize, open_store
+from corral.engine.images.store import ImageStore, normalize
 from corral.errors import NotFoundError, StateError, UsageError
 
 
 @pytest.fixture
 def store(tmp_path: Path) -> ImageStore:
-    return open_store(tmp_path / "root")
+    return Engine(tmp_path / "root").images
 
 
 @pytest.fixture
@@ -72,7 +73,7 @@ def test_df_counts_shared_layers_once(store: ImageStore, rootfs: Path, tmp_path:
     )
     by_id = {row["id"]: row for row in usage.images}
     assert (by_id[a.id]["shared"], by_id[a.id]["unique"]) == (1000, 0)
-    store.add_container("c1" * 32, "a")
+    _uses(store, "c1" * 32, "a")
     images = store.disk_usage().rows[0]
     assert (images.active, images.reclaimable) == (1, 500)  # b shares a's layer: not reclaimable
 
@@ -84,10 +85,10 @@ def test_rmi_rules(store: ImageStore, rootfs: Path) -> None:
     store.tag("a", "b:2")
     with pytest.raises(StateError, match="referenced in multiple repositories"):
         store.remove(image.id)
-    store.add_container("c" * 64, "a")
+    _uses(store, "c" * 64, "a")
     with pytest.raises(StateError, match="container cccccccccccc is using"):
         store.remove("a")
-    store.remove_container("c" * 64)
+    store.db.execute("DELETE FROM containers")
     lines = store.remove("a")
     assert lines[0] == "Untagged: a:latest"
     lines = store.remove("b:2")
@@ -104,7 +105,7 @@ def test_forced_rmi_keeps_layers_under_containers(store: ImageStore, rootfs: Pat
     chain = image.layers[0].chain_id
     with store.locked():
         store.snapshots.prepare("ctr", chain)
-    store.add_container("c" * 64, "a", snapshot_key="ctr")
+    _uses(store, "c" * 64, "a", snapshot_key="ctr")
     store.remove("a", force=True)
     assert store.images() == []
     assert store.snapshots.find_layer(chain) is not None  # the container still stands on it
@@ -129,3 +130,11 @@ def test_history(store: ImageStore, rootfs: Path) -> None:
     (step,) = store.history("a")
     assert step["id"] == image.id and step["size"] == 1000 and step["comment"] == "hi"
     assert step["created_by"] == "corral image import rootfs.tar.gz"
+
+
+def _uses(store: ImageStore, container_id: str, image: str, snapshot_key: str = "") -> None:
+    """A container row that uses ``image``, as engine.containers writes it."""
+    store.db.execute(
+        "INSERT INTO containers (id, name, image_id, snapshot_key, created) VALUES (?, ?, ?, ?, 0)",
+        (container_id, None, store.resolve(image), snapshot_key or container_id),
+    )

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import sys
 
+from corral.cli.common import engine
 from corral.errors import UsageError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import argparse
     from typing import Any
+
+    from corral.cli.common import Commands
 
 
 def _bool(text: str) -> bool:
@@ -50,16 +53,10 @@ def _options(ns: argparse.Namespace, store: Any) -> Any:
     return options
 
 
-def _store(ns: argparse.Namespace) -> Any:
-    from corral.engine.images.store import open_store
-
-    return open_store(ns.root)
-
-
 def cmd_pull(ns: argparse.Namespace) -> int:
     from corral.engine.images.registry import pull
 
-    store = _store(ns)
+    store = engine(ns).images
     image = pull(store, ns.reference, _options(ns, store))
     print(image.id)
     return 0
@@ -68,7 +65,7 @@ def cmd_pull(ns: argparse.Namespace) -> int:
 def cmd_push(ns: argparse.Namespace) -> int:
     from corral.engine.images.registry import push
 
-    store = _store(ns)
+    store = engine(ns).images
     digest, _ = push(store, ns.source, ns.destination, _options(ns, store), ns.format)
     if ns.digestfile:
         with open(ns.digestfile, "w", encoding="utf-8") as f:
@@ -81,7 +78,7 @@ def cmd_login(ns: argparse.Namespace) -> int:
     from corral.engine.images.auth import Credentials
     from corral.engine.images.registry import Options, default_auth_file, login, read_password
 
-    store = _store(ns)
+    store = engine(ns).images
     username = ns.username
     if ns.password is not None and ns.password_stdin:
         raise UsageError("--password and --password-stdin are mutually exclusive")
@@ -113,7 +110,7 @@ def cmd_logout(ns: argparse.Namespace) -> int:
 
     if ns.all == bool(ns.registry):
         raise UsageError("logout: give a REGISTRY or --all")
-    auth_file = ns.authfile or default_auth_file(_store(ns))
+    auth_file = ns.authfile or default_auth_file(engine(ns).images)
     key = logout(None if ns.all else ns.registry, auth_file)
     print(f"Removed login credentials for {key}")
     return 0
@@ -133,8 +130,9 @@ def _transport(p: Any) -> None:
     p.add_argument("--authfile", metavar="PATH", help="credentials file (default <root>/auth.json)")
 
 
-def add_registry_commands(sub: Any, image_sub: Any) -> None:
-    """Register pull/push/login/logout at the top level and pull/push under ``image``."""
+def register(commands: Commands) -> None:
+    """pull/push/login/logout at the top level, and pull/push under ``image``."""
+    sub, image_sub = commands.top, commands.group("image", "manage images")
     for parent in (sub, image_sub):
         p = parent.add_parser("pull", help="pull an image from a registry")
         p.add_argument("reference", metavar="NAME[:TAG|@DIGEST]")

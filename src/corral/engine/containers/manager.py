@@ -38,7 +38,8 @@ from typing import TYPE_CHECKING, Any
 
 from corral.engine.containers import netns
 from corral.engine.containers.spec import RunOptions, build_spec
-from corral.engine.root import remove_tree
+from corral.engine.db import transaction
+from corral.engine.layout import remove_tree
 from corral.errors import (
     ContainerInitError,
     CorralError,
@@ -53,7 +54,7 @@ from corral.errors import (
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
-    from corral.engine.images.store import ImageStore
+    from corral.engine.engine import Engine
     from corral.runtime.api import Runtime
     from corral.runtime.state import StateStore
 
@@ -119,10 +120,11 @@ class Status:
 class Containers:
     """The containers of one storage root (the image store's)."""
 
-    def __init__(self, images: ImageStore) -> None:
-        self.images = images
-        self.root = images.layout.root / "containers"
-        self.runtime_root = images.layout.root / "runtime"
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.images = engine.images
+        self.root = engine.layout.containers
+        self.runtime_root = engine.layout.runtime_root
 
     # -- paths and records -------------------------------------------------------------------
 
@@ -216,7 +218,7 @@ class Containers:
                 _write_json(path / "engine.json", record.to_json())
                 images.snapshots.prepare(cid, parent)
                 try:
-                    images.add_container(cid, image.id, name, cid)
+                    self._add_row(cid, image.id, name)
                 except sqlite3.IntegrityError:
                     raise ExistsError(f'Conflict. The container name "/{name}" is already in use')
             except BaseException:
@@ -225,6 +227,19 @@ class Containers:
                 remove_tree(path)
                 raise
         return record
+
+    def _add_row(self, container_id: str, image_id: str, name: str) -> None:
+        """The container's row: ``rmi`` and ``system df`` read it (snapshot key = id)."""
+        with transaction(self.engine.db) as db:
+            db.execute(
+                "INSERT INTO containers (id, name, image_id, snapshot_key, created)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (container_id, name, image_id, container_id, time.time()),
+            )
+
+    def _remove_row(self, container_id: str) -> None:
+        with transaction(self.engine.db) as db:
+            db.execute("DELETE FROM containers WHERE id = ?", (container_id,))
 
     def _new_name(self) -> str:
         taken = {name for _, name in self._ids()}
@@ -295,7 +310,7 @@ class Containers:
             return
         # SQLite's per-process state must not cross a fork with a connection open: close ours
         # (it reopens on next use), so the monitor's own connection starts from nothing.
-        self.images.close()
+        self.engine.close()
         read, write = os.pipe()
         pid = os.fork()
         if pid == 0:  # pragma: no cover - the monitor's side
@@ -319,7 +334,7 @@ class Containers:
 
     def _monitor(self, record: Record, report: int) -> None:  # pragma: no cover - forked
         """The detached container's waiter: launch, report, wait, record, tear down."""
-        from corral.engine.images.store import ImageStore
+        from corral.engine.engine import Engine
 
         path = self.dir(record.id)
         log = os.open(
@@ -333,7 +348,7 @@ class Containers:
         os.close(log)
         os.chdir("/")
         # The parent's SQLite connection must not be used across fork: a store of our own.
-        mine = Containers(ImageStore(self.images.layout))
+        mine = Engine(self.engine.layout.root, runtime_root=self.runtime_root).containers
 
         def started(_pid: int) -> None:
             os.write(report, b"ok")
@@ -466,7 +481,7 @@ class Containers:
             with contextlib.suppress(NotFoundError):
                 images.snapshots.remove(record.id)
             remove_tree(self.dir(record.id))
-            images.remove_container(record.id)
+            self._remove_row(record.id)
             images.snapshots.collect()
         return record.id
 

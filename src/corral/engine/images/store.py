@@ -34,11 +34,11 @@ from corral.engine.format import rfc3339
 from corral.engine.images.content import ContentStore
 from corral.engine.images.digest import chain_ids, is_digest, short_id
 from corral.engine.images.layers import MEDIA_TYPE_OF, DecompressingReader, detect
-from corral.engine.root import Layout
-from corral.engine.snapshots.overlay import Snapshotter
 from corral.errors import NotFoundError, StateError, UsageError, UserError
 
 if TYPE_CHECKING:
+    from corral.engine.engine import Engine
+    from corral.engine.snapshots.overlay import Snapshotter
     from corral.engine.images.fromhost import RootfsBuilder
 
 MEDIA_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -142,21 +142,21 @@ class DiskUsage:
 
 
 class ImageStore:
-    """Images under one storage root. Cheap to create: nothing is opened until first use."""
+    """The images of one engine (``Engine.images``). Cheap to create: nothing opens until used.
 
-    def __init__(self, layout: Layout | None = None) -> None:
-        self.layout = layout or Layout.at()
-        self._db: sqlite3.Connection | None = None
+    The database, the lock and the paths are the engine's; this class adds what an image is.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.layout = engine.layout
         self._content: ContentStore | None = None
 
     # -- plumbing ------------------------------------------------------------------------------
 
     @property
     def db(self) -> sqlite3.Connection:
-        if self._db is None:
-            self.layout.create()
-            self._db = connect(self.layout.db)
-        return self._db
+        return self.engine.db
 
     @property
     def content(self) -> ContentStore:
@@ -167,16 +167,14 @@ class ImageStore:
 
     @property
     def snapshots(self) -> Snapshotter:
-        return Snapshotter(self.layout, self.db)
+        return self.engine.snapshots
 
     def close(self) -> None:
-        if self._db is not None:
-            self._db.close()
-            self._db = None
+        self.engine.close()
 
     @contextmanager
     def locked(self) -> Iterator[None]:
-        with self.layout.locked():
+        with self.engine.locked():
             yield
 
     # -- reading -------------------------------------------------------------------------------
@@ -567,26 +565,6 @@ class ImageStore:
             )
         ]
 
-    def add_container(
-        self,
-        container_id: str,
-        image: str,
-        name: str | None = None,
-        snapshot_key: str | None = None,
-    ) -> None:
-        """Record that a container uses an image (the container code calls this)."""
-        image_id = self.resolve(image)
-        with transaction(self.db) as db:
-            db.execute(
-                "INSERT INTO containers (id, name, image_id, snapshot_key, created)"
-                " VALUES (?, ?, ?, ?, ?)",
-                (container_id, name, image_id, snapshot_key, time.time()),
-            )
-
-    def remove_container(self, container_id: str) -> None:
-        with transaction(self.db) as db:
-            db.execute("DELETE FROM containers WHERE id = ?", (container_id,))
-
     def remove(self, ref: str, force: bool = False) -> list[str]:
         """``rmi``: untag ``ref``; delete the image when its last tag goes (docker's rules).
 
@@ -757,31 +735,6 @@ class ImageStore:
         ]
         return DiskUsage(rows, image_rows, container_rows, blob_bytes)
 
-    def info(self) -> dict[str, Any]:
-        """Where everything lives, and how much of it there is."""
-        layout = self.layout
-        counts = {
-            "images": self.db.execute("SELECT COUNT(*) FROM images").fetchone()[0],
-            "tags": self.db.execute("SELECT COUNT(*) FROM tags").fetchone()[0],
-            "layers": self.db.execute("SELECT COUNT(*) FROM layers").fetchone()[0],
-            "active_snapshots": self.db.execute(
-                "SELECT COUNT(*) FROM snapshots WHERE kind = 'active'"
-            ).fetchone()[0],
-            "containers": self.db.execute("SELECT COUNT(*) FROM containers").fetchone()[0],
-            "blob_count": len(self.content.digests()),
-        }
-        return {
-            "root": str(layout.root),
-            "database": str(layout.db),
-            "blobs": str(layout.blobs),
-            "snapshots": str(layout.snapshots),
-            "tmp": str(layout.tmp),
-            "snapshotter": "overlay",
-            "runtime_root": str(layout.runtime_root),
-            "architecture": host_architecture(),
-            **counts,
-        }
-
 
 def _mounted_uppers() -> set[str]:
     """Upper dirs of the overlays mounted now (a mounted container rootfs counts as active)."""
@@ -795,11 +748,6 @@ def _mounted_uppers() -> set[str]:
     except OSError:
         pass
     return out
-
-
-def open_store(root: str | os.PathLike[str] | None = None) -> ImageStore:
-    """The image store at ``root`` (``--root``), ``$CORRAL_ROOT`` or ``/var/lib/corral``."""
-    return ImageStore(Layout.at(root))
 
 
 def existing(path: str) -> Path:

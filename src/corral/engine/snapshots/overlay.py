@@ -42,7 +42,7 @@ from typing import Any, BinaryIO
 from corral.engine.db import transaction
 from corral.engine.images.digest import chain_id as make_chain_id
 from corral.engine.images.layers import Applied, LayerError, apply_layer, tree_size
-from corral.engine.root import EXTRACT_PREFIX, Layout, remove_tree
+from corral.engine.layout import EXTRACT_PREFIX, Layout, remove_tree
 from corral.errors import ExistsError, NotFoundError, StateError, UserError
 
 # The kernel copies mount options into one page; leave room for the rest of the options.

@@ -1,6 +1,6 @@
-"""``corral`` commands for archives and containers: load, save, create, run, start, stop, rm, ps,
-logs. Registered by ``corral.cli.main.build_parser``; thin like the rest of the CLI (parse, call
-``corral.engine``, print as docker prints).
+"""``corral create | run | start | stop | rm | ps | logs`` (and ``container ...``): containers.
+
+Thin (DESIGN.md): parse, call ``Engine.containers``, print as docker prints.
 """
 
 from __future__ import annotations
@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import sys
 
+from corral.cli.common import engine
 from corral.errors import UsageError
 
 TYPE_CHECKING = False
@@ -15,50 +16,7 @@ if TYPE_CHECKING:
     import argparse
     from typing import Any
 
-    from corral.engine.containers import Containers
-
-
-def _containers(ns: argparse.Namespace) -> Containers:
-    from corral.engine.containers import Containers
-    from corral.engine.images.store import open_store
-
-    return Containers(open_store(ns.root))
-
-
-# -- load / save -----------------------------------------------------------------------------------
-
-
-def cmd_load(ns: argparse.Namespace) -> int:
-    from corral.engine.images.archive import load
-    from corral.engine.images.store import open_store
-
-    source = ns.input or getattr(ns, "source", None)
-    if not source:
-        raise UsageError("load: give -i FILE|DIR (or oci:DIR[:tag])")
-    store = open_store(ns.root)
-    for loaded in load(store, source):
-        if ns.quiet:
-            continue
-        if loaded.tags:
-            for tag in loaded.tags:
-                print(f"Loaded image: {tag}")
-        else:
-            print(f"Loaded image ID: {loaded.id}")
-    return 0
-
-
-def cmd_save(ns: argparse.Namespace) -> int:
-    from corral.engine.images.archive import save
-    from corral.engine.images.store import open_store
-
-    out = None if ns.output else sys.stdout.buffer
-    if out is not None and sys.stdout.isatty():
-        raise UsageError("save: refusing to write an archive to a terminal; use -o FILE")
-    save(open_store(ns.root), ns.images, ns.output, ns.format, stdout=out)
-    return 0
-
-
-# -- containers ----------------------------------------------------------------------------------
+    from corral.cli.common import Commands
 
 
 def _options(ns: argparse.Namespace) -> Any:
@@ -93,7 +51,7 @@ def _start_failure_status(err: BaseException) -> int:
 
 
 def cmd_create(ns: argparse.Namespace) -> int:
-    record = _containers(ns).create(ns.image, _options(ns), name=ns.name, auto_remove=ns.rm)
+    record = engine(ns).containers.create(ns.image, _options(ns), name=ns.name, auto_remove=ns.rm)
     print(record.id)
     return 0
 
@@ -101,7 +59,7 @@ def cmd_create(ns: argparse.Namespace) -> int:
 def cmd_run(ns: argparse.Namespace) -> int:
     if ns.tty:
         raise UsageError("-t: terminals are not supported by corral run yet")
-    containers = _containers(ns)
+    containers = engine(ns).containers
     record = containers.create(ns.image, _options(ns), name=ns.name, auto_remove=ns.rm)
     if ns.detach:
         try:
@@ -127,7 +85,7 @@ def cmd_run(ns: argparse.Namespace) -> int:
 
 
 def cmd_start(ns: argparse.Namespace) -> int:
-    containers = _containers(ns)
+    containers = engine(ns).containers
     for ref in ns.containers:
         containers.start_detached(containers.record(ref))
         print(ref)
@@ -135,7 +93,7 @@ def cmd_start(ns: argparse.Namespace) -> int:
 
 
 def cmd_stop(ns: argparse.Namespace) -> int:
-    containers = _containers(ns)
+    containers = engine(ns).containers
     for ref in ns.containers:
         containers.stop(ref, timeout=ns.time)
         print(ref)
@@ -145,7 +103,7 @@ def cmd_stop(ns: argparse.Namespace) -> int:
 def cmd_rm(ns: argparse.Namespace) -> int:
     from corral.errors import CorralError
 
-    containers = _containers(ns)
+    containers = engine(ns).containers
     failed: CorralError | None = None
     for ref in ns.containers:
         try:
@@ -161,7 +119,7 @@ def cmd_logs(ns: argparse.Namespace) -> int:
     if ns.timestamps or ns.since or ns.until:
         flag = "--timestamps" if ns.timestamps else "--since" if ns.since else "--until"
         raise UsageError(f"logs {flag}: not supported yet (the log keeps no times so far)")
-    for chunk in _containers(ns).read_logs(ns.container, _tail(ns.tail), ns.follow):
+    for chunk in engine(ns).containers.read_logs(ns.container, _tail(ns.tail), ns.follow):
         sys.stdout.buffer.write(chunk)
         if ns.follow:
             sys.stdout.flush()
@@ -187,7 +145,7 @@ def cmd_ps(ns: argparse.Namespace) -> int:
 
     from corral.engine.format import ago, human_duration, rfc3339, table, truncate
 
-    containers = _containers(ns)
+    containers = engine(ns).containers
     statuses = containers.list(all_containers=ns.all)
     if ns.quiet:
         for s in statuses:
@@ -246,25 +204,13 @@ def _run_flags(p: Any, run: bool) -> None:
     p.add_argument("command", nargs="...", metavar="CMD")  # argparse.REMAINDER
 
 
-def add_engine_commands(sub: Any, image_sub: Any) -> None:
-    """``load``, ``save`` (also under ``image``), and the container commands."""
-    for parent in (sub, image_sub):
-        p = parent.add_parser("load", help="load images from a docker/OCI archive or OCI layout")
-        p.add_argument("-i", "--input", metavar="FILE|DIR", help="archive file or layout dir")
-        p.add_argument(
-            "source", nargs="?", metavar="oci:DIR[:tag]", help="or a transport reference"
-        )
-        p.add_argument("-q", "--quiet", action="store_true")
-        p.set_defaults(func=cmd_load)
+def register(commands: Commands) -> None:
+    """The container commands, at the top level and under ``container`` (docker's two forms)."""
+    _register(commands.top, grouped=False)
+    _register(commands.group("container", "manage containers"), grouped=True)
 
-        p = parent.add_parser("save", help="save images to a docker-archive or oci-archive")
-        p.add_argument("images", nargs="+", metavar="IMAGE")
-        p.add_argument("-o", "--output", metavar="FILE", help="write here (default: stdout)")
-        p.add_argument(
-            "--format", choices=["docker-archive", "oci-archive"], default="docker-archive"
-        )
-        p.set_defaults(func=cmd_save)
 
+def _register(sub: Any, grouped: bool) -> None:
     p = sub.add_parser("create", help="create a container (do not start it)")
     _run_flags(p, run=False)
     p.set_defaults(func=cmd_create, error_status=_start_failure_status)
@@ -287,7 +233,7 @@ def add_engine_commands(sub: Any, image_sub: Any) -> None:
     p.add_argument("-f", "--force", action="store_true", help="kill a running container first")
     p.set_defaults(func=cmd_rm)
 
-    p = sub.add_parser("ps", help="list containers")
+    p = sub.add_parser("ps", aliases=["ls", "list"] if grouped else [], help="list containers")
     p.add_argument("-a", "--all", action="store_true", help="also stopped ones")
     p.add_argument("-q", "--quiet", action="store_true", help="only ids")
     p.add_argument("--no-trunc", action="store_true")

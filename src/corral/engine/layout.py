@@ -1,27 +1,39 @@
-"""Where the engine keeps everything: one directory, ``/var/lib/corral`` unless told otherwise.
+"""Every path the engine uses, computed here and nowhere else.
 
-::
+One storage root, ``/var/lib/corral`` unless told otherwise, survives reboots::
 
     <root>/
-      corral.db               SQLite (WAL): images, tags, manifests, layers, snapshots, containers
+      corral.db               SQLite (WAL): images, tags, manifests, layers, snapshots,
+                              containers (and each feature's own tables: leases, volumes...)
       corral.db-wal, -shm     SQLite's write-ahead log
       lock                    flock()ed by every command that changes something
+      auth.json               registry credentials (podman's format; $REGISTRY_AUTH_FILE wins)
       blobs/sha256/<hex>      content-addressed blobs: manifests, configs, layer tarballs
-      tmp/                    partial downloads and blobs being written (same filesystem, so a
-                              finished blob is rename()d into blobs/ atomically)
+      tmp/                    ingest: partial downloads and blobs being written (same
+                              filesystem, so a finished blob is rename()d into blobs/)
       snapshots/<n>/fs        a layer unpacked (committed snapshot, read-only overlay lower dir)
                               or a container's upper dir (active snapshot, with <n>/work)
       snapshots/.extract-*    a layer being unpacked; renamed to snapshots/<n> once complete
+      containers/<id>/        a container: its record, OCI bundle (config.json, rootfs/), logs
+      networks/               network state that is not in the database (engine.network)
+      volumes/<name>/_data    named volumes (engine.volumes)
+      build/                  the build cache (engine.build)
 
-The root is chosen by ``--root``, else ``$CORRAL_ROOT``, else ``/var/lib/corral``. The OCI
-runtime's state lives elsewhere (``/run/corral``, tmpfs: it must not survive a reboot, while
-images must).
+The OCI runtime's state for the engine's containers does not survive a reboot (nor should
+it: after one, no container runs and the engine's next command says so), so it lives on a
+tmpfs, one directory per storage root::
+
+    /run/corral-engine/<12 hex digits of sha256(root)>/<container id>/   (corral.runtime.state)
+
+The root is chosen by ``--root``, else ``$CORRAL_ROOT``, else ``/var/lib/corral``; the runtime
+state directory by ``--runroot``, else ``$CORRAL_RUNROOT``, else as above.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import os
 import shutil
 from collections.abc import Iterator
@@ -29,8 +41,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 DEFAULT_ROOT = "/var/lib/corral"
-DEFAULT_RUNTIME_ROOT = "/run/corral"
+RUNTIME_PARENT = "/run/corral-engine"
 ENV_ROOT = "CORRAL_ROOT"
+ENV_RUNROOT = "CORRAL_RUNROOT"
 EXTRACT_PREFIX = ".extract-"
 _HELD: dict[str, int] = {}  # roots whose lock this process holds, and how deeply
 
@@ -40,20 +53,43 @@ def default_root() -> Path:
     return Path(os.environ.get(ENV_ROOT) or DEFAULT_ROOT)
 
 
+def runtime_root_for(root: Path) -> Path:
+    """Where the runtime state of ``root``'s containers lives by default (on /run's tmpfs)."""
+    env = os.environ.get(ENV_RUNROOT)
+    if env:
+        return Path(env).absolute()
+    key = hashlib.sha256(str(root).encode()).hexdigest()[:12]
+    return Path(RUNTIME_PARENT) / key
+
+
 @dataclass(frozen=True)
 class Layout:
-    """The paths under one storage root. Creating the object touches nothing; ``create()`` does."""
+    """The paths of one storage root. Creating the object touches nothing; ``create()`` does."""
 
     root: Path
-    runtime_root: Path = Path(DEFAULT_RUNTIME_ROOT)
+    runtime_root: Path
 
     @classmethod
-    def at(cls, root: str | os.PathLike[str] | None = None) -> Layout:
-        return cls(Path(root).absolute() if root is not None else default_root().absolute())
+    def at(
+        cls,
+        root: str | os.PathLike[str] | None = None,
+        runtime_root: str | os.PathLike[str] | None = None,
+    ) -> Layout:
+        where = Path(root).absolute() if root is not None else default_root().absolute()
+        state = Path(runtime_root).absolute() if runtime_root else runtime_root_for(where)
+        return cls(where, state)
 
     @property
     def db(self) -> Path:
         return self.root / "corral.db"
+
+    @property
+    def lock_path(self) -> Path:
+        return self.root / "lock"
+
+    @property
+    def auth_file(self) -> Path:
+        return self.root / "auth.json"
 
     @property
     def blobs(self) -> Path:
@@ -67,12 +103,27 @@ class Layout:
     def snapshots(self) -> Path:
         return self.root / "snapshots"
 
-    @property
-    def lock_path(self) -> Path:
-        return self.root / "lock"
-
     def snapshot_dir(self, snapshot_id: int) -> Path:
         return self.snapshots / str(snapshot_id)
+
+    @property
+    def containers(self) -> Path:
+        return self.root / "containers"
+
+    def container_dir(self, container_id: str) -> Path:
+        return self.containers / container_id
+
+    @property
+    def networks(self) -> Path:
+        return self.root / "networks"
+
+    @property
+    def volumes(self) -> Path:
+        return self.root / "volumes"
+
+    @property
+    def build_cache(self) -> Path:
+        return self.root / "build"
 
     def create(self) -> None:
         """Make the directories (0700: image contents may hold secrets and setuid files)."""

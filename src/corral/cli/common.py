@@ -1,0 +1,89 @@
+"""What the ``corral`` CLI's noun modules share: the command table, the engine, a prompt.
+
+Each noun module (images, containers, system, registry, and next network, volume, build) has
+``register(commands)``, which adds its subcommands to the parser with ``set_defaults(func=...)``;
+a command function takes the parsed Namespace, calls ``Engine`` methods only, prints, and
+returns its exit status. ``corral.cli.main`` lists the modules and runs the one chosen.
+"""
+
+from __future__ import annotations
+
+import sys
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import argparse
+    from typing import Any
+
+    from corral.engine.engine import Engine
+
+
+class Commands:
+    """The parser's command table: top-level commands, and noun groups (``image``, ``system``,
+    ``container``...) made on first use, so two modules can add verbs to one noun."""
+
+    def __init__(self, top: Any, parser_class: type[argparse.ArgumentParser]) -> None:
+        self.top = top
+        self._parser_class = parser_class
+        self._groups: dict[str, Any] = {}
+
+    def group(self, noun: str, help: str) -> Any:
+        """The subcommands of ``corral NOUN`` (an argparse subparsers action)."""
+        if noun not in self._groups:
+            parser = self.top.add_parser(noun, help=help)
+            sub = parser.add_subparsers(
+                dest="subcommand", metavar="COMMAND", parser_class=self._parser_class
+            )
+            sub.required = True
+            self._groups[noun] = sub
+        return self._groups[noun]
+
+
+def engine(ns: argparse.Namespace) -> Engine:
+    """The engine the command line names (``--root``, ``--runroot``), one per command."""
+    cached: Engine | None = getattr(ns, "_engine", None)
+    if cached is None:
+        from corral.engine.engine import Engine
+
+        cached = Engine(ns.root, runtime_root=getattr(ns, "runroot", None))
+        ns._engine = cached
+    return cached
+
+
+def confirm(warning: str) -> bool:
+    """docker's prompt: ``warning`` and "[y/N]" on stdout, one line read from stdin whatever
+    it is (a pipe too); only y or yes goes on, anything else or the end of input aborts."""
+    sys.stdout.write(warning + "Are you sure you want to continue? [y/N] ")
+    sys.stdout.flush()
+    answer = sys.stdin.readline() if sys.stdin is not None else ""  # None: fd 0 was closed
+    return answer.strip().lower() in ("y", "yes")
+
+
+def prunable(all_images: bool) -> str:
+    """What an image prune removes, in docker's words."""
+    if all_images:
+        return "all images without at least one container associated to them"
+    return "all dangling images"
+
+
+def go_template(template: str, data: dict[str, Any]) -> str:
+    """A tiny subset of Go templates: ``{{.Id}}``, ``{{.Config.Cmd}}``, ``{{json .RootFS}}``."""
+    import json
+    import re
+
+    from corral.errors import UsageError
+
+    def value(match: re.Match[str]) -> str:
+        expr = match.group(1).strip()
+        as_json = expr.startswith("json ")
+        path = expr[5:].strip() if as_json else expr
+        current: Any = data
+        for key in [k for k in path.split(".") if k]:
+            if not isinstance(current, dict) or key not in current:
+                raise UsageError(f"--format: no field {path!r}")
+            current = current[key]
+        if as_json or isinstance(current, dict | list):
+            return json.dumps(current)
+        return str(current)
+
+    return re.sub(r"\{\{(.*?)\}\}", value, template)
