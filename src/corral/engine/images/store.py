@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from corral.engine.db import connect, transaction
+from corral.engine.db import transaction
 from corral.engine.format import rfc3339
 from corral.engine.images.content import ContentStore
 from corral.engine.images.digest import chain_ids, is_digest, short_id
@@ -38,8 +38,8 @@ from corral.errors import NotFoundError, StateError, UsageError, UserError
 
 if TYPE_CHECKING:
     from corral.engine.engine import Engine
-    from corral.engine.snapshots.overlay import Snapshotter
     from corral.engine.images.fromhost import RootfsBuilder
+    from corral.engine.snapshots.overlay import Snapshotter
 
 MEDIA_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 MEDIA_CONFIG = "application/vnd.oci.image.config.v1+json"
