@@ -113,3 +113,22 @@ def test_help_is_fast_and_lazy() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
+
+
+def test_docker_spellings_of_a_name_find_one_image(root: Path) -> None:
+    """``corral image busybox`` makes ``busybox:latest``; docker's other spellings of that name
+    (``docker.io/library/busybox``, by manifest digest) find it in every image command."""
+    image_id = corral(root, "image", "busybox").stdout.strip()
+    for ref in ("docker.io/library/busybox", "docker.io/library/busybox:latest", "busybox"):
+        data = json.loads(corral(root, "inspect", ref).stdout)
+        assert data[0]["Id"] == image_id, ref
+    listed = corral(root, "images", "docker.io/library/busybox").stdout.splitlines()
+    assert [line.split()[:2] for line in listed[1:]] == [["busybox", "latest"]]
+    digest = json.loads(corral(root, "inspect", "busybox").stdout)[0]["RepoDigests"]
+    if digest:  # as docker: only images that came from (or went to) a registry have one
+        by_digest = corral(root, "inspect", "busybox@" + digest[0].split("@")[1]).stdout
+        assert json.loads(by_digest)[0]["Id"] == image_id
+    corral(root, "tag", "docker.io/library/busybox", "docker.io/me/bb:1")
+    rows = [line.split()[:2] for line in corral(root, "images").stdout.splitlines()[1:]]
+    assert ["me/bb", "1"] in rows
+    assert corral(root, "run", "--rm", "docker.io/library/busybox:latest", "true").returncode == 0

@@ -23,13 +23,12 @@ if TYPE_CHECKING:
 def cmd_images(ns: argparse.Namespace) -> int:
     from corral.engine.format import ago, human_size, table
     from corral.engine.images.digest import short_id
-    from corral.engine.images.store import parse_reference
+    from corral.engine.images.reference import split_local
 
     store = engine(ns).images
     wanted: tuple[str, str | None] | None = None
     if getattr(ns, "reference", None):
-        name, tag = parse_reference(ns.reference)
-        wanted = (name, tag if ":" in ns.reference.rsplit("/", 1)[-1] else None)
+        wanted = split_local(ns.reference)
     rows: list[list[str]] = []
     ids: list[str] = []
     for image in store.images():

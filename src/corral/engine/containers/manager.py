@@ -179,7 +179,7 @@ class Containers:
         auto_remove: bool = False,
     ) -> Record:
         """Make the container: writable snapshot, OCI config, record. Nothing runs yet."""
-        from corral.engine.images.store import normalize
+        from corral.engine.images.reference import normalize
 
         if name is not None and not _valid_name(name):
             raise UsageError(f"--name {name!r}: use letters, digits and _ . - (first alphanumeric)")

@@ -329,7 +329,7 @@ def _plans(src: _Source, spec: LoadSpec, path: Path) -> list[_Plan]:
 
 def _default_repo(path: Path) -> str | None:
     """A repository name from a layout's file name (``/tmp/app.tar`` -> ``app``), if valid."""
-    from corral.engine.images.store import parse_reference
+    from corral.engine.images.reference import parse
 
     base = path.resolve().name
     for ext in (".tar.gz", ".tgz", ".tar", ".oci"):
@@ -337,14 +337,14 @@ def _default_repo(path: Path) -> str | None:
             base = base[: -len(ext)]
     base = base.lower()
     try:
-        parse_reference(base)
+        parse(base)
     except UserError:
         return None
     return base if ":" not in base else None
 
 
 def _docker_plans(src: _Source) -> list[_Plan]:
-    from corral.engine.images.store import normalize
+    from corral.engine.images.reference import normalize
 
     _, entries = src.read_json("manifest.json")
     if not isinstance(entries, list) or not entries:
@@ -361,7 +361,7 @@ def _docker_plans(src: _Source) -> list[_Plan]:
         tags = []
         for tag in entry.get("RepoTags") or []:
             try:
-                tags.append(normalize(_familiar(str(tag))))
+                tags.append(normalize(str(tag)))
             except UserError as err:
                 raise ArchiveError(f"{where}: RepoTags: {err}") from None
         plans.append(
@@ -383,14 +383,6 @@ def _digest_in_name(name: str) -> str | None:
     if _HEX64.match(base) and (name.endswith(".json") or "sha256/" in name):
         return f"sha256:{base}"
     return None
-
-
-def _familiar(name: str) -> str:
-    """``docker.io/library/busybox:1`` -> ``busybox:1`` (docker's local form)."""
-    for prefix in ("docker.io/library/", "index.docker.io/library/", "docker.io/"):
-        if name.startswith(prefix):
-            return name[len(prefix) :]
-    return name
 
 
 def _oci_plans(src: _Source, ref: str | None, repo: str | None) -> list[_Plan]:
@@ -498,14 +490,14 @@ def _walk_index(
 
 def _oci_tags(name: str | None, descriptor: dict[str, Any], repo: str | None) -> list[str]:
     """Tags for an image of a layout: a full ref name as is, a bare tag under the file's name."""
-    from corral.engine.images.store import normalize
+    from corral.engine.images.reference import normalize
 
     if not name:
         return []
     full = _short(name) != name or "/" in name
     try:
         if full:
-            return [normalize(_familiar(name))]
+            return [normalize(name)]
         if repo is not None:
             return [normalize(f"{repo}:{name}")]
     except UserError:
@@ -589,7 +581,7 @@ def save(
         raise UsageError(f"--format {fmt!r}: must be one of {', '.join(FORMATS)}")
     if not refs:
         raise UsageError("save: name at least one image")
-    from corral.engine.images.store import normalize
+    from corral.engine.images.reference import normalize
 
     selected: list[tuple[Image, list[str]]] = []
     for ref in refs:

@@ -121,6 +121,25 @@ def parse(ref: str, what: str = "image reference") -> Reference:
     return Reference(domain, path, tag, digest)
 
 
+def normalize(ref: str, what: str = "image reference") -> str:
+    """The local tag ``ref`` names, in docker's familiar form: ``busybox`` and
+    ``docker.io/library/busybox:latest`` are both ``busybox:latest``. A digest-only reference
+    names no tag: a UsageError (``what`` names the argument)."""
+    parsed = parse(ref, what)
+    if parsed.tag is None:
+        raise UsageError(f"{what} {ref!r}: a digest reference cannot be used as a tag here")
+    return f"{parsed.familiar_name}:{parsed.tag}"
+
+
+def split_local(ref: str, what: str = "image reference") -> tuple[str, str | None]:
+    """``(familiar repository, tag or None)``: ``corral images docker.io/library/busybox`` lists
+    ``busybox`` with every tag (no tag given: None), ``busybox:1`` only tag ``1``."""
+    parsed = parse(ref, what)
+    text = ref.removeprefix("docker://").split("@", 1)[0]
+    tagged = text.rfind(":") > text.rfind("/")
+    return parsed.familiar_name, parsed.tag if tagged else None
+
+
 def registry_key(registry: str) -> str:
     """A registry as auth.json keys it: ``docker.io`` for Docker Hub, else ``host[:port]``."""
     text = registry.removeprefix("docker://").removeprefix("https://").removeprefix("http://")

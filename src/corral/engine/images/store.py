@@ -34,6 +34,7 @@ from corral.engine.format import rfc3339
 from corral.engine.images.content import ContentStore
 from corral.engine.images.digest import chain_ids, is_digest, short_id
 from corral.engine.images.layers import MEDIA_TYPE_OF, DecompressingReader, detect
+from corral.engine.images.reference import normalize, parse
 from corral.errors import NotFoundError, StateError, UsageError, UserError
 
 if TYPE_CHECKING:
@@ -46,9 +47,6 @@ MEDIA_CONFIG = "application/vnd.oci.image.config.v1+json"
 DEFAULT_TAG = "latest"
 DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
-_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
-_REPO = re.compile(rf"^(?:[a-zA-Z0-9.-]+(?::[0-9]+)?/)?{_COMPONENT}(?:/{_COMPONENT})*$")
-_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 _ARCH = {
     "x86_64": "amd64",
     "aarch64": "arm64",
@@ -63,32 +61,6 @@ def host_architecture() -> str:
     """The OCI name of this machine's architecture (``amd64`` on x86_64)."""
     machine = os.uname().machine
     return _ARCH.get(machine, machine)
-
-
-def parse_reference(ref: str, what: str = "image reference") -> tuple[str, str]:
-    """``"name[:tag]"`` -> ``(name, tag)``, tag ``latest`` by default; validated like docker."""
-    name, tag = ref, DEFAULT_TAG
-    slash = ref.rfind("/")
-    colon = ref.rfind(":")
-    if "@" in ref:
-        raise UsageError(
-            f"{what} {ref!r}: digest references (name@sha256:...) are not supported yet"
-        )
-    if colon > slash:
-        name, tag = ref[:colon], ref[colon + 1 :]
-    if not _REPO.match(name):
-        raise UsageError(
-            f"{what} {ref!r}: invalid repository name (lowercase letters, digits and . _ - /)"
-        )
-    if not _TAG.match(tag):
-        raise UsageError(f"{what} {ref!r}: invalid tag {tag!r}")
-    return name, tag
-
-
-def normalize(ref: str, what: str = "image reference") -> str:
-    """``"busybox"`` -> ``"busybox:latest"``."""
-    name, tag = parse_reference(ref, what)
-    return f"{name}:{tag}"
 
 
 @dataclass(frozen=True)
@@ -216,10 +188,17 @@ class ImageStore:
         if not ref:
             raise UsageError("image name: must not be empty")
         try:
-            tag = normalize(ref)
+            parsed = parse(ref)
         except UsageError:
-            tag = None
-        if tag is not None:
+            parsed = None
+        if parsed is not None and parsed.digest is not None:  # name@sha256:<manifest digest>
+            row = self.db.execute(
+                "SELECT image_id FROM manifests WHERE digest = ?", (parsed.digest,)
+            ).fetchone()
+            if row is not None:
+                return str(row["image_id"])
+        elif parsed is not None:
+            tag = f"{parsed.familiar_name}:{parsed.tag}"
             row = self.db.execute("SELECT image_id FROM tags WHERE name = ?", (tag,)).fetchone()
             if row is not None:
                 return str(row["image_id"])
