@@ -132,3 +132,50 @@ def test_docker_spellings_of_a_name_find_one_image(root: Path) -> None:
     rows = [line.split()[:2] for line in corral(root, "images").stdout.splitlines()[1:]]
     assert ["me/bb", "1"] in rows
     assert corral(root, "run", "--rm", "docker.io/library/busybox:latest", "true").returncode == 0
+
+
+def _pipe(root: Path, data: bytes, *args: str) -> subprocess.CompletedProcess[bytes]:
+    from helpers.engine import CORRAL
+
+    return subprocess.run(
+        [CORRAL, "--root", str(root), *args], input=data, capture_output=True, timeout=120
+    )
+
+
+def test_import_and_load_read_stdin(root: Path, tmp_path: Path, bundle_template) -> None:  # type: ignore[no-untyped-def]
+    """``corral import - NAME`` and ``corral load`` with no -i take the archive from a pipe."""
+    tarball = tmp_path / "rootfs.tar"
+    with tarfile.open(tarball, "w") as tar:
+        tar.add(bundle_template.path / "rootfs", arcname=".")
+    done = _pipe(root, tarball.read_bytes(), "import", "-", "piped:1")
+    assert done.returncode == 0, done.stderr
+    assert corral(root, "run", "--rm", "piped:1", "echo", "ok").stdout == "ok\n"
+    archive = tmp_path / "saved.tar"
+    corral(root, "save", "-o", str(archive), "piped:1")
+    corral(root, "rmi", "-f", "piped:1")
+    done = _pipe(root, archive.read_bytes(), "load")
+    assert done.returncode == 0 and done.stdout == b"Loaded image: piped:1\n", done.stderr
+    empty = _pipe(root, b"", "load")
+    assert empty.returncode == 1 and b"stdin is empty" in empty.stderr
+    assert list((root / "tmp").iterdir()) == []  # the spooled copies are gone
+
+
+def test_images_filters_and_formats(root: Path) -> None:
+    corral(root, "image", "busybox")
+    corral(root, "tag", "busybox", "app:1")
+    corral(root, "tag", "busybox", "app:2")
+
+    def listed(*args: str) -> list[str]:
+        return corral(root, "images", "--format", "{{.Repository}}:{{.Tag}}", *args).stdout.split()
+
+    assert sorted(listed()) == ["app:1", "app:2", "busybox:latest"]
+    assert sorted(listed("-f", "reference=app")) == ["app:1", "app:2"]
+    assert listed("-f", "reference=app:2") == ["app:2"]
+    assert listed("-f", "reference=busy*") == ["busybox:latest"]
+    assert listed("-f", "dangling=true") == []
+    table = corral(root, "images", "--format", "table {{.Repository}}\\t{{.Tag}}").stdout
+    assert table.splitlines()[0].split() == ["REPOSITORY", "TAG"]
+    rows = [json.loads(x) for x in corral(root, "images", "--format", "json").stdout.splitlines()]
+    assert {r["Tag"] for r in rows} == {"1", "2", "latest"} and rows[0]["ID"] == rows[1]["ID"]
+    bad = corral(root, "images", "-f", "shape=round", check=False)
+    one_line_error(bad, "invalid filter 'shape'")

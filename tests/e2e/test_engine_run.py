@@ -34,8 +34,9 @@ def mounts_under(path: Path) -> list[str]:
 def leftovers(root: Path) -> dict[str, object]:
     """Everything a removed container could leave: dirs, runtime state, snapshots, rows, mounts."""
     containers = root / "containers"
-    runtime = root / "runtime"
     info = json.loads(corral(root, "info", "-f", "json").stdout)
+    runtime = Path(info["runtime_root"])  # on /run's tmpfs, one directory per root
+    assert str(runtime).startswith("/run/corral-engine/"), runtime
     return {
         "containers": sorted(os.listdir(containers)) if containers.exists() else [],
         "runtime": sorted(os.listdir(runtime)) if runtime.exists() else [],

@@ -66,8 +66,37 @@ def prunable(all_images: bool) -> str:
     return "all dangling images"
 
 
+def format_rows(
+    template: str | None, rows: list[dict[str, str]], columns: dict[str, str],
+    fields: dict[str, str],
+) -> str:
+    """docker's ``--format`` for a listing (``ps``, ``images``).
+
+    No template: the default table (``columns``: header -> field). ``table`` alone is that too;
+    ``table {{.ID}}\\t{{.Names}}`` is a table of those fields under their headers (``fields``:
+    field -> header); ``json`` is one JSON object per row; any other template renders each row
+    on its own line. A literal ``\\t`` in a template is a tab, as in docker.
+    """
+    import json
+
+    from corral.engine.format import table
+
+    if template == "json":
+        return "".join(json.dumps(r, separators=(",", ":")) + "\n" for r in rows)
+    if template is None or template.strip() == "table":
+        return table(list(columns), [[r[f] for f in columns.values()] for r in rows])
+    text = template.replace("\\t", "\t").replace("\\n", "\n")
+    if text.startswith("table"):
+        text = text[len("table") :].lstrip()
+        header = go_template(text, {f: fields.get(f, f.upper()) for f in fields})
+        cells = [header.split("\t")] + [go_template(text, r).split("\t") for r in rows]
+        return table(cells[0], cells[1:])
+    return "".join(go_template(text, r) + "\n" for r in rows)
+
+
 def go_template(template: str, data: dict[str, Any]) -> str:
-    """A tiny subset of Go templates: ``{{.Id}}``, ``{{.Config.Cmd}}``, ``{{json .RootFS}}``."""
+    """A tiny subset of Go templates: ``{{.Id}}``, ``{{.Config.Cmd}}``, ``{{json .RootFS}}``,
+    ``{{json .}}``."""
     import json
     import re
 
@@ -77,6 +106,8 @@ def go_template(template: str, data: dict[str, Any]) -> str:
         expr = match.group(1).strip()
         as_json = expr.startswith("json ")
         path = expr[5:].strip() if as_json else expr
+        if not path.startswith("."):
+            raise UsageError(f"--format: {expr!r}: want {{{{.Field}}}} or {{{{json .Field}}}}")
         current: Any = data
         for key in [k for k in path.split(".") if k]:
             if not isinstance(current, dict) or key not in current:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import sys
 
-from corral.cli.common import engine
+from corral.cli.common import confirm, engine, format_rows
 from corral.errors import UsageError
 
 TYPE_CHECKING = False
@@ -139,44 +139,133 @@ def _tail(text: str) -> int | None:
 
 
 def cmd_ps(ns: argparse.Namespace) -> int:
-    import json
-    import shlex
-    import time
+    from corral.engine import filters
+    from corral.engine.containers.listing import PS_COLUMNS, PS_FIELDS, row, select
 
-    from corral.engine.format import ago, human_duration, rfc3339, table, truncate
-
-    containers = engine(ns).containers
-    statuses = containers.list(all_containers=ns.all)
+    chosen = filters.parse(ns.filter or [], filters.CONTAINER_KEYS)
+    everything = ns.all or ns.latest or ns.last is not None
+    statuses = select(engine(ns).containers, chosen, everything)
+    if ns.latest:
+        statuses = statuses[:1]
+    elif ns.last is not None:
+        statuses = statuses[: max(ns.last, 0)] if ns.last >= 0 else statuses
     if ns.quiet:
         for s in statuses:
             print(s.record.id if ns.no_trunc else s.record.id[:12])
         return 0
-    rows = []
-    now = time.time()
-    for s in statuses:
-        r = s.record
-        if s.state == "running":
-            text = f"Up {human_duration(now - (s.started or now))}"
-        elif s.state == "exited":
-            code = "?" if s.exit_code is None else str(s.exit_code)
-            text = f"Exited ({code}) {ago(rfc3339(s.finished or now))}"
-        else:
-            text = "Created"
-        command = " ".join(shlex.quote(a) for a in r.args)
-        rows.append(
-            [
-                r.id if ns.no_trunc else r.id[:12],
-                r.image,
-                json.dumps(command if ns.no_trunc else truncate(command, 20), ensure_ascii=False),
-                ago(rfc3339(r.created)),
-                text,
-                "",
-                r.name,
-            ]
-        )
-    sys.stdout.write(
-        table(["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"], rows)
+    rows = [row(s, ns.no_trunc) for s in statuses]
+    sys.stdout.write(format_rows(ns.format, rows, PS_COLUMNS, PS_FIELDS))
+    return 0
+
+
+def cmd_exec(ns: argparse.Namespace) -> int:
+    from corral.engine.containers.processes import ExecRequest, exec_in, parse_user
+
+    if ns.tty and ns.interactive and not os.isatty(0):
+        raise UsageError("the input device is not a TTY")
+    if not ns.interactive and not ns.detach:
+        null = os.open("/dev/null", os.O_RDONLY)
+        os.dup2(null, 0)
+        os.close(null)
+    request = ExecRequest(
+        args=list(ns.command),
+        env=list(ns.env or []),
+        user=parse_user(ns.user),
+        workdir=ns.workdir,
+        tty=ns.tty,
+        detach=ns.detach,
     )
+    sys.stdout.flush()
+    return exec_in(engine(ns).containers, ns.container, request)
+
+
+def _exec_failure_status(err: BaseException) -> int:
+    from corral.engine.containers.processes import exec_failure_status
+
+    return exec_failure_status(err)
+
+
+def cmd_top(ns: argparse.Namespace) -> int:
+    from corral.engine.containers.processes import top
+
+    sys.stdout.write(top(engine(ns).containers, ns.container, list(ns.ps_args)))
+    return 0
+
+
+#: ``stats``' columns: header -> field.
+STATS_COLUMNS = {
+    "CONTAINER ID": "ID",
+    "NAME": "Name",
+    "CPU %": "CPUPerc",
+    "MEM USAGE / LIMIT": "MemUsage",
+    "MEM %": "MemPerc",
+    "NET I/O": "NetIO",
+    "BLOCK I/O": "BlockIO",
+    "PIDS": "PIDs",
+}
+
+
+def cmd_stats(ns: argparse.Namespace) -> int:
+    """docker's ``stats``: one table (--no-stream) or a new one every second until Ctrl-C."""
+    import time
+
+    from corral.engine.containers.processes import stats
+    from corral.engine.format import human_size
+
+    containers = engine(ns).containers
+    fields = {v: k for k, v in STATS_COLUMNS.items()}
+    clear = sys.stdout.isatty() and not ns.no_stream
+    while True:
+        rows = []
+        for st in stats(containers, list(ns.containers), ns.all):
+            rows.append(
+                {
+                    "ID": st.id if ns.no_trunc else st.id[:12],
+                    "Name": st.name,
+                    "CPUPerc": f"{st.cpu_percent:.2f}%",
+                    "MemUsage": f"{_iec(st.memory_usage)} / {_iec(st.memory_limit)}",
+                    "MemPerc": f"{st.memory_percent:.2f}%",
+                    "NetIO": f"{human_size(st.net_rx)} / {human_size(st.net_tx)}",
+                    "BlockIO": f"{human_size(st.block_read)} / {human_size(st.block_write)}",
+                    "PIDs": str(st.pids),
+                }
+            )
+        if clear:
+            sys.stdout.write("\033[2J\033[H")
+        sys.stdout.write(format_rows(ns.format, rows, STATS_COLUMNS, fields))
+        sys.stdout.flush()
+        if ns.no_stream:
+            return 0
+        time.sleep(0.5)
+
+
+def _iec(size: int) -> str:
+    """Memory as docker's stats prints it: binary units (``1.5MiB``)."""
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{value:.4g}{unit}" if unit != "B" else f"{int(value)}B"
+        value /= 1024
+    return f"{size}B"
+
+
+def cmd_rename(ns: argparse.Namespace) -> int:
+    engine(ns).containers.rename(ns.container, ns.new_name)
+    return 0
+
+
+def cmd_container_prune(ns: argparse.Namespace) -> int:
+    from corral.engine import filters
+    from corral.engine.format import human_size
+
+    chosen = filters.parse(ns.filter or [], frozenset({"label"}))
+    if not ns.force and not confirm("WARNING! This will remove all stopped containers.\n"):
+        return 0
+    report = engine(ns).prune_containers(chosen)
+    if report.containers:
+        print("Deleted Containers:")
+        print("\n".join(report.containers) + "\n")
+    print(f"Total reclaimed space: {human_size(report.reclaimed)}")
     return 0
 
 
@@ -237,6 +326,17 @@ def _register(sub: Any, grouped: bool) -> None:
     p.add_argument("-a", "--all", action="store_true", help="also stopped ones")
     p.add_argument("-q", "--quiet", action="store_true", help="only ids")
     p.add_argument("--no-trunc", action="store_true")
+    p.add_argument(
+        "-f", "--filter", action="append", metavar="KEY=VALUE",
+        help="id, name, status, exited, ancestor, label, before, since, health",
+    )  # fmt: skip
+    p.add_argument(
+        "--format", metavar="TEMPLATE",
+        help="'table {{.ID}}\\t{{.Names}}', '{{.Names}}', 'json' (fields: ID, Image, Command, "
+        "CreatedAt, RunningFor, Ports, State, Status, Size, Names, Labels, Mounts, Networks)",
+    )  # fmt: skip
+    p.add_argument("-n", "--last", type=int, metavar="N", help="the N last created (all states)")
+    p.add_argument("-l", "--latest", action="store_true", help="the last created (all states)")
     p.set_defaults(func=cmd_ps)
 
     p = sub.add_parser("logs", help="the output of a detached container")
@@ -249,3 +349,38 @@ def _register(sub: Any, grouped: bool) -> None:
     p.add_argument("--since", metavar="TIME", help="(not supported yet)")
     p.add_argument("--until", metavar="TIME", help="(not supported yet)")
     p.set_defaults(func=cmd_logs)
+
+    p = sub.add_parser("exec", help="run a command in a running container")
+    p.add_argument("-d", "--detach", action="store_true", help="in the background")
+    p.add_argument("-i", "--interactive", action="store_true", help="keep stdin attached")
+    p.add_argument("-t", "--tty", action="store_true", help="allocate a terminal")
+    p.add_argument("-e", "--env", action="append", metavar="K=V", help="set a variable")
+    p.add_argument("-u", "--user", metavar="UID[:GID]", help="numeric user (and group)")
+    p.add_argument("-w", "--workdir", metavar="DIR", help="working directory in the container")
+    p.add_argument("container", metavar="CONTAINER")
+    p.add_argument("command", nargs="...", metavar="CMD")
+    p.set_defaults(func=cmd_exec, error_status=_exec_failure_status)
+
+    p = sub.add_parser("top", help="the processes of a running container")
+    p.add_argument("container", metavar="CONTAINER")
+    p.add_argument("ps_args", nargs="...", metavar="PS OPTIONS", help="for ps (default -ef)")
+    p.set_defaults(func=cmd_top)
+
+    p = sub.add_parser("stats", help="CPU, memory, network, block I/O and pids of containers")
+    p.add_argument("containers", nargs="*", metavar="CONTAINER")
+    p.add_argument("-a", "--all", action="store_true", help="all containers (default: running)")
+    p.add_argument("--no-stream", action="store_true", help="one table, then exit")
+    p.add_argument("--no-trunc", action="store_true")
+    p.add_argument("--format", metavar="TEMPLATE", help="'table {{.Name}}\\t{{.CPUPerc}}', 'json'")
+    p.set_defaults(func=cmd_stats)
+
+    p = sub.add_parser("rename", help="rename a container")
+    p.add_argument("container", metavar="CONTAINER")
+    p.add_argument("new_name", metavar="NEW_NAME")
+    p.set_defaults(func=cmd_rename)
+
+    if grouped:
+        p = sub.add_parser("prune", help="remove all stopped containers")
+        p.add_argument("-f", "--force", action="store_true", help="do not ask")
+        p.add_argument("--filter", action="append", metavar="label=K[=V]")
+        p.set_defaults(func=cmd_container_prune)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import sys
 
-from corral.cli.common import confirm, engine, go_template, prunable
+from corral.cli.common import confirm, engine, format_rows, go_template, prunable
 from corral.errors import CorralError, UsageError
 
 TYPE_CHECKING = False
@@ -20,41 +20,75 @@ if TYPE_CHECKING:
     from corral.cli.common import Commands
 
 
-def cmd_images(ns: argparse.Namespace) -> int:
-    from corral.engine.format import ago, human_size, table
-    from corral.engine.images.digest import short_id
-    from corral.engine.images.reference import split_local
+#: ``images``' columns (header -> field) and every ``--format`` field (field -> header).
+IMAGE_COLUMNS = {
+    "REPOSITORY": "Repository",
+    "TAG": "Tag",
+    "IMAGE ID": "ID",
+    "CREATED": "CreatedSince",
+    "SIZE": "Size",
+}
+IMAGE_FIELDS = {
+    "Repository": "REPOSITORY",
+    "Tag": "TAG",
+    "ID": "IMAGE ID",
+    "Digest": "DIGEST",
+    "CreatedSince": "CREATED",
+    "CreatedAt": "CREATED AT",
+    "Size": "SIZE",
+}
 
-    store = engine(ns).images
-    wanted: tuple[str, str | None] | None = None
-    if getattr(ns, "reference", None):
-        wanted = split_local(ns.reference)
-    rows: list[list[str]] = []
+
+def cmd_images(ns: argparse.Namespace) -> int:
+    from corral.engine import filters
+    from corral.engine.format import ago, human_size
+    from corral.engine.images.digest import short_id
+    from corral.engine.images.listing import select
+
+    chosen = filters.parse(ns.filter or [], filters.IMAGE_KEYS)
+    rows: list[dict[str, str]] = []
     ids: list[str] = []
-    for image in store.images():
-        tags = [t.rsplit(":", 1) for t in image.tags] or [["<none>", "<none>"]]
-        for repo, tag in tags:
-            if wanted is not None and (repo != wanted[0] or wanted[1] not in (None, tag)):
-                continue
-            image_id = image.id if ns.no_trunc else short_id(image.id)
-            rows.append([repo, tag, image_id, ago(image.created), human_size(image.size, 3)])
-            if image_id not in ids:
-                ids.append(image_id)
+    for image, repo, tag in select(engine(ns).images, chosen, getattr(ns, "reference", None)):
+        image_id = image.id if ns.no_trunc else short_id(image.id)
+        rows.append(
+            {
+                "Repository": repo,
+                "Tag": tag,
+                "ID": image_id,
+                "Digest": image.manifest,
+                "CreatedSince": ago(image.created),
+                "CreatedAt": image.created,
+                "Size": human_size(image.size, 3),
+            }
+        )
+        if image_id not in ids:
+            ids.append(image_id)
     if ns.quiet:
         for image_id in ids:
             print(image_id)
-    else:
-        sys.stdout.write(table(["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"], rows))
+        return 0
+    sys.stdout.write(format_rows(ns.format, rows, IMAGE_COLUMNS, IMAGE_FIELDS))
     return 0
 
 
 def cmd_import(ns: argparse.Namespace) -> int:
-    store = engine(ns).images
-    if not os.path.exists(ns.file):
-        raise UsageError(f"{ns.file}: no such file")
-    image = store.import_rootfs(
-        ns.file, ns.reference, comment=ns.message or "", cmd=ns.cmd.split() if ns.cmd else None
-    )
+    """``import FILE|- [REF]``: ``-`` reads the tarball from stdin (docker's form)."""
+    the_engine = engine(ns)
+    cmd = ns.cmd.split() if ns.cmd else None
+    if ns.file == "-":
+        if sys.stdin.isatty():
+            raise UsageError("import -: stdin is a terminal; pipe a tarball into it")
+        with the_engine.spooled(sys.stdin.buffer, "import -") as path:
+            image = the_engine.images.import_rootfs(
+                path, ns.reference, comment=ns.message or "", cmd=cmd,
+                created_by="corral import -",
+            )  # fmt: skip
+    else:
+        if not os.path.exists(ns.file):
+            raise UsageError(f"{ns.file}: no such file")
+        image = the_engine.images.import_rootfs(
+            ns.file, ns.reference, comment=ns.message or "", cmd=cmd
+        )
     print(image.id)
     return 0
 
@@ -145,10 +179,15 @@ def cmd_load(ns: argparse.Namespace) -> int:
     from corral.engine.images.archive import load
 
     source = ns.input or getattr(ns, "source", None)
-    if not source:
-        raise UsageError("load: give -i FILE|DIR (or oci:DIR[:tag])")
-    store = engine(ns).images
-    for loaded in load(store, source):
+    the_engine = engine(ns)
+    if source:
+        results = load(the_engine.images, source)
+    elif sys.stdin is None or sys.stdin.isatty():
+        raise UsageError("load: give -i FILE|DIR (or oci:DIR[:tag]), or pipe an archive in")
+    else:
+        with the_engine.spooled(sys.stdin.buffer, "load") as path:
+            results = load(the_engine.images, str(path))
+    for loaded in results:
         if ns.quiet:
             continue
         if loaded.tags:
@@ -181,6 +220,15 @@ def _image_commands(sub: Any, top: bool) -> None:
     p.add_argument("reference", nargs="?", metavar="REPOSITORY[:TAG]")
     p.add_argument("-q", "--quiet", action="store_true", help="only image IDs")
     p.add_argument("--no-trunc", action="store_true", help="full image IDs")
+    p.add_argument(
+        "-f", "--filter", action="append", metavar="KEY=VALUE",
+        help="dangling=true|false, reference=PATTERN, label=K[=V], before=IMAGE, since=IMAGE",
+    )  # fmt: skip
+    p.add_argument(
+        "--format", metavar="TEMPLATE",
+        help="'table {{.Repository}}\\t{{.Tag}}', '{{.ID}}', 'json' (fields: Repository, Tag, "
+        "ID, Digest, CreatedSince, CreatedAt, Size)",
+    )  # fmt: skip
     p.set_defaults(func=cmd_images)
 
     p = sub.add_parser("history", help="show the history of an image")
@@ -205,15 +253,16 @@ def _image_commands(sub: Any, top: bool) -> None:
     p.add_argument("references", nargs="+", metavar="IMAGE")
     p.add_argument("-f", "--format", help="a Go-template subset: '{{.Id}}', '{{json .Config}}'")
     p.set_defaults(func=cmd_inspect)
-    if top:
-        return
 
     p = sub.add_parser("import", help="a root filesystem tarball becomes a one-layer image")
-    p.add_argument("file", metavar="ROOTFS.tar[.gz|.xz|.zst]")
+    p.add_argument("file", metavar="ROOTFS.tar[.gz|.xz|.zst]|-")
     p.add_argument("reference", nargs="?", metavar="NAME[:TAG]")
     p.add_argument("-m", "--message", help="a comment for the image's history")
     p.add_argument("--cmd", help="the default command, split on spaces (e.g. 'sh -c true')")
     p.set_defaults(func=cmd_import)
+
+    if top:
+        return
 
     p = sub.add_parser("prune", help="remove unused images")
     p.add_argument("-a", "--all", action="store_true", help="all unused images, not just dangling")

@@ -29,13 +29,16 @@ import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, BinaryIO
 
 from corral.engine.db import connect
 from corral.engine.layout import Layout
+from corral.errors import UsageError
 
 if TYPE_CHECKING:
     from corral.engine.containers.manager import Containers
+    from corral.engine.filters import Filters
     from corral.engine.images.store import DiskUsage, ImageStore
     from corral.engine.snapshots.overlay import Snapshotter
 
@@ -111,6 +114,26 @@ class Engine:
         with self.layout.locked():
             yield
 
+    @contextlib.contextmanager
+    def spooled(self, stream: BinaryIO, what: str) -> Iterator[Path]:
+        """Copy ``stream`` (a pipe: ``corral import -``, ``corral load < x``) into a file under
+        ``tmp/`` and yield its path, holding the lock (``tmp/`` is swept by a locked command,
+        so the file is ours only while we hold it); the file goes afterwards."""
+        import shutil
+        import tempfile
+
+        with self.locked():
+            fd, name = tempfile.mkstemp(prefix="stdin-", dir=self.layout.tmp)
+            try:
+                with os.fdopen(fd, "wb") as out:
+                    shutil.copyfileobj(stream, out, 1 << 20)
+                    if out.tell() == 0:
+                        raise UsageError(f"{what}: requested load from stdin, but stdin is empty")
+                yield Path(name)
+            finally:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(name)
+
     # -- the parts -------------------------------------------------------------------------------
 
     @cached_property
@@ -167,17 +190,28 @@ class Engine:
     def prune(self, all_images: bool = False) -> PruneReport:
         """docker's ``system prune``: stopped containers, then dangling (``all_images``: every
         unused) images, and the layers and blobs nothing references any more."""
+        report = self.prune_containers()
+        lines, freed = self.images.prune(all_images=all_images)
+        report.images = lines
+        report.reclaimed += freed
+        return report
+
+    def prune_containers(self, filters: Filters | None = None) -> PruneReport:
+        """docker's ``container prune``: every container not running (``label=`` filters)."""
+        from corral.engine.filters import label_matches
+
         report = PruneReport()
         containers = self.containers
         for status in containers.list(all_containers=True):
             if status.state == "running":
                 continue
+            labels: dict[str, str] = getattr(status.record, "labels", None) or {}
+            wanted = filters.get("label") if filters else []
+            if wanted and not any(label_matches(labels, v) for v in wanted):
+                continue
             report.reclaimed += _tree_size(self.layout.container_dir(status.record.id))
             containers.remove(status.record.id)
             report.containers.append(status.record.id)
-        lines, freed = self.images.prune(all_images=all_images)
-        report.images = lines
-        report.reclaimed += freed
         return report
 
 

@@ -176,6 +176,12 @@ class Runtime:
 
         update(self.store, container_id, resources)
 
+    def stats(self, container_id: str) -> dict[str, Any]:
+        """The cgroup's counters, shaped like runc's ``events --stats`` data."""
+        from corral.runtime.ops import stats
+
+        return stats(self.store, container_id)
+
     def pids(self, container_id: str) -> builtins.list[int]:
         from corral.runtime.ops import container_pids
 

@@ -3,6 +3,8 @@
 Without ``--console-socket`` and without ``-d`` the runtime itself sits between the user's
 terminal and the container's pty, as runc does: our stdin goes to the pty master, the master's
 output to our stdout, and our terminal is in raw mode meanwhile so keys pass through untouched.
+The pty gets our terminal's size at once and again on every SIGWINCH (a resized window):
+setting a pty's size is what makes the kernel send SIGWINCH to the program inside.
 """
 
 from __future__ import annotations
@@ -17,7 +19,11 @@ if TYPE_CHECKING:
 
 def proxy(master: int, pid: int) -> None:
     """Copy bytes both ways until the container's init exits."""
+    import _signal
+
     saved = _raw(0)
+    copy_size(0, master)
+    previous = _signal.signal(_signal.SIGWINCH, lambda _n, _f: copy_size(0, master))
     pidfd = os.pidfd_open(pid)
     poller = select.poll()
     poller.register(master, select.POLLIN)
@@ -48,12 +54,26 @@ def proxy(master: int, pid: int) -> None:
                 _drain(master)
                 return
     finally:
+        if previous is not None:
+            _signal.signal(_signal.SIGWINCH, previous)
         os.close(pidfd)
         os.close(master)
         if saved is not None:
             import termios
 
             termios.tcsetattr(0, termios.TCSADRAIN, saved)
+
+
+def copy_size(terminal: int, pty: int) -> None:
+    """Give ``pty`` the window size of ``terminal`` (nothing if ``terminal`` is not one)."""
+    import fcntl
+    import termios
+
+    try:
+        size = fcntl.ioctl(terminal, termios.TIOCGWINSZ, b"\0" * 8)
+        fcntl.ioctl(pty, termios.TIOCSWINSZ, size)
+    except OSError:
+        pass
 
 
 def _drain(master: int) -> None:

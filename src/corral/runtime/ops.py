@@ -38,11 +38,18 @@ def container_pids(store: StateStore, container_id: str) -> list[int]:
 
 
 def ps_table(pids: list[int], ps_args: list[str]) -> str:
-    """Run ``ps`` with the given options and keep the header and the container's rows."""
+    """Run ``ps`` with the given options and keep the header and the container's rows.
+
+    ``ps`` cuts its lines to ``$COLUMNS`` when that is set (pytest and some shells export it):
+    not here, where the output goes to a pipe and the whole command line is wanted.
+    """
     import subprocess
 
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
     try:
-        out = subprocess.run(["ps", *ps_args], capture_output=True, text=True, check=True).stdout
+        out = subprocess.run(
+            ["ps", *ps_args], capture_output=True, text=True, check=True, env=env
+        ).stdout
     except FileNotFoundError:
         raise UsageError("ps: the ps program is not installed (Debian package procps)") from None
     except subprocess.CalledProcessError as err:
@@ -57,6 +64,13 @@ def ps_table(pids: list[int], ps_args: list[str]) -> str:
     wanted = {str(p) for p in pids}
     rows = [line for line in lines[1:] if line.split()[column : column + 1][0] in wanted]
     return "\n".join([lines[0], *rows]) + "\n"
+
+
+def stats(store: StateStore, container_id: str) -> dict[str, Any]:
+    """The container's cgroup counters (``events --stats``'s data)."""
+    container = store.load(container_id)
+    container.require("events")
+    return _manager(container).stats()
 
 
 def pause(store: StateStore, container_id: str) -> None:

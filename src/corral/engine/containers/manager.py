@@ -392,6 +392,28 @@ class Containers:
         with contextlib.suppress(OSError):
             self.runtime_root.rmdir()  # only if empty
 
+    def rename(self, ref: str, new_name: str) -> None:
+        """docker's ``rename``: the container's name in its row and its record."""
+        if not _valid_name(new_name):
+            raise UsageError(
+                f"rename {new_name!r}: use letters, digits and _ . - (first alphanumeric)"
+            )
+        with self.engine.locked():
+            record = self.record(ref)
+            if new_name == record.name:
+                raise UsageError("Renaming a container with the same name as its current name")
+            try:
+                with transaction(self.engine.db) as db:
+                    db.execute("UPDATE containers SET name = ? WHERE id = ?", (new_name, record.id))
+            except sqlite3.IntegrityError:
+                raise ExistsError(
+                    f'Conflict. The container name "/{new_name}" is already in use by '
+                    f'container "{self.resolve(new_name)}". You have to remove (or rename) that '
+                    "container to be able to reuse that name."
+                ) from None
+            record.name = new_name
+            _write_json(self.dir(record.id) / "engine.json", record.to_json())
+
     # -- status ------------------------------------------------------------------------------------
 
     def status(self, record: Record) -> Status:
