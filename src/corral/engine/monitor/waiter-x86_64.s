@@ -1,0 +1,36 @@
+# corral's per-container waiter, x86_64. See corral/engine/monitor/waiter.py for why it exists.
+#
+#   Started (execve) by the process that created the container, so the container's init is
+#   its child. It reaps every child it has, writing (pid, wait status) as two little-endian
+#   32-bit words to fd 3 (the container's exit file) for each, until none is left (ECHILD);
+#   then it exits 0. It holds whatever other fds it was given (the log pipes) until then.
+        .intel_syntax noprefix
+        .text
+        .globl _start
+_start:
+        sub     rsp, 16                 # [rsp] = pid, [rsp+4] = status
+reap:
+        mov     rdi, -1                 # any child
+        lea     rsi, [rsp+4]
+        mov     edx, 0x40000000         # __WALL
+        xor     r10d, r10d              # no rusage
+        mov     eax, 61                 # wait4
+        syscall
+        cmp     rax, -4                 # EINTR: again
+        je      reap
+        test    rax, rax
+        js      done                    # ECHILD: nobody left
+        mov     [rsp], eax
+record:
+        mov     edi, 3
+        mov     rsi, rsp
+        mov     edx, 8
+        mov     eax, 1                  # write
+        syscall
+        cmp     rax, -4
+        je      record
+        jmp     reap
+done:
+        xor     edi, edi
+        mov     eax, 231                # exit_group
+        syscall
