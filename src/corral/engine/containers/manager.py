@@ -40,10 +40,10 @@ from typing import TYPE_CHECKING, Any
 from corral.engine.containers import netns
 from corral.engine.containers.spec import RunOptions, build_spec
 from corral.engine.db import transaction
+from corral.engine.layout import remove_tree
 from corral.engine.monitor import state as runstate
 from corral.engine.monitor.config import MonitorConfig
 from corral.engine.monitor.state import RunState
-from corral.engine.layout import remove_tree
 from corral.errors import (
     CorralError,
     ExistsError,
@@ -204,6 +204,7 @@ class Containers:
                     raise
                 image = images.ensure_busybox()
             image_config = images.config(image.id)
+            run_config = _monitor_config(monitor, image_config)
             cid = secrets.token_hex(32)
             name = name or self._new_name()
             taken = self.engine.db.execute(
@@ -234,12 +235,15 @@ class Containers:
                 except sqlite3.IntegrityError:
                     raise ExistsError(f'Conflict. The container name "/{name}" is already in use')
                 with transaction(self.engine.db):
-                    runstate.insert(self.engine.db, cid, _monitor_config(monitor, image_config))
+                    runstate.insert(self.engine.db, cid, run_config)
                 os.close(os.open(path / "exit", os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600))
             except BaseException:
                 with contextlib.suppress(CorralError):
                     images.snapshots.remove(cid)
                 remove_tree(path)
+                with contextlib.suppress(sqlite3.Error), transaction(self.engine.db):
+                    self.engine.db.execute("DELETE FROM containers WHERE id = ?", (cid,))
+                    runstate.delete(self.engine.db, cid)
                 raise
         return record
 
@@ -325,6 +329,8 @@ class Containers:
             )
         if claimed:
             self._teardown(record.id)
+            if record.auto_remove:
+                self.remove(record.id, force=True)
         return code
 
     def start_detached(self, record: Record) -> None:
@@ -351,7 +357,7 @@ class Containers:
                 detached=True, started_at=time.time(),
                 healthcheck=row.config.healthcheck is not None,
             )  # fmt: skip
-        ensure_monitor(self.engine.layout.root)
+        ensure_monitor(self.engine.layout.root, self.runtime_root)
 
     # -- the end of a run ----------------------------------------------------------------------
 
@@ -394,7 +400,7 @@ class Containers:
                     restart_at=time.time() + restart_delay(row.restart_count,
                                                            finished - row.started_at),
                 )  # fmt: skip
-            ensure_monitor(self.engine.layout.root)
+            ensure_monitor(self.engine.layout.root, self.runtime_root)
             return
         with contextlib.suppress(NotFoundError):
             record = self.record(container_id)
@@ -408,7 +414,7 @@ class Containers:
 
         try:
             data = self.runtime().load(container_id).data.get("cgroup")
-            return bool(data) and cgroups.from_state(data).oom_kill_count() > 0
+            return isinstance(data, dict) and cgroups.from_state(data).oom_kill_count() > 0
         except (CorralError, OSError, KeyError, ValueError):
             return False
 
@@ -464,7 +470,7 @@ class Containers:
         root = self.engine.layout.root
         if not monitor_alive(root):
             self.engine.close()
-            spawn_monitor(root)
+            spawn_monitor(root, self.runtime_root)
 
     def status(self, record: Record) -> Status:
         row = self.reconcile(self.run_state(record.id))

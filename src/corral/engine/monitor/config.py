@@ -187,8 +187,7 @@ def healthcheck_from(
         test=test,
         interval=seconds("--health-interval", interval, "Interval", DEFAULT_INTERVAL)
         or DEFAULT_INTERVAL,
-        timeout=seconds("--health-timeout", timeout, "Timeout", DEFAULT_TIMEOUT)
-        or DEFAULT_TIMEOUT,
+        timeout=seconds("--health-timeout", timeout, "Timeout", DEFAULT_TIMEOUT) or DEFAULT_TIMEOUT,
         retries=retries
         if retries
         else image_retries

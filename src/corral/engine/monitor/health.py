@@ -38,7 +38,8 @@ def initial() -> Health:
 
 def apply(health: Health, probe: Probe, check: Healthcheck, in_start_period: bool) -> Health:
     """The health after ``probe``."""
-    log = [*health["Log"], {**probe, "Output": probe["Output"][:MAX_OUTPUT]}][-MAX_LOG:]
+    cut: Probe = {**probe, "Output": probe["Output"][:MAX_OUTPUT]}
+    log = [*health["Log"], cut][-MAX_LOG:]
     if probe["ExitCode"] == 0:
         return {"Status": HEALTHY, "FailingStreak": 0, "Log": log}
     if in_start_period and health["Status"] == STARTING:

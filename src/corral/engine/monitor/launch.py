@@ -132,19 +132,19 @@ def monitor_alive(root: Path) -> bool:
     return False
 
 
-def ensure_monitor(root: Path) -> None:
+def ensure_monitor(root: Path, runtime_root: Path) -> None:
     """Tell the root's monitor to look at the database again, or start one."""
     if monitor_alive(root):
         with contextlib.suppress(OSError, ValueError):
             pid = int((root / PID_NAME).read_text())
             os.kill(pid, signal.SIGUSR1)
             return
-    spawn_monitor(root)
+    spawn_monitor(root, runtime_root)
 
 
-def spawn_monitor(root: Path) -> None:
-    """Start ``python -m corral.engine.monitor ROOT`` in its own session, stdio on /dev/null,
-    nobody's child (a monitor already there makes it exit at once)."""
+def spawn_monitor(root: Path, runtime_root: Path) -> None:
+    """Start ``python -m corral.engine.monitor ROOT RUNTIME_ROOT`` in its own session, stdio
+    on /dev/null, nobody's child (a monitor already there makes it exit at once)."""
     first = os.fork()
     if first == 0:  # pragma: no cover - the forked side
         try:
@@ -163,7 +163,8 @@ def spawn_monitor(root: Path) -> None:
                     env[key] = os.environ[key]
             # -S: no site (the monitor needs the standard library and corral only); the
             # package's own directory on PYTHONPATH.
-            argv = [sys.executable, "-S", "-m", "corral.engine.monitor", str(root)]
+            argv = [sys.executable, "-S", "-m", "corral.engine.monitor", str(root),
+                    str(runtime_root)]  # fmt: skip
             os.execve(sys.executable, argv, env)
         finally:
             os._exit(127)

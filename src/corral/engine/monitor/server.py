@@ -3,17 +3,18 @@
 It is started by the first ``corral run -d`` (corral.engine.monitor.launch.ensure_monitor)
 and exits once nothing is left to watch. Its whole life is one ``poll`` loop over:
 
-- for each running container: a pidfd of its waiter, and the stdout/stderr pipes it reopened
-  through ``/proc/<waiter>/fd/4`` and ``/5``; what they carry goes to the json-file log
-  (corral.engine.monitor.logfile);
+- for each running container: pidfds of its init and of its waiter, and the stdout/stderr
+  pipes it reopened through ``/proc/<waiter>/fd/4`` and ``/5``; what they carry goes to the
+  json-file log (corral.engine.monitor.logfile);
 - a self-pipe woken by SIGUSR1 (a command changed the database: adopt what is new) and by
   SIGCHLD (one of its helpers ended);
 - timers: the next healthcheck of each container, the restarts that are due.
 
-When a waiter exits, the monitor drains the pipes, closes the log (and the lock on the
-container's ``exit`` file that tells commands the log is complete), and forks a helper that
-records the exit and tears the container down (``Containers.finish``), which also decides on a
-restart. Healthchecks and restarts are forked helpers too. The helpers import the runtime; the
+When the init exits, the monitor reads the pipes to their end, closes the log (and the lock
+on the container's ``exit`` file that tells commands the log is complete) and releases the
+waiter (a byte to its fd 7). When the waiter has exited (its exit record written), it forks a
+helper that records the exit and tears the container down (``Containers.finish``), which
+also decides on a restart. Healthchecks and restarts are forked helpers too. The helpers import the runtime; the
 monitor itself imports only what this module does (the standard library's os, select, signal,
 sqlite3, json and fcntl), so its memory stays that of a small interpreter, shared by all the
 containers of the root (bench/engine.py measures it against conmon).
@@ -47,13 +48,26 @@ _LOG_LOCK = "exit"
 class _Watch:
     """One container being watched: its waiter, pipes, log, and healthcheck timer."""
 
-    __slots__ = ("cid", "fds", "lock", "next_probe", "pidfd", "probe", "interval", "waiter",
-                 "writer")  # fmt: skip
+    __slots__ = (
+        "cid",
+        "fds",
+        "init_fd",
+        "interval",
+        "lock",
+        "next_probe",
+        "pidfd",
+        "probe",
+        "release",
+        "waiter",
+        "writer",
+    )  # fmt: skip
 
     def __init__(self, cid: str, waiter: int) -> None:
         self.cid = cid
         self.waiter = waiter
-        self.pidfd = -1
+        self.pidfd = -1  # the waiter's
+        self.init_fd = -1  # the init's, until its output is read to the end
+        self.release = -1  # the waiter's fd 7
         self.lock = -1
         self.fds: dict[int, str] = {}
         self.writer: LogWriter | None = None
@@ -63,8 +77,9 @@ class _Watch:
 
 
 class Monitor:
-    def __init__(self, root: str) -> None:
+    def __init__(self, root: str, runtime_root: str) -> None:
         self.root = root
+        self.runtime_root = runtime_root
         self.containers = os.path.join(root, "containers")
         self.db_path = os.path.join(root, "corral.db")
         self.linger = float(os.environ.get("CORRAL_MONITOR_LINGER") or 1.0)
@@ -108,6 +123,8 @@ class Monitor:
             poller.register(wake_r, select.POLLIN)
             for watch in self.watches.values():
                 poller.register(watch.pidfd, select.POLLIN)
+                if watch.init_fd >= 0:
+                    poller.register(watch.init_fd, select.POLLIN)
                 for fd in watch.fds:
                     poller.register(fd, select.POLLIN)
             timeout = self._next_timer(now, busy)
@@ -116,6 +133,7 @@ class Monitor:
             except InterruptedError:
                 events = []
             pidfds = {w.pidfd: w for w in self.watches.values()}
+            inits = {w.init_fd: w for w in self.watches.values() if w.init_fd >= 0}
             exited: list[_Watch] = []
             for fd, _event in events:
                 if fd == wake_r:
@@ -125,6 +143,8 @@ class Monitor:
                     self.rescan = True
                 elif fd in pidfds:
                     exited.append(pidfds[fd])
+                elif fd in inits:
+                    self._drained(inits[fd])
                 elif fd in self.by_fd:
                     self._read(fd)
             for watch in exited:
@@ -149,11 +169,15 @@ class Monitor:
 
     def _scan(self) -> None:
         try:
-            rows = self._connect().execute(
-                "SELECT id, status, waiter, waiter_start, restart_at, started_at, config "
-                "FROM container_state WHERE (detached = 1 AND status IN ('running', 'paused'))"
-                " OR status = 'restarting'"
-            ).fetchall()
+            rows = (
+                self._connect()
+                .execute(
+                    "SELECT id, status, pid, waiter, waiter_start, restart_at, started_at, config "
+                    "FROM container_state WHERE (detached = 1 AND status IN ('running', 'paused'))"
+                    " OR status = 'restarting'"
+                )
+                .fetchall()
+            )
         except sqlite3.OperationalError:  # no table yet
             rows = []
         self.restarts = {}
@@ -184,6 +208,11 @@ class Monitor:
             return
         config = json.loads(row["config"] or "{}")
         try:
+            watch.init_fd = os.pidfd_open(int(row["pid"]))
+        except (ProcessLookupError, ValueError):
+            watch.init_fd = -1  # gone already: its output is read at once
+        try:
+            watch.release = os.open(f"/proc/{waiter}/fd/7", os.O_WRONLY | os.O_CLOEXEC)
             watch.lock = os.open(os.path.join(directory, _LOG_LOCK), os.O_RDONLY | os.O_CLOEXEC)
             fcntl.flock(watch.lock, fcntl.LOCK_EX)
             watch.writer = LogWriter(
@@ -199,6 +228,8 @@ class Monitor:
         except OSError:
             self.watches[cid] = watch  # the waiter's exit finishes it
             return
+        if watch.init_fd < 0:
+            self._drained(watch)
         health = config.get("healthcheck")
         if isinstance(health, dict):
             watch.interval = float(health.get("interval") or 30.0)
@@ -224,8 +255,14 @@ class Monitor:
             watch.writer.write(stream, data)
 
     def _exited(self, watch: _Watch) -> None:
-        """The waiter is gone: take what the pipes hold, close the log, let a helper record
-        the exit and tear down."""
+        """The waiter is gone (its exit record written): let a helper record the exit and
+        tear down."""
+        self._drained(watch)
+        self._close(watch)
+        self._helper("finish", watch.cid, str(watch.waiter))
+
+    def _drained(self, watch: _Watch) -> None:
+        """The init is gone: take what the pipes hold, close the log, release the waiter."""
         for fd in list(watch.fds):
             while fd in watch.fds:
                 try:
@@ -238,10 +275,17 @@ class Monitor:
                     break
                 if watch.writer is not None:
                     watch.writer.write(watch.fds[fd], data)
-        self._close(watch)
-        self._helper("finish", watch.cid, str(watch.waiter))
+        self._close_log(watch)
+        if watch.release >= 0:
+            with contextlib.suppress(OSError):
+                os.write(watch.release, b"x")
+            os.close(watch.release)
+            watch.release = -1
+        if watch.init_fd >= 0:
+            os.close(watch.init_fd)
+            watch.init_fd = -1
 
-    def _close(self, watch: _Watch) -> None:
+    def _close_log(self, watch: _Watch) -> None:
         for fd in list(watch.fds):
             self.by_fd.pop(fd, None)
             os.close(fd)
@@ -249,10 +293,17 @@ class Monitor:
         if watch.writer is not None:
             with contextlib.suppress(OSError):
                 watch.writer.close()
-        for fd in (watch.pidfd, watch.lock):
+            watch.writer = None
+        if watch.lock >= 0:
+            os.close(watch.lock)
+            watch.lock = -1
+
+    def _close(self, watch: _Watch) -> None:
+        self._close_log(watch)
+        for fd in (watch.pidfd, watch.init_fd, watch.release):
             if fd >= 0:
                 os.close(fd)
-        watch.pidfd = watch.lock = -1
+        watch.pidfd = watch.init_fd = watch.release = -1
         if self.watches.get(watch.cid) is watch:
             del self.watches[watch.cid]
 
@@ -281,7 +332,7 @@ class Monitor:
                     signal.signal(sig, signal.SIG_DFL)
                 from corral.engine.monitor import helpers
 
-                code = helpers.run(self.root, kind, cid, arg)
+                code = helpers.run(self.root, self.runtime_root, kind, cid, arg)
             except BaseException:
                 if os.environ.get("CORRAL_DEBUG"):
                     import traceback
@@ -332,7 +383,7 @@ def _write(path: str, text: str) -> None:
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) != 1:
-        print("usage: python -m corral.engine.monitor ROOT", file=sys.stderr)
+    if len(argv) != 2:
+        print("usage: python -m corral.engine.monitor ROOT RUNTIME_ROOT", file=sys.stderr)
         return 2
-    return Monitor(argv[0]).run()
+    return Monitor(argv[0], argv[1]).run()
