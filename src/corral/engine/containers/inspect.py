@@ -89,7 +89,7 @@ def container_json(
                     "max-size": str(config.log_max_size),
                     "max-file": str(config.log_max_file),
                 },
-            },  # fmt: skip
+            },
             "NetworkMode": "none",
             "Memory": int(memory),
         },

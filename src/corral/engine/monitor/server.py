@@ -14,10 +14,11 @@ When the init exits, the monitor reads the pipes to their end, closes the log (a
 on the container's ``exit`` file that tells commands the log is complete) and releases the
 waiter (a byte to its fd 7). When the waiter has exited (its exit record written), it forks a
 helper that records the exit and tears the container down (``Containers.finish``), which
-also decides on a restart. Healthchecks and restarts are forked helpers too. The helpers import the runtime; the
-monitor itself imports only what this module does (the standard library's os, select, signal,
-sqlite3, json and fcntl), so its memory stays that of a small interpreter, shared by all the
-containers of the root (bench/engine.py measures it against conmon).
+also decides on a restart. Healthchecks and restarts are forked helpers too. The helpers
+import the runtime; the monitor itself imports only what this module does (the standard
+library's os, select, signal, sqlite3, json and fcntl), so its memory stays that of a small
+interpreter, shared by all the containers of the root (bench/engine.py measures it against
+conmon).
 
 A crash of the monitor loses nothing (see corral.engine.monitor.waiter): the next ``corral``
 command that finds running containers and no monitor starts one, which adopts them.
