@@ -190,11 +190,11 @@ def test_a_killed_monitor_or_waiter_is_noticed_by_the_next_command(root: Path) -
         waiter = int(f.read().rpartition(")")[2].split()[1])
     os.kill(waiter, signal.SIGKILL)
     wait_for("the waiter's death", lambda: not os.path.exists(f"/proc/{waiter}/cmdline")
-             or open(f"/proc/{waiter}/stat").read().split()[2] == "Z")  # fmt: skip
+             or Path(f"/proc/{waiter}/stat").read_text().split()[2] == "Z")  # fmt: skip
     assert "Exited (255)" in corral(root, "ps", "-a").stdout
     assert "waiter died" in state(root, "tick", "{{.State.Error}}")
     assert (
-        not os.path.exists(f"/proc/{init}/cmdline") or not open(f"/proc/{init}/cmdline").read()
+        not os.path.exists(f"/proc/{init}/cmdline") or not Path(f"/proc/{init}/cmdline").read_text()
     ), "the container's init outlived its teardown"
     assert mounts_under(root) == []
     corral(root, "rm", "tick")
