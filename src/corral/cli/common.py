@@ -115,6 +115,8 @@ def go_template(template: str, data: dict[str, Any]) -> str:
             current = current[key]
         if as_json or isinstance(current, dict | list):
             return json.dumps(current)
+        if isinstance(current, bool):  # Go prints true / false
+            return "true" if current else "false"
         return str(current)
 
     return re.sub(r"\{\{(.*?)\}\}", value, template)

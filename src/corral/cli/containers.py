@@ -1,4 +1,5 @@
-"""``corral create | run | start | stop | rm | ps | logs`` (and ``container ...``): containers.
+"""``corral create | run | start | stop | restart | kill | pause | unpause | wait | rm | ps | logs
+| inspect`` (and ``container ...``): containers.
 
 Thin (DESIGN.md): parse, call ``Engine.containers``, print as docker prints.
 """
@@ -50,9 +51,53 @@ def _start_failure_status(err: BaseException) -> int:
     return start_failure_status(err)
 
 
+def _monitor_options(ns: argparse.Namespace) -> Any:
+    """--restart, --health-*, --stop-signal, --stop-timeout, --log-opt: the monitor's config."""
+    from corral.engine.monitor.config import (
+        MonitorConfig,
+        healthcheck_from,
+        parse_restart,
+        parse_size,
+    )
+    from corral.spec.signals import parse_signal
+
+    config = MonitorConfig()
+    config.restart, config.max_retries = parse_restart(ns.restart)
+    if ns.restart != "no" and ns.rm:
+        raise UsageError("--restart and --rm: conflicting options (a restarted container is "
+                         "not removed)")  # fmt: skip
+    given = (ns.health_cmd, ns.health_interval, ns.health_timeout, ns.health_retries,
+             ns.health_start_period)  # fmt: skip
+    if ns.no_healthcheck or any(v is not None for v in given):
+        config.healthcheck = healthcheck_from(None, *given, disabled=ns.no_healthcheck)
+        config.no_healthcheck = ns.no_healthcheck
+    if ns.stop_signal is not None:
+        try:
+            parse_signal(ns.stop_signal)
+        except Exception:
+            raise UsageError(f"--stop-signal {ns.stop_signal!r}: not a signal") from None
+        config.stop_signal = ns.stop_signal
+    if ns.stop_timeout is not None:
+        config.stop_timeout = ns.stop_timeout
+    for option in ns.log_opt or []:
+        key, eq, value = option.partition("=")
+        if key == "max-size" and eq:
+            config.log_max_size = parse_size(value, "--log-opt max-size")
+        elif key == "max-file" and value.isdigit() and int(value) > 0:
+            config.log_max_file = int(value)
+        else:
+            raise UsageError(f"--log-opt {option!r}: only max-size=SIZE and max-file=N are known")
+    return config
+
+
+def _create(ns: argparse.Namespace) -> Any:
+    return engine(ns).containers.create(
+        ns.image, _options(ns), name=ns.name, auto_remove=ns.rm, monitor=_monitor_options(ns)
+    )
+
+
 def cmd_create(ns: argparse.Namespace) -> int:
-    record = engine(ns).containers.create(ns.image, _options(ns), name=ns.name, auto_remove=ns.rm)
-    print(record.id)
+    print(_create(ns).id)
     return 0
 
 
@@ -60,7 +105,7 @@ def cmd_run(ns: argparse.Namespace) -> int:
     if ns.tty:
         raise UsageError("-t: terminals are not supported by corral run yet")
     containers = engine(ns).containers
-    record = containers.create(ns.image, _options(ns), name=ns.name, auto_remove=ns.rm)
+    record = _create(ns)
     if ns.detach:
         try:
             containers.start_detached(record)
@@ -77,7 +122,7 @@ def cmd_run(ns: argparse.Namespace) -> int:
         os.close(null)
     sys.stdout.flush()
     try:
-        return containers.run_foreground(record)
+        return containers.run_foreground(record, interactive=ns.interactive)
     except BaseException:
         if record.auto_remove:
             containers.remove(record.id, force=True)
@@ -92,11 +137,72 @@ def cmd_start(ns: argparse.Namespace) -> int:
     return 0
 
 
+def _each(ns: argparse.Namespace, action: Any) -> int:
+    """Do ``action(ref)`` for each container named, printing its name; docker goes on after
+    a failure (one line) and exits 1 at the end."""
+    from corral.errors import CorralError
+
+    failed: CorralError | None = None
+    for ref in ns.containers:
+        try:
+            action(ref)
+            print(ref)
+        except CorralError as err:
+            print(f"Error: {err}", file=sys.stderr)
+            failed = err
+    sys.stdout.flush()
+    return 0 if failed is None else failed.exit_code
+
+
 def cmd_stop(ns: argparse.Namespace) -> int:
     containers = engine(ns).containers
+    return _each(ns, lambda ref: containers.stop(ref, timeout=ns.time, signal=ns.signal))
+
+
+def cmd_restart(ns: argparse.Namespace) -> int:
+    containers = engine(ns).containers
+    return _each(ns, lambda ref: containers.restart(ref, timeout=ns.time))
+
+
+def cmd_kill(ns: argparse.Namespace) -> int:
+    containers = engine(ns).containers
+    return _each(ns, lambda ref: containers.kill(ref, ns.signal))
+
+
+def cmd_pause(ns: argparse.Namespace) -> int:
+    return _each(ns, engine(ns).containers.pause)
+
+
+def cmd_unpause(ns: argparse.Namespace) -> int:
+    return _each(ns, engine(ns).containers.unpause)
+
+
+def cmd_wait(ns: argparse.Namespace) -> int:
+    containers = engine(ns).containers
+    from corral.errors import CorralError
+
+    failed: CorralError | None = None
     for ref in ns.containers:
-        containers.stop(ref, timeout=ns.time)
-        print(ref)
+        try:
+            print(containers.wait(ref), flush=True)
+        except CorralError as err:
+            print(f"Error: {err}", file=sys.stderr)
+            failed = err
+    return 0 if failed is None else failed.exit_code
+
+
+def cmd_inspect(ns: argparse.Namespace) -> int:
+    import json
+
+    from corral.cli.common import go_template
+
+    containers = engine(ns).containers
+    out = [containers.inspect(ref) for ref in ns.containers]
+    if ns.format:
+        for item in out:
+            print(go_template(ns.format, item))
+        return 0
+    print(json.dumps(out, indent=4))
     return 0
 
 
@@ -116,15 +222,51 @@ def cmd_rm(ns: argparse.Namespace) -> int:
 
 
 def cmd_logs(ns: argparse.Namespace) -> int:
-    if ns.timestamps or ns.since or ns.until:
-        flag = "--timestamps" if ns.timestamps else "--since" if ns.since else "--until"
-        raise UsageError(f"logs {flag}: not supported yet (the log keeps no times so far)")
-    for chunk in engine(ns).containers.read_logs(ns.container, _tail(ns.tail), ns.follow):
-        sys.stdout.buffer.write(chunk)
-        if ns.follow:
-            sys.stdout.flush()
-    sys.stdout.flush()
+    """stdout lines to our stdout, stderr lines to our stderr (as docker), ``-t`` prefixed
+    with their time."""
+    since = _log_time(ns.since, "--since") if ns.since else None
+    until = _log_time(ns.until, "--until") if ns.until else None
+    entries = engine(ns).containers.read_logs(
+        ns.container, _tail(ns.tail), ns.follow, since=since, until=until
+    )
+    out, err = sys.stdout.buffer, sys.stderr.buffer
+    for entry in entries:
+        target = err if entry.stream == "stderr" else out
+        if ns.timestamps:
+            target.write(entry.time.encode() + b" ")
+        target.write(entry.data)
+        if ns.follow or target is err:
+            target.flush()
+    out.flush()
     return 0
+
+
+def _log_time(text: str, flag: str) -> str:
+    """docker's --since/--until: an RFC 3339 time or date, a Unix time (``1700000000.5``), or
+    a duration before now (``10m``, ``1h30m``); as the log's own time strings."""
+    import datetime
+    import time
+
+    from corral.engine.monitor.config import parse_duration
+    from corral.engine.monitor.logfile import timestamp
+
+    value = text.strip()
+    try:
+        return timestamp(float(value))
+    except ValueError:
+        pass
+    try:
+        return timestamp(time.time() - parse_duration(value, flag))
+    except UsageError:
+        pass
+    try:
+        when = datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise UsageError(f"{flag} {text!r}: use an RFC 3339 time, a Unix time or a duration "
+                         "such as 10m") from None  # fmt: skip
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=datetime.UTC)
+    return timestamp(when.timestamp())
 
 
 def _tail(text: str) -> int | None:
@@ -287,6 +429,18 @@ def _run_flags(p: Any, run: bool) -> None:
     )
     p.add_argument("-i", "--interactive", action="store_true", help="keep stdin attached")
     p.add_argument("-t", "--tty", action="store_true", help="a terminal (not supported yet)")
+    p.add_argument("--restart", default="no", metavar="POLICY",
+                   help="no | on-failure[:N] | always | unless-stopped")  # fmt: skip
+    p.add_argument("--health-cmd", metavar="CMD", help="command to check health (sh -c)")
+    p.add_argument("--health-interval", metavar="DURATION", help="between checks (30s)")
+    p.add_argument("--health-timeout", metavar="DURATION", help="longest check (30s)")
+    p.add_argument("--health-retries", type=int, metavar="N", help="failures to be unhealthy")
+    p.add_argument("--health-start-period", metavar="DURATION",
+                   help="failures not counted before this")  # fmt: skip
+    p.add_argument("--no-healthcheck", action="store_true", help="not even the image's")
+    p.add_argument("--stop-signal", metavar="SIGNAL", help="signal to stop (SIGTERM)")
+    p.add_argument("--stop-timeout", type=int, metavar="SECONDS", help="before SIGKILL (10)")
+    p.add_argument("--log-opt", action="append", metavar="K=V", help="max-size=10m, max-file=3")
     if run:
         p.add_argument("-d", "--detach", action="store_true", help="run in the background")
     p.add_argument("image", metavar="IMAGE")
@@ -314,8 +468,52 @@ def _register(sub: Any, grouped: bool) -> None:
 
     p = sub.add_parser("stop", help="stop running containers")
     p.add_argument("containers", nargs="+", metavar="CONTAINER")
-    p.add_argument("-t", "--time", type=float, default=10.0, help="seconds before SIGKILL")
+    p.add_argument(
+        "-t",
+        "--time",
+        "--timeout",
+        type=float,
+        metavar="SECONDS",
+        help="before SIGKILL (default: the container's --stop-timeout, 10)",
+    )
+    p.add_argument("-s", "--signal", metavar="SIGNAL",
+                   help="signal to send (default: the container's stop signal)")  # fmt: skip
     p.set_defaults(func=cmd_stop)
+
+    p = sub.add_parser("restart", help="restart containers (stop, then start)")
+    p.add_argument("containers", nargs="+", metavar="CONTAINER")
+    p.add_argument(
+        "-t",
+        "--time",
+        "--timeout",
+        type=float,
+        metavar="SECONDS",
+        help="before SIGKILL (default: the container's --stop-timeout, 10)",
+    )
+    p.set_defaults(func=cmd_restart)
+
+    p = sub.add_parser("kill", help="send a signal to running containers")
+    p.add_argument("containers", nargs="+", metavar="CONTAINER")
+    p.add_argument("-s", "--signal", default="KILL", metavar="SIGNAL", help="(default KILL)")
+    p.set_defaults(func=cmd_kill)
+
+    p = sub.add_parser("pause", help="freeze every process of containers")
+    p.add_argument("containers", nargs="+", metavar="CONTAINER")
+    p.set_defaults(func=cmd_pause)
+
+    p = sub.add_parser("unpause", help="thaw paused containers")
+    p.add_argument("containers", nargs="+", metavar="CONTAINER")
+    p.set_defaults(func=cmd_unpause)
+
+    p = sub.add_parser("wait", help="wait for containers to stop; print their exit codes")
+    p.add_argument("containers", nargs="+", metavar="CONTAINER")
+    p.set_defaults(func=cmd_wait)
+
+    if grouped:
+        p = sub.add_parser("inspect", help="container details as JSON (docker's shape)")
+        p.add_argument("containers", nargs="+", metavar="CONTAINER")
+        p.add_argument("-f", "--format", help="a Go-template subset: '{{.State.Status}}'")
+        p.set_defaults(func=cmd_inspect)
 
     p = sub.add_parser("rm", help="remove containers")
     p.add_argument("containers", nargs="+", metavar="CONTAINER")
@@ -345,9 +543,9 @@ def _register(sub: Any, grouped: bool) -> None:
     p.add_argument(
         "-n", "--tail", default="all", metavar="N", help="only the last N lines (default: all)"
     )
-    p.add_argument("-t", "--timestamps", action="store_true", help="(not supported yet)")
-    p.add_argument("--since", metavar="TIME", help="(not supported yet)")
-    p.add_argument("--until", metavar="TIME", help="(not supported yet)")
+    p.add_argument("-t", "--timestamps", action="store_true", help="show each line's time")
+    p.add_argument("--since", metavar="TIME", help="from this time (RFC 3339, Unix, or 10m)")
+    p.add_argument("--until", metavar="TIME", help="before this time (same forms)")
     p.set_defaults(func=cmd_logs)
 
     p = sub.add_parser("exec", help="run a command in a running container")

@@ -111,14 +111,28 @@ def cmd_busybox(ns: argparse.Namespace) -> int:
 def cmd_inspect(ns: argparse.Namespace) -> int:
     import json
 
-    store = engine(ns).images
-    out = [store.inspect(ref) for ref in ns.references]
+    out = [_inspect_one(ns, ref) for ref in ns.references]
     if ns.format:
         for item in out:
             print(go_template(ns.format, item))
         return 0
     print(json.dumps(out, indent=4))
     return 0
+
+
+def _inspect_one(ns: argparse.Namespace, ref: str) -> Any:
+    """Top-level ``inspect``, as docker's: a container by that name or id, else an image
+    (``--type`` picks one)."""
+    from corral.errors import NotFoundError
+
+    kind = getattr(ns, "type", None)
+    if kind != "image" and ns.command == "inspect":
+        try:
+            return engine(ns).containers.inspect(ref)
+        except NotFoundError:
+            if kind == "container":
+                raise
+    return engine(ns).images.inspect(ref)
 
 
 def cmd_history(ns: argparse.Namespace) -> int:
@@ -249,9 +263,11 @@ def _image_commands(sub: Any, top: bool) -> None:
     p.add_argument("-f", "--force", action="store_true", help="even if containers use it")
     p.set_defaults(func=cmd_rmi)
 
-    p = sub.add_parser("inspect", help="image details as JSON")
+    p = sub.add_parser("inspect", help="image (top level: or container) details as JSON")
     p.add_argument("references", nargs="+", metavar="IMAGE")
     p.add_argument("-f", "--format", help="a Go-template subset: '{{.Id}}', '{{json .Config}}'")
+    if top:
+        p.add_argument("--type", choices=["container", "image"], help="only this kind")
     p.set_defaults(func=cmd_inspect)
 
     p = sub.add_parser("import", help="a root filesystem tarball becomes a one-layer image")

@@ -46,12 +46,16 @@ PS_FIELDS = {
 }
 
 
+#: What ``ps`` shows without ``-a``: docker counts paused and restarting containers as running.
+LIVE = frozenset({"running", "paused", "restarting"})
+
+
 def select(containers: Containers, filters: Filters, all_containers: bool) -> list[Status]:
     """The containers ``ps`` shows: running ones (or all), narrowed by ``filters``."""
     everything = containers.list(all_containers=True)
     # A status/exited filter asks about stopped containers: docker then implies -a.
     wide = all_containers or bool(filters.get("status")) or bool(filters.get("exited"))
-    out = [s for s in everything if wide or s.state == "running"]
+    out = [s for s in everything if wide or s.state in LIVE]
     if not filters:
         return out
     created = {s.record.id: s.record.created for s in everything}
@@ -82,28 +86,36 @@ def select(containers: Containers, filters: Filters, all_containers: bool) -> li
             and filters.any_of("label", lambda v: label_matches(labels, v))
             and filters.any_of("before", lambda v: r.created < created_of(v))
             and filters.any_of("since", lambda v: r.created > created_of(v))
-            and filters.any_of("health", lambda v: v == (s.extra.get("health") or "none"))
+            and filters.any_of("health", lambda v: v == (s.health or "none"))
         )  # fmt: skip
 
     return [s for s in out if keep(s)]
 
 
+def status_text(s: Status, now: float) -> str:
+    """docker's STATUS column: ``Up 5 minutes (healthy)``, ``Exited (3) 2 hours ago``..."""
+    from corral.engine.format import ago, human_duration, rfc3339
+    from corral.engine.monitor.health import ps_suffix
+
+    if s.state == "running":
+        return f"Up {human_duration(now - (s.started or now))}{ps_suffix(s.health)}"
+    if s.state == "paused":
+        return f"Up {human_duration(now - (s.started or now))} (Paused)"
+    code = "?" if s.exit_code is None else str(s.exit_code)
+    if s.state == "restarting":
+        return f"Restarting ({code}) {ago(rfc3339(s.finished or now))}"
+    if s.state == "exited":
+        return f"Exited ({code}) {ago(rfc3339(s.finished or now))}"
+    return "Created"
+
+
 def row(s: Status, no_trunc: bool) -> dict[str, str]:
     """docker's ``ps`` fields of one container."""
-    from corral.engine.format import ago, human_duration, rfc3339, truncate
+    from corral.engine.format import ago, rfc3339, truncate
 
     r = s.record
     now = time.time()
-    if s.state == "running":
-        status = f"Up {human_duration(now - (s.started or now))}"
-        health = s.extra.get("health")
-        if health:
-            status += f" ({health})"
-    elif s.state == "exited":
-        code = "?" if s.exit_code is None else str(s.exit_code)
-        status = f"Exited ({code}) {ago(rfc3339(s.finished or now))}"
-    else:
-        status = "Created"
+    status = status_text(s, now)
     command = " ".join(shlex.quote(a) for a in r.args)
     labels: dict[str, str] = getattr(r, "labels", None) or {}
     return {

@@ -1,4 +1,5 @@
-"""Containers: ``create``, ``start``, ``run``, ``stop``, ``rm``, ``ps``, ``logs``.
+"""Containers: ``create``, ``start``, ``run``, ``stop``, ``kill``, ``pause``, ``restart``,
+``wait``, ``rm``, ``ps``, ``logs``, ``inspect``.
 
 A container is an image's layers plus a writable snapshot, an OCI bundle and a record::
 
@@ -8,20 +9,20 @@ A container is an image's layers plus a writable snapshot, an OCI bundle and a r
       rootfs/         the overlay (snapshot ``<id>`` on the image's top chain id), mounted on
                       start, unmounted when the program exits
       netns           the network namespace (a bind-mounted nsfs file; loopback only)
-      container.log   stdout and stderr of a detached container
-      state.json      started at, and the (pid, start time) of whoever waits for the init
-      exit.json       exit code and time, written by that waiter once everything is torn down
+      container.log   docker's json-file log (+ .1, .2 rotated), detached and foreground runs
+      exit            (pid, wait status) records written by the container's waiter
     <root>/runtime/<id>/   the OCI runtime's state (corral.runtime.lifecycle), while it runs
 
 plus a row in the store's ``containers`` table (``rmi`` refuses an image a container uses;
-``system df`` counts the containers' upper dirs).
+``system df`` counts the containers' upper dirs) and one in ``container_state`` (the run:
+status, pids, exit code, OOM kill, times, restart count, health; corral.engine.monitor.state).
 
-The runtime is driven as a library. A foreground ``run`` waits for the init itself (it is
-our child) and forwards signals; a detached one (``-d``, ``start``) forks a small *monitor*
-(setsid, double fork) that launches the container with its stdio on ``container.log``, reports
-"ok" or the one-line error through a pipe, then waits for the init, records the exit code,
-tears down the runtime state, cgroups, mounts and network namespace, and with ``--rm`` removes
-the container. ``stop`` signals the init and waits for the waiter to finish.
+The runtime is driven as a library. A foreground ``run`` is the container's parent: it copies
+and logs its output, forwards signals, records the exit. A detached one (``-d``, ``start``)
+runs under a waiter and the root's monitor (corral.engine.monitor: logs, exit, OOM, restart
+policy, healthchecks). Every command that looks at a running container first checks its
+waiter is alive (``reconcile``): a run whose waiter died is recorded as exited and torn down
+(mounts, netns, cgroups, runtime state), and detached containers without a monitor get one.
 """
 
 from __future__ import annotations
@@ -40,8 +41,10 @@ from corral.engine.containers import netns
 from corral.engine.containers.spec import RunOptions, build_spec
 from corral.engine.db import transaction
 from corral.engine.layout import remove_tree
+from corral.engine.monitor import state as runstate
+from corral.engine.monitor.config import MonitorConfig
+from corral.engine.monitor.state import RunState
 from corral.errors import (
-    ContainerInitError,
     CorralError,
     ExistsError,
     KernelError,
@@ -52,8 +55,9 @@ from corral.errors import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
+    from collections.abc import Iterator
 
+    from corral.engine.containers.logs import Entry
     from corral.engine.engine import Engine
     from corral.runtime.api import Runtime
     from corral.runtime.state import StateStore
@@ -110,10 +114,12 @@ class Status:
     """A container's state as ``ps`` shows it."""
 
     record: Record
-    state: str  # created | running | exited
+    state: str  # created | running | paused | restarting | exited
     exit_code: int | None = None
     started: float | None = None
     finished: float | None = None
+    health: str | None = None  # starting | healthy | unhealthy, while it runs
+    restart_count: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -131,6 +137,10 @@ class Containers:
     def dir(self, container_id: str) -> Path:
         return self.root / container_id
 
+    @property
+    def db(self) -> sqlite3.Connection:
+        return self.engine.db
+
     def runtime(self) -> StateStore:
         from corral.runtime.state import StateStore
 
@@ -143,7 +153,7 @@ class Containers:
         return Runtime(str(self.runtime_root))
 
     def _ids(self) -> list[tuple[str, str]]:
-        rows = self.images.db.execute("SELECT id, name FROM containers ORDER BY created DESC")
+        rows = self.engine.db.execute("SELECT id, name FROM containers ORDER BY created DESC")
         return [(str(r["id"]), str(r["name"] or "")) for r in rows]
 
     def resolve(self, ref: str) -> str:
@@ -177,8 +187,10 @@ class Containers:
         opts: RunOptions,
         name: str | None = None,
         auto_remove: bool = False,
+        monitor: MonitorConfig | None = None,
     ) -> Record:
-        """Make the container: writable snapshot, OCI config, record. Nothing runs yet."""
+        """Make the container: writable snapshot, OCI config, record. Nothing runs yet.
+        ``monitor``: restart policy, healthcheck, stop signal and timeout, log rotation."""
         from corral.engine.images.reference import normalize
 
         if name is not None and not _valid_name(name):
@@ -192,9 +204,10 @@ class Containers:
                     raise
                 image = images.ensure_busybox()
             image_config = images.config(image.id)
+            run_config = _monitor_config(monitor, image_config)
             cid = secrets.token_hex(32)
             name = name or self._new_name()
-            taken = images.db.execute(
+            taken = self.engine.db.execute(
                 "SELECT id FROM containers WHERE name = ?", (name,)
             ).fetchone()
             if taken is not None:
@@ -221,10 +234,16 @@ class Containers:
                     self._add_row(cid, image.id, name)
                 except sqlite3.IntegrityError:
                     raise ExistsError(f'Conflict. The container name "/{name}" is already in use')
+                with transaction(self.engine.db):
+                    runstate.insert(self.engine.db, cid, run_config)
+                os.close(os.open(path / "exit", os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600))
             except BaseException:
                 with contextlib.suppress(CorralError):
                     images.snapshots.remove(cid)
                 remove_tree(path)
+                with contextlib.suppress(sqlite3.Error), transaction(self.engine.db):
+                    self.engine.db.execute("DELETE FROM containers WHERE id = ?", (cid,))
+                    runstate.delete(self.engine.db, cid)
                 raise
         return record
 
@@ -257,9 +276,6 @@ class Containers:
         from corral.engine.snapshots.overlay import mount
 
         path = self.dir(record.id)
-        for stale in ("exit.json", "state.json"):
-            with contextlib.suppress(FileNotFoundError):
-                (path / stale).unlink()
         try:
             mounts = self.images.snapshots.mounts(record.id)
             rootfs = path / "rootfs"
@@ -272,108 +288,147 @@ class Containers:
             raise
         return path
 
-    def _run(self, record: Record, started: Callable[[int], None] | None = None) -> int:
-        """Run the container through the runtime's one ``run`` (corral.Runtime): its stdio are
-        pipes copied to and from ours, signals we get go to it; wait, record, tear down."""
+    def run_state(self, container_id: str) -> RunState:
+        row = runstate.get(self.db, container_id)
+        return row if row is not None else RunState(container_id)
+
+    def run_foreground(self, record: Record, interactive: bool = False) -> int:
+        """Start the container and wait for it here, its output copied to our stdout and
+        stderr and logged (json-file) as a detached one's; its exit code (128+N if killed by
+        N). This process is its waiter: if it dies, the next command finds the container
+        orphaned and removes it."""
+        from corral.engine.monitor.foreground import run_logged
         from corral.runtime.state import process_start_time
 
+        row = self.run_state(record.id)
+        if row.live:
+            raise StateError(f"container {record.name!r} is already running")
         path = self._prepare(record)
         me = os.getpid()
 
-        def on_start(pid: int) -> None:
-            _write_json(
-                path / "state.json",
-                {"started": time.time(), "waiter": [me, process_start_time(me)]},
-            )
-            if started is not None:
-                started(pid)
+        def started(pid: int) -> None:
+            with transaction(self.db):
+                runstate.mark_running(
+                    self.db, record.id, pid=pid, waiter=me,
+                    waiter_start=process_start_time(me) or 0, detached=False,
+                    started_at=time.time(), healthcheck=False,
+                )  # fmt: skip
 
         try:
-            code = self.runtime_api().run(record.id, str(path), keep=True, started=on_start)
+            code = run_logged(
+                self.runtime(), record.id, str(path), str(path / "container.log"),
+                row.config, interactive, started,
+            )  # fmt: skip
         except BaseException:
             self._teardown(record.id)
             raise
-        self._finish(record.id, code)
-        return code
-
-    def run_foreground(self, record: Record) -> int:
-        """Start the container and wait for it here; its exit code (128+N if killed by N)."""
-        code = self._run(record)
-        if record.auto_remove:
-            self.remove(record.id, force=True)
+        oom = self._oom(record.id)
+        with transaction(self.db):
+            claimed = runstate.claim_exit(
+                self.db, record.id, me, exit_code=code, oom_killed=oom, finished_at=time.time()
+            )
+        if claimed:
+            self._teardown(record.id)
+            if record.auto_remove:
+                self.remove(record.id, force=True)
         return code
 
     def start_detached(self, record: Record) -> None:
-        """Start the container under a monitor process; return once it runs (or failed)."""
-        status = self.status(record)
-        if status.state == "running":
+        """Start the container under a waiter and the root's monitor; return once it runs.
+        The program's own start errors (not found, cannot be invoked) raise here."""
+        from corral.engine.monitor.launch import ensure_monitor, launch
+
+        row = self.run_state(record.id)
+        if row.live:
             return
+        path = self._prepare(record)
+        lock = path / "exit"
         # SQLite's per-process state must not cross a fork with a connection open: close ours
-        # (it reopens on next use), so the monitor's own connection starts from nothing.
+        # (it reopens on next use).
         self.engine.close()
-        read, write = os.pipe()
-        pid = os.fork()
-        if pid == 0:  # pragma: no cover - the monitor's side
-            try:
-                os.close(read)
-                os.setsid()
-                if os.fork() != 0:
-                    os._exit(0)
-                self._monitor(record, write)
-            finally:
-                os._exit(1)
-        os.close(write)
-        with os.fdopen(read, "rb") as f:
-            message = f.read().decode(errors="replace")
-        os.waitpid(pid, 0)
-        if message == "ok":
+        try:
+            waiter, waiter_start, pid = launch(self.runtime(), record.id, path, lock)
+        except BaseException:
+            self._teardown(record.id)
+            raise
+        with transaction(self.db):
+            runstate.mark_running(
+                self.db, record.id, pid=pid, waiter=waiter, waiter_start=waiter_start,
+                detached=True, started_at=time.time(),
+                healthcheck=row.config.healthcheck is not None,
+            )  # fmt: skip
+        ensure_monitor(self.engine.layout.root, self.runtime_root)
+
+    # -- the end of a run ----------------------------------------------------------------------
+
+    def finish(self, container_id: str, waiter: int, wait_log: float = 2.0) -> None:
+        """The waiter ``waiter`` is gone: record how the run ended (exit code, OOM kill, time),
+        tear down, and restart (policy) or remove (``--rm``) the container. Done by the
+        monitor, or by any command that finds the waiter dead first (one of them wins)."""
+        from corral.engine.monitor.config import restart_delay, should_restart
+        from corral.engine.monitor.launch import ensure_monitor, monitor_alive
+        from corral.engine.monitor.waiter import exit_code, exit_status
+
+        row = runstate.get(self.db, container_id)
+        if row is None or row.waiter != waiter or not row.live:
             return
-        if message.startswith("error:"):
-            raise ContainerInitError(message[len("error:") :])
-        raise ContainerInitError(f"container {record.id[:12]}: the monitor died before starting it")
+        path = self.dir(container_id)
+        if row.detached and monitor_alive(self.engine.layout.root):
+            _wait_unlocked(path / "exit", wait_log)  # the monitor is writing the last logs
+        status, finished = None, time.time()
+        try:
+            with open(path / "exit", "rb") as f:
+                status = exit_status(f.read(), row.pid)
+                if status is not None:
+                    finished = os.fstat(f.fileno()).st_mtime
+        except FileNotFoundError:
+            pass
+        code = exit_code(status) if status is not None else 255
+        error = "" if status is not None else "the container's waiter died: its exit is unknown"
+        with transaction(self.db):
+            claimed = runstate.claim_exit(
+                self.db, container_id, waiter, exit_code=code, oom_killed=self._oom(container_id),
+                finished_at=finished, error=error,
+            )  # fmt: skip
+        if not claimed:
+            return
+        self._teardown(container_id)
+        if should_restart(row.config, code, row.restart_count, row.stopped):
+            with transaction(self.db):
+                runstate.update(
+                    self.db, container_id, status="restarting",
+                    restart_at=time.time() + restart_delay(row.restart_count,
+                                                           finished - row.started_at),
+                )  # fmt: skip
+            ensure_monitor(self.engine.layout.root, self.runtime_root)
+            return
+        with contextlib.suppress(NotFoundError):
+            record = self.record(container_id)
+            if record.auto_remove:
+                self.remove(container_id, force=True)
 
-    def _monitor(self, record: Record, report: int) -> None:  # pragma: no cover - forked
-        """The detached container's waiter: launch, report, wait, record, tear down."""
-        from corral.engine.engine import Engine
-
-        path = self.dir(record.id)
-        log = os.open(
-            path / "container.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o640
-        )
-        null = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
-        os.dup2(null, 0)
-        os.dup2(log, 1)
-        os.dup2(log, 2)
-        os.close(null)
-        os.close(log)
-        os.chdir("/")
-        # The parent's SQLite connection must not be used across fork: a store of our own.
-        mine = Engine(self.engine.layout.root, runtime_root=self.runtime_root).containers
-
-        def started(_pid: int) -> None:
-            os.write(report, b"ok")
-            os.close(report)
+    def _oom(self, container_id: str) -> bool:
+        """Whether the kernel's OOM killer killed a process of the container (its memory
+        cgroup's oom_kill count: v1 memory.oom_control, v2 memory.events)."""
+        from corral import cgroups
 
         try:
-            mine._run(record, started)
-        except BaseException as err:
-            text = str(err) if isinstance(err, CorralError) else f"{type(err).__name__}: {err}"
-            with contextlib.suppress(OSError):
-                os.write(report, ("error:" + text.replace("\n", " ")).encode())
-            os._exit(1)
-        if record.auto_remove:
-            try:
-                mine.remove(record.id, force=True)
-            except BaseException:  # nobody to tell but the debug log
-                _debug_log(path)
-        os._exit(0)
+            data = self.runtime().load(container_id).data.get("cgroup")
+            return isinstance(data, dict) and cgroups.from_state(data).oom_kill_count() > 0
+        except (CorralError, OSError, KeyError, ValueError):
+            return False
 
-    def _finish(self, container_id: str, code: int | None) -> None:
-        """The program exited: tear everything down and record the exit code."""
-        self._teardown(container_id)
-        path = self.dir(container_id)
-        if path.is_dir():
-            _write_json(path / "exit.json", {"exit_code": code, "finished": time.time()})
+    def restart_now(self, container_id: str) -> None:
+        """The monitor's restart of a ``restarting`` container (the policy's next start)."""
+        if not runstate.claim_restart(self.db, container_id):
+            return
+        record = self.record(container_id)
+        try:
+            self.start_detached(record)
+        except CorralError as err:
+            with transaction(self.db):
+                runstate.update(self.db, container_id, status="exited", exit_code=128,
+                                error=str(err), finished_at=time.time())  # fmt: skip
 
     def _teardown(self, container_id: str) -> None:
         """Remove runtime state and cgroups, unmount the rootfs, free the network namespace."""
@@ -416,84 +471,196 @@ class Containers:
 
     # -- status ------------------------------------------------------------------------------------
 
+    def reconcile(self, row: RunState) -> RunState:
+        """Check a live row against the kernel: a dead waiter means the run is over (finish it
+        here if the monitor has not); a detached container without a monitor gets one."""
+        from corral.runtime.state import process_start_time
+
+        if row.live:
+            if process_start_time(row.waiter) != row.waiter_start:
+                self.finish(row.id, row.waiter)
+                return self.run_state(row.id)
+            if row.detached:
+                self._ensure_monitor_alive()
+        elif row.status == "restarting":
+            self._ensure_monitor_alive()
+        return row
+
+    def _ensure_monitor_alive(self) -> None:
+        from corral.engine.monitor.launch import monitor_alive, spawn_monitor
+
+        root = self.engine.layout.root
+        if not monitor_alive(root):
+            self.engine.close()
+            spawn_monitor(root, self.runtime_root)
+
     def status(self, record: Record) -> Status:
-        path = self.dir(record.id)
-        done = _read_json(path / "exit.json")
-        state = _read_json(path / "state.json")
-        started = float(state["started"]) if state else None
-        if done is not None:
-            code = done.get("exit_code")
-            return Status(
-                record, "exited", code if isinstance(code, int) else None, started,
-                float(done.get("finished") or 0),
-            )  # fmt: skip
-        if state is None:
-            return Status(record, "created")
-        if _alive(state.get("waiter")):
-            return Status(record, "running", None, started)
-        # The waiter died without recording anything (killed): clean up after it.
-        self._finish(record.id, None)
-        return self.status(record)
+        row = self.reconcile(self.run_state(record.id))
+        return _status(record, row)
 
     def list(self, all_containers: bool = False) -> list[Status]:
+        rows = runstate.all_states(self.db)
         out = []
         for cid, _ in self._ids():
             try:
-                status = self.status(self.record(cid))
+                record = self.record(cid)
             except NotFoundError:
                 continue
-            if all_containers or status.state == "running":
+            row = rows.get(cid) or RunState(cid)
+            if row.live or row.status == "restarting":
+                row = self.reconcile(row)
+            status = _status(record, row)
+            if all_containers or status.state in ("running", "paused", "restarting"):
                 out.append(status)
         return out
 
     def logs(self, ref: str) -> Path:
         return self.dir(self.resolve(ref)) / "container.log"
 
-    def read_logs(self, ref: str, tail: int | None = None, follow: bool = False) -> Iterator[bytes]:
-        """``logs``: the container's output, or its last ``tail`` lines; with ``follow`` also
-        what it writes until it stops. No such container: NotFoundError before any output."""
-        from corral.engine.containers.logs import read_log
+    def read_logs(
+        self,
+        ref: str,
+        tail: int | None = None,
+        follow: bool = False,
+        since: str | None = None,
+        until: str | None = None,
+    ) -> Iterator[Entry]:
+        """``logs``: the container's log entries (stream, time, bytes), or its last ``tail``;
+        with ``follow`` also what it writes until it stops. No such container: NotFoundError
+        before any output."""
+        from corral.engine.containers.logs import read_entries
 
         record = self.record(ref)
 
         def running() -> bool:
-            return self.status(record).state == "running"
+            return self.status(record).state in ("running", "paused", "restarting")
 
-        return read_log(str(self.logs(record.id)), tail, running if follow else None)
+        return read_entries(
+            str(self.logs(record.id)), tail=tail, since=since, until=until,
+            follow=running if follow else None,
+        )  # fmt: skip
 
-    # -- stop and remove ---------------------------------------------------------------------------
+    # -- signals, stop, pause ------------------------------------------------------------------
 
-    def stop(self, ref: str, timeout: float = 10.0) -> str:
-        """SIGTERM the program, SIGKILL everything after ``timeout`` seconds; wait for the exit."""
+    def _live(self, ref: str) -> tuple[Record, RunState]:
         record = self.record(ref)
-        if self.status(record).state != "running":
+        row = self.reconcile(self.run_state(record.id))
+        return record, row
+
+    def kill(self, ref: str, signal: str | int = "SIGKILL") -> str:
+        """``kill [-s SIG]``: signal the init; refused unless it runs. No restart follows."""
+        from corral.spec.signals import parse_signal
+
+        number = signal if isinstance(signal, int) else parse_signal(signal)
+        record, row = self._live(ref)
+        if not row.live:
+            raise StateError(f"cannot kill container {ref}: container {record.id} is not running")
+        with transaction(self.db):
+            runstate.update(self.db, record.id, stopped=True)
+        self.runtime_api().kill(record.id, number)
+        return record.id
+
+    def stop(self, ref: str, timeout: float | None = None, signal: str | None = None) -> str:
+        """The stop signal (``--stop-signal``, the image's StopSignal, SIGTERM), SIGKILL to
+        everything after ``timeout`` seconds (``--stop-timeout``, 10); wait for the exit. A
+        stopped container is not restarted by its policy."""
+        from corral.spec.signals import parse_signal
+
+        record, row = self._live(ref)
+        if row.status == "restarting":
+            with transaction(self.db):
+                runstate.update(self.db, record.id, status="exited", stopped=True)
             return record.id
+        if not row.live:
+            return record.id
+        with transaction(self.db):
+            runstate.update(self.db, record.id, stopped=True)
         runtime = self.runtime_api()
+        wait = float(row.config.stop_timeout if timeout is None else timeout)
         with contextlib.suppress(CorralError):
-            runtime.kill(record.id, 15)
-        if not self._wait_exited(record, timeout):
+            runtime.kill(record.id, parse_signal(signal or row.config.stop_signal))
+            if row.status == "paused":
+                runtime.resume(record.id)
+        if wait <= 0 or not self._wait_exit(row, wait):
             with contextlib.suppress(CorralError):
                 runtime.kill(record.id, 9, all_processes=True)
-            if not self._wait_exited(record, 10.0):
+            if not self._wait_exit(row, 10.0):
                 raise StateError(f"container {record.id[:12]}: still running after SIGKILL")
         return record.id
 
-    def _wait_exited(self, record: Record, timeout: float) -> bool:
+    def _wait_exit(self, row: RunState, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for the run ``row`` to end and be recorded."""
+        import select
+
         deadline = time.monotonic() + timeout
+        if row.detached:
+            try:
+                pidfd = os.pidfd_open(row.waiter)
+            except ProcessLookupError:
+                pidfd = -1
+            if pidfd >= 0:
+                try:
+                    poller = select.poll()
+                    poller.register(pidfd, select.POLLIN)
+                    if not poller.poll(max(0, int(timeout * 1000))):
+                        return False
+                finally:
+                    os.close(pidfd)
+            self.finish(row.id, row.waiter)
         while True:
-            if self.status(record).state != "running":
+            current = self.reconcile(self.run_state(row.id))
+            if current.waiter != row.waiter or not current.live:
                 return True
             if time.monotonic() >= deadline:
                 return False
             time.sleep(_POLL)
 
+    def wait(self, ref: str) -> int:
+        """``wait``: block until the container stops; its exit code."""
+        record = self.record(ref)
+        while True:
+            row = self.reconcile(self.run_state(record.id))
+            if not row.live:
+                return row.exit_code
+            if row.detached:
+                self._wait_exit(row, 3600.0)
+            else:
+                time.sleep(_POLL * 5)
+
+    def restart(self, ref: str, timeout: float | None = None) -> str:
+        """``restart``: stop (as ``stop``) and start again; the upper layer stays."""
+        record = self.record(ref)
+        self.stop(record.id, timeout)
+        self.start_detached(record)
+        return record.id
+
+    def pause(self, ref: str) -> str:
+        record, row = self._live(ref)
+        if row.status != "running":
+            state = "paused" if row.status == "paused" else "not running"
+            raise StateError(f"container {record.id} is {state}")
+        self.runtime_api().pause(record.id)
+        with transaction(self.db):
+            runstate.update(self.db, record.id, status="paused")
+        return record.id
+
+    def unpause(self, ref: str) -> str:
+        record, row = self._live(ref)
+        if row.status != "paused":
+            raise StateError(f"container {record.id} is not paused")
+        self.runtime_api().resume(record.id)
+        with transaction(self.db):
+            runstate.update(self.db, record.id, status="running")
+        return record.id
+
     def remove(self, ref: str, force: bool = False) -> str:
         """``rm``: refused while running unless ``force`` (then SIGKILLed first)."""
         record = self.record(ref)
-        if self.status(record).state == "running":
+        state = self.status(record).state
+        if state in ("running", "paused", "restarting"):
             if not force:
                 raise StateError(
-                    f"cannot remove container {record.name!r}: container is running: stop the "
+                    f"cannot remove container {record.name!r}: container is {state}: stop the "
                     "container before removing or force remove"
                 )
             self.stop(record.id, timeout=0)
@@ -504,20 +671,68 @@ class Containers:
                 images.snapshots.remove(record.id)
             remove_tree(self.dir(record.id))
             self._remove_row(record.id)
+            with transaction(self.db):
+                runstate.delete(self.db, record.id)
             images.snapshots.collect()
         return record.id
+
+    # -- inspect ---------------------------------------------------------------------------------
+
+    def inspect(self, ref: str) -> dict[str, Any]:
+        """docker's ``container inspect`` object."""
+        from corral.engine.containers.inspect import container_json
+
+        record = self.record(ref)
+        row = self.reconcile(self.run_state(record.id))
+        config = _read_json(self.dir(record.id) / "config.json") or {}
+        return container_json(record, row, config, str(self.dir(record.id)))
+
+
+def _status(record: Record, row: RunState) -> Status:
+    health = row.health["Status"] if row.health and row.live else None
+    code = row.exit_code if row.status in ("exited", "restarting") else None
+    started = row.started_at or None
+    finished = row.finished_at or None
+    return Status(record, row.status, code, started, finished, health=health,
+                  restart_count=row.restart_count)  # fmt: skip
+
+
+def _wait_unlocked(path: Path, timeout: float) -> None:
+    """Wait (up to ``timeout``) until nobody holds an exclusive flock on ``path``."""
+    import fcntl
+
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    return
+                time.sleep(0.01)
+    finally:
+        os.close(fd)
 
 
 # -- helpers ---------------------------------------------------------------------------------------
 
 
-def _debug_log(path: Path) -> None:
-    """With ``CORRAL_DEBUG`` set, a monitor's failure goes to ``containers/monitor.log``."""
-    if os.environ.get("CORRAL_DEBUG"):
-        import traceback
+def _monitor_config(given: MonitorConfig | None, image_config: dict[str, Any]) -> MonitorConfig:
+    """The flags' MonitorConfig, with the image's StopSignal and Healthcheck where the flags
+    say nothing."""
+    from corral.engine.monitor.config import healthcheck_from
 
-        with open(path.parent / "monitor.log", "a") as f:
-            traceback.print_exc(file=f)
+    config = given or MonitorConfig()
+    cfg = image_config.get("config") or {}
+    config.stop_signal = config.stop_signal or str(cfg.get("StopSignal") or "SIGTERM")
+    if config.healthcheck is None and not config.no_healthcheck:
+        config.healthcheck = healthcheck_from(cfg.get("Healthcheck"))
+    return config
 
 
 def _valid_name(name: str) -> bool:
@@ -536,15 +751,6 @@ def _read_json(path: Path) -> dict[str, Any] | None:
     except (FileNotFoundError, ValueError):
         return None
     return data if isinstance(data, dict) else None
-
-
-def _alive(waiter: Any) -> bool:
-    from corral.runtime.state import process_start_time
-
-    if not isinstance(waiter, list) or len(waiter) != 2:
-        return False
-    pid, start = waiter
-    return isinstance(pid, int) and process_start_time(pid) == start
 
 
 def _is_mountpoint(path: Path) -> bool:

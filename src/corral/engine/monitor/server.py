@@ -1,0 +1,390 @@
+"""The monitor: one process per engine root that watches every detached container.
+
+It is started by the first ``corral run -d`` (corral.engine.monitor.launch.ensure_monitor)
+and exits once nothing is left to watch. Its whole life is one ``poll`` loop over:
+
+- for each running container: pidfds of its init and of its waiter, and the stdout/stderr
+  pipes it reopened through ``/proc/<waiter>/fd/4`` and ``/5``; what they carry goes to the
+  json-file log (corral.engine.monitor.logfile);
+- a self-pipe woken by SIGUSR1 (a command changed the database: adopt what is new) and by
+  SIGCHLD (one of its helpers ended);
+- timers: the next healthcheck of each container, the restarts that are due.
+
+When the init exits, the monitor reads the pipes to their end, closes the log (and the lock
+on the container's ``exit`` file that tells commands the log is complete) and releases the
+waiter (a byte to its fd 7). When the waiter has exited (its exit record written), it forks a
+helper that records the exit and tears the container down (``Containers.finish``), which
+also decides on a restart. Healthchecks and restarts are forked helpers too. The helpers
+import the runtime; the monitor itself imports only what this module does (the standard
+library's os, select, signal, sqlite3, json and fcntl), so its memory stays that of a small
+interpreter, shared by all the containers of the root (bench/engine.py measures it against
+conmon).
+
+A crash of the monitor loses nothing (see corral.engine.monitor.waiter): the next ``corral``
+command that finds running containers and no monitor starts one, which adopts them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import select
+import signal
+import sqlite3
+import sys
+import time
+
+from corral.engine.monitor.logfile import LogWriter
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+_READ = 1 << 16
+_LOG_LOCK = "exit"
+
+
+class _Watch:
+    """One container being watched: its waiter, pipes, log, and healthcheck timer."""
+
+    __slots__ = (
+        "cid",
+        "fds",
+        "init_fd",
+        "interval",
+        "lock",
+        "next_probe",
+        "pidfd",
+        "probe",
+        "release",
+        "waiter",
+        "writer",
+    )  # fmt: skip
+
+    def __init__(self, cid: str, waiter: int) -> None:
+        self.cid = cid
+        self.waiter = waiter
+        self.pidfd = -1  # the waiter's
+        self.init_fd = -1  # the init's, until its output is read to the end
+        self.release = -1  # the waiter's fd 7
+        self.lock = -1
+        self.fds: dict[int, str] = {}
+        self.writer: LogWriter | None = None
+        self.next_probe = 0.0  # 0: no healthcheck
+        self.interval = 0.0
+        self.probe = 0  # the pid of the running probe helper
+
+
+class Monitor:
+    def __init__(self, root: str, runtime_root: str) -> None:
+        self.root = root
+        self.runtime_root = runtime_root
+        self.containers = os.path.join(root, "containers")
+        self.db_path = os.path.join(root, "corral.db")
+        self.linger = float(os.environ.get("CORRAL_MONITOR_LINGER") or 1.0)
+        self.watches: dict[str, _Watch] = {}
+        self.by_fd: dict[int, tuple[_Watch, str]] = {}
+        self.restarts: dict[str, float] = {}
+        self.helpers: dict[int, tuple[str, str]] = {}  # pid -> (kind, container id)
+        self.rescan = True
+        self.db: sqlite3.Connection | None = None
+
+    # -- the loop ------------------------------------------------------------------------------
+
+    def run(self) -> int:
+        lock = os.open(os.path.join(self.root, "monitor.lock"),
+                       os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)  # fmt: skip
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return 0  # another monitor has this root
+        _write(os.path.join(self.root, "monitor.pid"), str(os.getpid()))
+        wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        signal.set_wakeup_fd(wake_w)
+        for sig in (signal.SIGUSR1, signal.SIGCHLD):
+            signal.signal(sig, _flag)
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+        idle_since = time.monotonic()
+        while True:
+            self._reap()
+            if self.rescan:
+                self.rescan = False
+                self._scan()
+            now = time.time()
+            self._timers(now)
+            busy = bool(self.watches or self.restarts or self.helpers)
+            if busy:
+                idle_since = time.monotonic()
+            elif time.monotonic() - idle_since >= self.linger:
+                return 0
+            poller = select.poll()
+            poller.register(wake_r, select.POLLIN)
+            for watch in self.watches.values():
+                poller.register(watch.pidfd, select.POLLIN)
+                if watch.init_fd >= 0:
+                    poller.register(watch.init_fd, select.POLLIN)
+                for fd in watch.fds:
+                    poller.register(fd, select.POLLIN)
+            timeout = self._next_timer(now, busy)
+            try:
+                events = poller.poll(timeout)
+            except InterruptedError:
+                events = []
+            pidfds = {w.pidfd: w for w in self.watches.values()}
+            inits = {w.init_fd: w for w in self.watches.values() if w.init_fd >= 0}
+            exited: list[_Watch] = []
+            for fd, _event in events:
+                if fd == wake_r:
+                    with contextlib.suppress(BlockingIOError):
+                        while os.read(wake_r, 256):
+                            pass
+                    self.rescan = True
+                elif fd in pidfds:
+                    exited.append(pidfds[fd])
+                elif fd in inits:
+                    self._drained(inits[fd])
+                elif fd in self.by_fd:
+                    self._read(fd)
+            for watch in exited:
+                self._exited(watch)
+
+    def _next_timer(self, now: float, busy: bool) -> int:
+        times = [w.next_probe for w in self.watches.values() if w.next_probe and not w.probe]
+        times += list(self.restarts.values())
+        if not busy:
+            times.append(now + self.linger)
+        if not times:
+            return -1
+        return max(0, int((min(times) - now) * 1000) + 1)
+
+    # -- adopting containers -------------------------------------------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        if self.db is None:
+            self.db = sqlite3.connect(self.db_path, timeout=30, isolation_level=None)
+            self.db.row_factory = sqlite3.Row
+        return self.db
+
+    def _scan(self) -> None:
+        try:
+            rows = (
+                self._connect()
+                .execute(
+                    "SELECT id, status, pid, waiter, waiter_start, restart_at, started_at, config "
+                    "FROM container_state WHERE (detached = 1 AND status IN ('running', 'paused'))"
+                    " OR status = 'restarting'"
+                )
+                .fetchall()
+            )
+        except sqlite3.OperationalError:  # no table yet
+            rows = []
+        self.restarts = {}
+        for row in rows:
+            cid = row["id"]
+            if row["status"] == "restarting":
+                self.restarts[cid] = float(row["restart_at"])
+                continue
+            watch = self.watches.get(cid)
+            if watch is not None and watch.waiter == row["waiter"]:
+                continue
+            if watch is not None:
+                self._close(watch)
+            self._adopt(cid, row)
+
+    def _adopt(self, cid: str, row: Any) -> None:
+        waiter = int(row["waiter"])
+        watch = _Watch(cid, waiter)
+        directory = os.path.join(self.containers, cid)
+        try:
+            watch.pidfd = os.pidfd_open(waiter)
+        except ProcessLookupError:
+            watch.pidfd = -1
+        if watch.pidfd < 0 or _start_time(waiter) != row["waiter_start"]:
+            if watch.pidfd >= 0:
+                os.close(watch.pidfd)
+            self._helper("finish", cid, str(waiter))  # the waiter is gone already
+            return
+        config = json.loads(row["config"] or "{}")
+        try:
+            watch.init_fd = os.pidfd_open(int(row["pid"]))
+        except (ProcessLookupError, ValueError):
+            watch.init_fd = -1  # gone already: its output is read at once
+        try:
+            watch.release = os.open(f"/proc/{waiter}/fd/7", os.O_WRONLY | os.O_CLOEXEC)
+            watch.lock = os.open(os.path.join(directory, _LOG_LOCK), os.O_RDONLY | os.O_CLOEXEC)
+            fcntl.flock(watch.lock, fcntl.LOCK_EX)
+            watch.writer = LogWriter(
+                os.path.join(directory, "container.log"),
+                int(config.get("log_max_size") or 0),
+                int(config.get("log_max_file") or 1),
+            )
+            for number, stream in ((4, "stdout"), (5, "stderr")):
+                fd = os.open(f"/proc/{waiter}/fd/{number}",
+                             os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)  # fmt: skip
+                watch.fds[fd] = stream
+                self.by_fd[fd] = (watch, stream)
+        except OSError:
+            self.watches[cid] = watch  # the waiter's exit finishes it
+            return
+        if watch.init_fd < 0:
+            self._drained(watch)
+        health = config.get("healthcheck")
+        if isinstance(health, dict):
+            watch.interval = float(health.get("interval") or 30.0)
+            watch.next_probe = float(row["started_at"]) + watch.interval
+        self.watches[cid] = watch
+
+    # -- events --------------------------------------------------------------------------------
+
+    def _read(self, fd: int) -> None:
+        watch, stream = self.by_fd[fd]
+        try:
+            data = os.read(fd, _READ)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            del self.by_fd[fd]
+            del watch.fds[fd]
+            os.close(fd)
+            return
+        if watch.writer is not None:
+            watch.writer.write(stream, data)
+
+    def _exited(self, watch: _Watch) -> None:
+        """The waiter is gone (its exit record written): let a helper record the exit and
+        tear down."""
+        self._drained(watch)
+        self._close(watch)
+        self._helper("finish", watch.cid, str(watch.waiter))
+
+    def _drained(self, watch: _Watch) -> None:
+        """The init is gone: take what the pipes hold, close the log, release the waiter."""
+        for fd in list(watch.fds):
+            while fd in watch.fds:
+                try:
+                    data = os.read(fd, _READ)
+                except BlockingIOError:
+                    break
+                except OSError:
+                    data = b""
+                if not data:
+                    break
+                if watch.writer is not None:
+                    watch.writer.write(watch.fds[fd], data)
+        self._close_log(watch)
+        if watch.release >= 0:
+            with contextlib.suppress(OSError):
+                os.write(watch.release, b"x")
+            os.close(watch.release)
+            watch.release = -1
+        if watch.init_fd >= 0:
+            os.close(watch.init_fd)
+            watch.init_fd = -1
+
+    def _close_log(self, watch: _Watch) -> None:
+        for fd in list(watch.fds):
+            self.by_fd.pop(fd, None)
+            os.close(fd)
+        watch.fds.clear()
+        if watch.writer is not None:
+            with contextlib.suppress(OSError):
+                watch.writer.close()
+            watch.writer = None
+        if watch.lock >= 0:
+            os.close(watch.lock)
+            watch.lock = -1
+
+    def _close(self, watch: _Watch) -> None:
+        self._close_log(watch)
+        for fd in (watch.pidfd, watch.init_fd, watch.release):
+            if fd >= 0:
+                os.close(fd)
+        watch.pidfd = watch.init_fd = watch.release = -1
+        if self.watches.get(watch.cid) is watch:
+            del self.watches[watch.cid]
+
+    def _timers(self, now: float) -> None:
+        for cid, due in list(self.restarts.items()):
+            if due <= now:
+                del self.restarts[cid]
+                self._helper("restart", cid, "")
+        for watch in self.watches.values():
+            if watch.next_probe and not watch.probe and watch.next_probe <= now:
+                watch.probe = self._helper("probe", watch.cid, str(watch.waiter))
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    def _helper(self, kind: str, cid: str, arg: str) -> int:
+        """Fork a helper that does ``kind`` (finish, restart, probe) for ``cid`` and exits."""
+        if self.db is not None:  # SQLite connections must not cross a fork
+            self.db.close()
+            self.db = None
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the helper
+            code = 1
+            try:
+                signal.set_wakeup_fd(-1)
+                for sig in (signal.SIGUSR1, signal.SIGCHLD, signal.SIGTERM):
+                    signal.signal(sig, signal.SIG_DFL)
+                from corral.engine.monitor import helpers
+
+                code = helpers.run(self.root, self.runtime_root, kind, cid, arg)
+            except BaseException:
+                if os.environ.get("CORRAL_DEBUG"):
+                    import traceback
+
+                    with open(os.path.join(self.root, "monitor.log"), "a") as f:
+                        traceback.print_exc(file=f)
+            finally:
+                os._exit(code)
+        self.helpers[pid] = (kind, cid)
+        return pid
+
+    def _reap(self) -> None:
+        while self.helpers:
+            try:
+                pid, _status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                self.helpers.clear()
+                return
+            if pid == 0:
+                return
+            kind, cid = self.helpers.pop(pid, ("", ""))
+            if kind == "probe":
+                watch = self.watches.get(cid)
+                if watch is not None:
+                    watch.probe = 0
+                    watch.next_probe = time.time() + watch.interval
+            else:
+                self.rescan = True
+
+
+def _flag(_signum: int, _frame: object) -> None:
+    """Signals only wake the loop (through the wakeup fd)."""
+
+
+def _start_time(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return int(f.read().rpartition(b")")[2].split()[19])
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def _write(path: str, text: str) -> None:
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.rename(tmp, path)
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 2:
+        print("usage: python -m corral.engine.monitor ROOT RUNTIME_ROOT", file=sys.stderr)
+        return 2
+    return Monitor(argv[0], argv[1]).run()
