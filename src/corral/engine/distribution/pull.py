@@ -89,7 +89,7 @@ def pull(
     want = media.parse_platform(options.platform)
     client = client_for(ref, options)
     try:
-        return _pull(store, ref, client, want, progress or ignore, options)
+        return _pull(store, ref, client, want, ignore if progress is None else progress, options)
     finally:
         client.close()
 

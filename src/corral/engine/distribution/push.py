@@ -75,7 +75,7 @@ def push(
     ``destination`` defaults to ``source``; ``fmt`` (``oci``, ``v2s2``/``docker``) converts the
     manifest, None sends it as stored.
     """
-    emit = progress or ignore
+    emit = ignore if progress is None else progress
     image = store.get(source)
     dest_text = destination or source
     dest = parse(dest_text, "destination")
