@@ -19,7 +19,7 @@ refuses truncated or escaping tarballs, and the image is registered only after a
 place: a refused pull never shows in ``corral images``.
 
 **Resuming.** Blobs download into ``<root>/ingest/<hex>``, which survives an interrupted pull
-(``tmp/`` is swept by the next command; ``ingest/`` is not, except of files a week old). The
+(``tmp/`` is swept by the next command; ``ingest/`` only of files left there a week). The
 next pull skips blobs already in the content store and asks for the rest of a partial one with
 ``Range``; a registry that answers ``200`` instead of ``206`` sends the whole blob again, and
 only that blob restarts. A transient network error is retried the same way (``retries``, 3)
