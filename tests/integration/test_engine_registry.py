@@ -1,4 +1,4 @@
-"""The registry client (corral.engine.images.registry) against a real docker-registry on 127.0.0.1.
+"""The registry client (corral.engine.distribution) against a real docker-registry on 127.0.0.1.
 
 Protocol-level checks through the library: round trips, digests, indexes, auth (basic, token),
 TLS, resumable pulls (a counting, cutting proxy in front of the registry) and hostile input
@@ -7,7 +7,6 @@ TLS, resumable pulls (a counting, cutting proxy in front of the registry) and ho
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import stat
@@ -16,13 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from corral.engine.engine import Engine
-from corral.engine.images.auth import AuthFile, Credentials
-from corral.engine.images.content import DigestMismatch
-from corral.engine.images.layers import LayerError
-from corral.engine.images.registry import (
-    MEDIA_DOCKER_MANIFEST,
+from corral.engine.distribution import (
     AuthError,
+    AuthFile,
+    Credentials,
     Options,
     RegistryError,
     login,
@@ -30,6 +26,10 @@ from corral.engine.images.registry import (
     pull,
     push,
 )
+from corral.engine.engine import Engine
+from corral.engine.images.content import DigestMismatch
+from corral.engine.images.layers import LayerError
+from corral.engine.images.media import DOCKER_MANIFEST as MEDIA_DOCKER_MANIFEST
 from corral.engine.images.store import ImageStore
 from corral.engine.images.testing import file, layer_tar
 from corral.errors import NotFoundError, UserError
@@ -45,7 +45,6 @@ from helpers.registry import (
 
 def opts(**kw: object) -> Options:
     kw.setdefault("tls_verify", False)
-    kw.setdefault("out", io.StringIO())
     return Options(**kw)  # type: ignore[arg-type]
 
 

@@ -1,9 +1,10 @@
 """``corral pull | push | login | logout`` (and ``image pull | push``): thin, like main.py.
 
-The work is in ``corral.engine.images.registry``; this module only parses flags (podman's names:
+The work is in ``corral.engine.distribution``; this module only parses flags (podman's names:
 ``--tls-verify[=false]``, ``--cert-dir``, ``--authfile``, ``--creds``, ``--platform``,
-``--format``) and prints. Progress goes to stderr (bars on a terminal, lines otherwise); stdout
-gets what a script wants: the image ID after a pull, the manifest digest after a push.
+``--format``) and prints. Progress goes to stderr, drawn by ``cli.progress`` from the engine's
+events (bars on a terminal, lines otherwise; nothing with ``-q``); stdout gets what a script
+wants: the image ID after a pull, the manifest digest after a push.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ if TYPE_CHECKING:
     from typing import Any
 
     from corral.cli.common import Commands
+    from corral.engine.distribution import Options
+    from corral.engine.distribution.events import ProgressCallback
 
 
 def _bool(text: str) -> bool:
@@ -30,16 +33,14 @@ def _bool(text: str) -> bool:
     raise UsageError(f"--tls-verify: want true or false, not {text!r}")
 
 
-def _options(ns: argparse.Namespace, store: Any) -> Any:
-    from corral.engine.images.auth import Credentials
-    from corral.engine.images.registry import Options, default_auth_file
+def _options(ns: argparse.Namespace) -> Options:
+    from corral.engine.distribution import Credentials, Options, default_auth_file
 
     options = Options(
         tls_verify=ns.tls_verify,
         cert_dir=ns.cert_dir,
-        auth_file=ns.authfile or default_auth_file(store),
+        auth_file=ns.authfile or default_auth_file(engine(ns).layout),
         platform=getattr(ns, "platform", None),
-        quiet=getattr(ns, "quiet", False),
     )
     if getattr(ns, "creds", None):
         user, sep, password = ns.creds.partition(":")
@@ -53,20 +54,29 @@ def _options(ns: argparse.Namespace, store: Any) -> Any:
     return options
 
 
-def cmd_pull(ns: argparse.Namespace) -> int:
-    from corral.engine.images.registry import pull
+def _progress(ns: argparse.Namespace) -> ProgressCallback | None:
+    """Bars or lines on stderr, or nothing with ``-q``."""
+    if ns.quiet:
+        return None
+    from corral.cli.progress import Progress
 
-    store = engine(ns).images
-    image = pull(store, ns.reference, _options(ns, store))
+    return Progress(sys.stderr)
+
+
+def cmd_pull(ns: argparse.Namespace) -> int:
+    from corral.engine.distribution import pull
+
+    image = pull(engine(ns).images, ns.reference, _options(ns), _progress(ns))
     print(image.id)
     return 0
 
 
 def cmd_push(ns: argparse.Namespace) -> int:
-    from corral.engine.images.registry import push
+    from corral.engine.distribution import push
 
-    store = engine(ns).images
-    digest, _ = push(store, ns.source, ns.destination, _options(ns, store), ns.format)
+    digest, _ = push(
+        engine(ns).images, ns.source, ns.destination, _options(ns), ns.format, _progress(ns)
+    )
     if ns.digestfile:
         with open(ns.digestfile, "w", encoding="utf-8") as f:
             f.write(digest)
@@ -75,10 +85,14 @@ def cmd_push(ns: argparse.Namespace) -> int:
 
 
 def cmd_login(ns: argparse.Namespace) -> int:
-    from corral.engine.images.auth import Credentials
-    from corral.engine.images.registry import Options, default_auth_file, login, read_password
+    from corral.engine.distribution import (
+        Credentials,
+        Options,
+        default_auth_file,
+        login,
+        read_password,
+    )
 
-    store = engine(ns).images
     username = ns.username
     if ns.password is not None and ns.password_stdin:
         raise UsageError("--password and --password-stdin are mutually exclusive")
@@ -99,18 +113,18 @@ def cmd_login(ns: argparse.Namespace) -> int:
     if not username:
         raise UsageError("--username: must not be empty")
     options = Options(tls_verify=ns.tls_verify, cert_dir=ns.cert_dir)
-    auth_file = ns.authfile or default_auth_file(store)
+    auth_file = ns.authfile or default_auth_file(engine(ns).layout)
     login(ns.registry, Credentials(username, password), auth_file, options)
     print("Login Succeeded!")
     return 0
 
 
 def cmd_logout(ns: argparse.Namespace) -> int:
-    from corral.engine.images.registry import default_auth_file, logout
+    from corral.engine.distribution import default_auth_file, logout
 
     if ns.all == bool(ns.registry):
         raise UsageError("logout: give a REGISTRY or --all")
-    auth_file = ns.authfile or default_auth_file(engine(ns).images)
+    auth_file = ns.authfile or default_auth_file(engine(ns).layout)
     key = logout(None if ns.all else ns.registry, auth_file)
     print(f"Removed login credentials for {key}")
     return 0

@@ -43,12 +43,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from corral.engine.images.digest import check_digest, hex_of, is_digest, of_bytes
-from corral.engine.images.layers import (
-    CHUNK,
+from corral.engine.images.layers import CHUNK, DecompressingReader, detect
+from corral.engine.images.media import (
+    INDEXES,
     LAYER_MEDIA_TYPES,
-    MEDIA_TYPE_OF,
-    DecompressingReader,
-    detect,
+    MANIFESTS,
+    OCI_INDEX,
+    OCI_LAYER_PREFIX,
+    OCI_LAYER_TYPE,
+    OCI_MANIFEST,
+    oci_manifest,
 )
 from corral.errors import NotFoundError, UsageError, UserError
 
@@ -56,13 +60,6 @@ if TYPE_CHECKING:
     from corral.engine.images.store import Image, ImageStore
 
 FORMATS = ("docker-archive", "oci-archive")
-MEDIA_OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-MEDIA_OCI_INDEX = "application/vnd.oci.image.index.v1+json"
-MEDIA_OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
-MEDIA_DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
-MEDIA_DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
-MANIFEST_TYPES = (MEDIA_OCI_MANIFEST, MEDIA_DOCKER_MANIFEST)
-INDEX_TYPES = (MEDIA_OCI_INDEX, MEDIA_DOCKER_LIST)
 REF_NAME = "org.opencontainers.image.ref.name"
 CONTAINERD_NAME = "io.containerd.image.name"
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
@@ -249,7 +246,7 @@ class _Plan:
     layers: Sequence[tuple[str, str | None, str | None, int | None]]  # name, digest, media, size
     tags: list[str]
     manifest_bytes: bytes | None = None
-    manifest_media_type: str = MEDIA_OCI_MANIFEST
+    manifest_media_type: str = OCI_MANIFEST
 
 
 def load(store: ImageStore, source: str | LoadSpec) -> list[Loaded]:
@@ -402,8 +399,8 @@ def _oci_plans(src: _Source, ref: str | None, repo: str | None) -> list[_Plan]:
         what = f"{src.what}: manifest {digest}"
         if not isinstance(manifest, dict):
             raise ArchiveError(f"{what}: not a JSON object")
-        media = manifest.get("mediaType") or descriptor.get("mediaType") or MEDIA_OCI_MANIFEST
-        if media not in MANIFEST_TYPES:
+        media = manifest.get("mediaType") or descriptor.get("mediaType") or OCI_MANIFEST
+        if media not in MANIFESTS:
             raise ArchiveError(f"{what}: unsupported media type {media!r}")
         config = manifest.get("config") or {}
         config_digest = check_digest(str(config.get("digest", "")), f"{what}: config digest")
@@ -475,9 +472,9 @@ def _walk_index(
         ):
             continue
         media = descriptor.get("mediaType")
-        if media in INDEX_TYPES:
+        if media in INDEXES:
             nested.append((descriptor, ref))
-        elif media in MANIFEST_TYPES or media is None:
+        elif media in MANIFESTS or media is None:
             out.append((descriptor, ref))
     for descriptor, ref in nested:
         digest = check_digest(str(descriptor.get("digest", "")), f"{src.what}: index digest")
@@ -536,9 +533,9 @@ def _ingest(store: ImageStore, src: _Source, plan: _Plan) -> Loaded:
             blob = writer.commit()
         if media is None:
             kind = detect(head)
-            if kind not in MEDIA_TYPE_OF:
+            if kind not in OCI_LAYER_TYPE:
                 raise ArchiveError(f"{layer_what}: unsupported layer compression {kind}")
-            media = MEDIA_TYPE_OF[kind]
+            media = OCI_LAYER_TYPE[kind]
         with store.content.open(blob) as f:
             layer, _ = store.snapshots.unpack(f, parent, diff_id, what=layer_what)
         parent = layer.chain_id
@@ -705,11 +702,11 @@ def _write_docker(
 
 def _oci_media_type(store: ImageStore, blob: str, media_type: str) -> str:
     """A layer's OCI media type (docker's gzip type becomes OCI's tar+gzip)."""
-    if media_type.startswith("application/vnd.oci.image.layer."):
+    if media_type.startswith(OCI_LAYER_PREFIX):
         return media_type
     with store.content.open(blob) as f:
         kind = detect(f.read(8))
-    return MEDIA_TYPE_OF.get(kind, media_type)
+    return OCI_LAYER_TYPE.get(kind, media_type)
 
 
 def _write_oci(
@@ -735,31 +732,17 @@ def _write_oci(
     for image, tags in selected:
         config_bytes = store.content.read_bytes(image.id)
         layers = [
-            {
-                "mediaType": _oci_media_type(store, x.blob, x.media_type),
-                "digest": x.blob,
-                "size": x.blob_size,
-            }
+            (x.blob, _oci_media_type(store, x.blob, x.media_type), x.blob_size)
             for x in image.layers
         ]
-        manifest = {
-            "schemaVersion": 2,
-            "mediaType": MEDIA_OCI_MANIFEST,
-            "config": {
-                "mediaType": MEDIA_OCI_CONFIG,
-                "digest": image.id,
-                "size": len(config_bytes),
-            },
-            "layers": layers,
-        }
-        manifest_bytes = json.dumps(manifest, separators=(",", ":")).encode()
+        manifest_bytes = oci_manifest(image.id, len(config_bytes), layers)
         manifest_digest = of_bytes(manifest_bytes)
         add_blob(image.id, config_bytes)
         for x in image.layers:
             add_blob(x.blob)
         add_blob(manifest_digest, manifest_bytes)
         base = {
-            "mediaType": MEDIA_OCI_MANIFEST,
+            "mediaType": OCI_MANIFEST,
             "digest": manifest_digest,
             "size": len(manifest_bytes),
             "platform": {"architecture": image.architecture, "os": image.os},
@@ -773,5 +756,5 @@ def _write_oci(
                     "annotations": {CONTAINERD_NAME: tag, REF_NAME: tag.rpartition(":")[2]},
                 }
             )
-    index = {"schemaVersion": 2, "mediaType": MEDIA_OCI_INDEX, "manifests": descriptors}
+    index = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": descriptors}
     _add_bytes(tar, "index.json", json.dumps(index, separators=(",", ":")).encode())

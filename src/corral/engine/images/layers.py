@@ -61,24 +61,6 @@ from corral.errors import KernelError, UserError
 
 CHUNK = 1 << 20
 
-# Media types of layers (OCI image-spec and Docker's schema 2).
-MEDIA_TAR = "application/vnd.oci.image.layer.v1.tar"
-MEDIA_TAR_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
-MEDIA_TAR_ZSTD = "application/vnd.oci.image.layer.v1.tar+zstd"
-MEDIA_DOCKER_GZIP = "application/vnd.docker.image.rootfs.diff.tar.gzip"
-MEDIA_DOCKER_FOREIGN = "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip"
-LAYER_MEDIA_TYPES = {
-    MEDIA_TAR: "tar",
-    MEDIA_TAR_GZIP: "gzip",
-    MEDIA_TAR_ZSTD: "zstd",
-    MEDIA_DOCKER_GZIP: "gzip",
-    MEDIA_DOCKER_FOREIGN: "gzip",
-    "application/vnd.oci.image.layer.nondistributable.v1.tar": "tar",
-    "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip": "gzip",
-    "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd": "zstd",
-}
-MEDIA_TYPE_OF = {"tar": MEDIA_TAR, "gzip": MEDIA_TAR_GZIP, "zstd": MEDIA_TAR_ZSTD}
-
 WHITEOUT_PREFIX = ".wh."
 WHITEOUT_META_PREFIX = ".wh..wh."
 WHITEOUT_OPAQUE = ".wh..wh..opq"

@@ -33,7 +33,8 @@ from corral.engine.db import transaction
 from corral.engine.format import rfc3339
 from corral.engine.images.content import ContentStore
 from corral.engine.images.digest import chain_ids, is_digest, short_id
-from corral.engine.images.layers import MEDIA_TYPE_OF, DecompressingReader, detect
+from corral.engine.images.layers import DecompressingReader, detect
+from corral.engine.images.media import OCI_LAYER_TYPE, OCI_MANIFEST, oci_manifest
 from corral.engine.images.reference import normalize, parse
 from corral.errors import NotFoundError, StateError, UsageError, UserError
 
@@ -42,8 +43,6 @@ if TYPE_CHECKING:
     from corral.engine.images.fromhost import RootfsBuilder
     from corral.engine.snapshots.overlay import Snapshotter
 
-MEDIA_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-MEDIA_CONFIG = "application/vnd.oci.image.config.v1+json"
 DEFAULT_TAG = "latest"
 DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -236,7 +235,7 @@ class ImageStore:
         row = self.db.execute(
             "SELECT media_type FROM manifests WHERE digest = ?", (digest,)
         ).fetchone()
-        return str(row["media_type"]) if row is not None else MEDIA_MANIFEST
+        return str(row["media_type"]) if row is not None else OCI_MANIFEST
 
     def inspect(self, ref: str) -> dict[str, Any]:
         """Docker's ``image inspect`` fields, plus the snapshot dirs the layers live in."""
@@ -356,12 +355,12 @@ class ImageStore:
         source.seek(0)
         kind = detect(head)
         with self.content.writer(what=what) as writer:
-            if kind in MEDIA_TYPE_OF:
+            if kind in OCI_LAYER_TYPE:
                 writer.copy_from(source)
-                media_type = MEDIA_TYPE_OF[kind]
+                media_type = OCI_LAYER_TYPE[kind]
             else:
                 writer.copy_from(DecompressingReader(source, kind, what))
-                media_type = MEDIA_TYPE_OF["tar"]
+                media_type = OCI_LAYER_TYPE["tar"]
             blob = writer.commit()
             blob_size = writer.size
         try:
@@ -447,7 +446,7 @@ class ImageStore:
         *,
         config_bytes: bytes | None = None,
         manifest_bytes: bytes | None = None,
-        manifest_media_type: str = MEDIA_MANIFEST,
+        manifest_media_type: str = OCI_MANIFEST,
     ) -> Image:
         """Store config and manifest blobs and record the image (layers must be unpacked).
 
@@ -510,17 +509,7 @@ class ImageStore:
     def _make_manifest(
         self, config_digest: str, config_bytes: bytes, blobs: Sequence[tuple[str, str, int]]
     ) -> tuple[bytes, str]:
-        manifest = {
-            "schemaVersion": 2,
-            "mediaType": MEDIA_MANIFEST,
-            "config": {
-                "mediaType": MEDIA_CONFIG,
-                "digest": config_digest,
-                "size": len(config_bytes),
-            },
-            "layers": [{"mediaType": mt, "digest": d, "size": s} for d, mt, s in blobs],
-        }
-        manifest_bytes = json.dumps(manifest, separators=(",", ":")).encode()
+        manifest_bytes = oci_manifest(config_digest, len(config_bytes), blobs)
         manifest_digest = self.content.write_bytes(manifest_bytes)
         return manifest_bytes, manifest_digest
 

@@ -10,8 +10,10 @@ namespace only (podman writes those with ``login registry/ns``); the longest key
 repository wins. docker's legacy key ``https://index.docker.io/v1/`` counts as ``docker.io``.
 The file is written atomically with mode 0600. Credential helpers are not supported.
 
-Also here: parsing ``WWW-Authenticate`` challenges (RFC 7235), used by the registry client for
-the basic and bearer-token schemes.
+``corral login`` writes it (after the registry accepted the credentials, see ``login``); a pull
+or push reads it for the repository it talks to (``transport.client_for``), unless ``--creds``
+gives them. How the credentials are then sent (basic, or traded for a bearer token) is the
+transport's business.
 """
 
 from __future__ import annotations
@@ -19,14 +21,16 @@ from __future__ import annotations
 import base64
 import json
 import os
-import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from corral.engine.images.reference import DOCKER_HUB, registry_key
 from corral.errors import UserError
+
+if TYPE_CHECKING:
+    from corral.engine.layout import Layout
 
 _LEGACY_HUB = ("https://index.docker.io/v1/", "index.docker.io", "registry-1.docker.io")
 
@@ -127,35 +131,7 @@ def key_for(registry: str) -> str:
     return f"{key}/{rest}" if rest else key
 
 
-# -- challenges ------------------------------------------------------------------------------------
-
-_PARAM = re.compile(r'\s*([A-Za-z0-9_.-]+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,]*))\s*,?')
-
-
-@dataclass(frozen=True)
-class Challenge:
-    scheme: str  # lowercase: "basic" or "bearer"
-    params: dict[str, str]
-
-
-def parse_challenges(header: str) -> list[Challenge]:
-    """``Bearer realm="https://a/token",service="reg",scope="x"`` -> [Challenge(...)]."""
-    out: list[Challenge] = []
-    text = header.strip()
-    while text:
-        m = re.match(r"([A-Za-z][A-Za-z0-9_-]*)\s*", text)
-        if m is None:
-            break
-        scheme = m.group(1).lower()
-        text = text[m.end() :]
-        params: dict[str, str] = {}
-        while True:
-            p = _PARAM.match(text)
-            if p is None or not p.group(0).strip():
-                break
-            value = p.group(2) if p.group(2) is not None else p.group(3) or ""
-            params[p.group(1).lower()] = re.sub(r"\\(.)", r"\1", value)
-            text = text[p.end() :]
-        out.append(Challenge(scheme, params))
-        text = text.lstrip(", ")
-    return out
+def default_auth_file(layout: Layout) -> Path:
+    """``$REGISTRY_AUTH_FILE`` (podman's variable), else ``<root>/auth.json``."""
+    env = os.environ.get("REGISTRY_AUTH_FILE")
+    return Path(env) if env else layout.auth_file
