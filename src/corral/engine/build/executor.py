@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 from corral.engine.build import files
 from corral.engine.build.cache import BuildCache, CacheEntry, step_key
 from corral.engine.build.config import ImageState, LayerBlob
+from corral.engine.containers.spec import DEFAULT_PATH
 from corral.engine.build.ignore import Ignore
 from corral.engine.build.parser import (
     Containerfile,
@@ -377,7 +378,10 @@ class Builder:
         if stage.base == "scratch":
             from corral.engine.images.store import host_architecture
 
-            stage.state = ImageState(architecture=host_architecture())
+            # a scratch image gets the default PATH, as buildah and BuildKit give it
+            stage.state = ImageState(
+                config={"Env": [DEFAULT_PATH]}, architecture=host_architecture()
+            )
             stage.key = step_key("", "FROM scratch")
             return
         image = self._base_image(stage.base)
@@ -437,7 +441,11 @@ class Builder:
 
         def work(rootfs: str, snapshot: str) -> None:
             files.mkdirs_in_root(rootfs, state.workdir)
-            code = self._run_container(snapshot, state, argv, declared)
+            user = ""
+            if state.user:  # names are looked up in the image's /etc/passwd and /etc/group
+                uid, gid = files.parse_chown(state.user, rootfs, "USER")
+                user = f"{uid}:{gid}"
+            code = self._run_container(snapshot, state, argv, declared, user)
             if code != 0:
                 shown = shlex.join(argv) if inst.json else inst.args[0]
                 raise BuildError(f"{self.file.name}:{inst.line}: RUN {shown}: exit code {code}")
@@ -445,7 +453,12 @@ class Builder:
         self._layer_step(stage, key, by, work)
 
     def _run_container(
-        self, snapshot: str, state: ImageState, argv: list[str], args: dict[str, str]
+        self,
+        snapshot: str,
+        state: ImageState,
+        argv: list[str],
+        args: dict[str, str],
+        user: str,
     ) -> int:
         """Run ``argv`` in a container on the prepared snapshot ``snapshot``; its exit code."""
         from corral.engine.containers.manager import Record, _write_json
@@ -453,7 +466,7 @@ class Builder:
 
         path = self.containers.dir(snapshot)
         image_config = {"config": {
-            "Env": state.env, "WorkingDir": state.workdir, "User": state.user,
+            "Env": state.env, "WorkingDir": state.workdir, "User": user,
         }}  # fmt: skip
         opts = RunOptions(command=argv, env=[f"{k}={v}" for k, v in args.items()], entrypoint="")
         spec = build_spec(image_config, opts, container_id=snapshot, netns=str(path / "netns"))
@@ -470,10 +483,10 @@ class Builder:
         esc = self.file.escape
         words = [expand(w, env, esc) for w in inst.args]
         *sources, dest = words
-        if not dest.startswith("/"):
-            dest = os.path.join(state.workdir, dest)
-            if words[-1].endswith("/") and not dest.endswith("/"):
-                dest += "/"
+        as_dir = dest.endswith("/") or dest in (".", "..") or dest.endswith(("/.", "/.."))
+        dest = os.path.normpath(os.path.join(state.workdir, dest))
+        if as_dir and not dest.endswith("/"):
+            dest += "/"
         from_ref = inst.flags.get("from")
         if from_ref is not None and inst.keyword == "ADD":
             raise UserError("ADD has no --from (use COPY --from)")
@@ -496,7 +509,8 @@ class Builder:
             inputs = [files.digest_items(items, keep_owner), [_file_digest(a) for a in archives],
                       inst.flags.get("chown"), inst.flags.get("chmod")]  # fmt: skip
             key = step_key(stage.key, inst.original, inputs)
-            by = f"{inst.keyword} {' '.join(words)}"
+            flags = [f"--{k}={v}" for k, v in inst.flags.items()]
+            by = " ".join([inst.keyword, *flags, *words])
             if self._reuse(stage, key, by):
                 return
 
@@ -511,6 +525,7 @@ class Builder:
                     except ValueError:
                         raise UserError(f"--chmod {inst.flags['chmod']!r}: not an octal mode")
                 todo = items
+                files.mkdirs_in_root(rootfs, state.workdir)  # WORKDIR makes its directory
                 if dest_is_dir or (not items and archives):
                     files.mkdirs_in_root(rootfs, dest)
                 elif (
