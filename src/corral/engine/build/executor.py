@@ -40,7 +40,6 @@ from typing import TYPE_CHECKING, Any, TextIO
 from corral.engine.build import files
 from corral.engine.build.cache import BuildCache, CacheEntry, step_key
 from corral.engine.build.config import ImageState, LayerBlob
-from corral.engine.containers.spec import DEFAULT_PATH
 from corral.engine.build.ignore import Ignore
 from corral.engine.build.parser import (
     Containerfile,
@@ -49,6 +48,7 @@ from corral.engine.build.parser import (
     parse,
 )
 from corral.engine.build.words import expand, key_values
+from corral.engine.containers.spec import DEFAULT_PATH
 from corral.engine.format import rfc3339
 from corral.engine.images.diff import write_diff
 from corral.engine.images.layers import MEDIA_TAR, apply_layer
@@ -368,6 +368,12 @@ class Builder:
     # -- FROM -----------------------------------------------------------------------------------
 
     def _from(self, stage: Stage, stages: list[Stage], inst: Instruction) -> None:
+        platform = inst.flags.get("platform")
+        if platform is not None:
+            from corral.engine.images.store import host_architecture
+
+            if platform != f"linux/{host_architecture()}":
+                raise UserError(f"--platform={platform}: only linux/{host_architecture()} builds")
         earlier = _stage_ref(stages[: stage.index], stage.base)
         if earlier is not None:
             assert earlier.state is not None
@@ -487,6 +493,9 @@ class Builder:
         dest = os.path.normpath(os.path.join(state.workdir, dest))
         if as_dir and not dest.endswith("/"):
             dest += "/"
+        for flag in ("parents", "exclude", "checksum", "keep-git-dir"):
+            if flag in inst.flags:
+                raise UserError(f"--{flag} is not supported yet")
         from_ref = inst.flags.get("from")
         if from_ref is not None and inst.keyword == "ADD":
             raise UserError("ADD has no --from (use COPY --from)")
