@@ -23,6 +23,7 @@ APT_PACKAGES=(
   libcap2-bin strace                         # capsh, strace: tests/e2e/test_runc_extras.py
   shellcheck                                 # lints scripts/*.sh and .ci/run in scripts/test.sh
   docker-registry skopeo umoci podman        # registry peers for corral pull/push tests
+  buildah                                    # corral build's corpus is compared with buildah's
   apache2-utils                              # htpasswd -B: the registry's basic-auth file
   containerd docker.io                       # ctr 1.6 and dockerd 20.10: tests/e2e/test_clients_*
   binutils binutils-aarch64-linux-gnu        # re-assemble the sealed launcher (its unit test)

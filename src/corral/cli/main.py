@@ -63,6 +63,7 @@ NOUNS = (
     "corral.cli.registry",
     "corral.cli.containers",
     "corral.cli.system",
+    "corral.cli.build",
 )
 
 

@@ -37,6 +37,7 @@ from corral.engine.layout import Layout
 from corral.errors import UsageError
 
 if TYPE_CHECKING:
+    from corral.engine.build.executor import Builds
     from corral.engine.containers.manager import Containers
     from corral.engine.filters import Filters
     from corral.engine.images.store import DiskUsage, ImageStore
@@ -153,6 +154,12 @@ class Engine:
         from corral.engine.containers.manager import Containers
 
         return Containers(self)
+
+    @cached_property
+    def builds(self) -> Builds:
+        from corral.engine.build.executor import Builds
+
+        return Builds(self)
 
     # -- what spans them -------------------------------------------------------------------------
 
