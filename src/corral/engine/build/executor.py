@@ -31,7 +31,6 @@ import secrets
 import shlex
 import stat
 import sys
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,7 +50,8 @@ from corral.engine.build.words import expand, key_values
 from corral.engine.containers.spec import DEFAULT_PATH
 from corral.engine.format import rfc3339
 from corral.engine.images.diff import write_diff
-from corral.engine.images.layers import MEDIA_TAR, apply_layer
+from corral.engine.images.layers import apply_layer
+from corral.engine.images.media import OCI_LAYER_TAR as MEDIA_TAR
 from corral.engine.layout import remove_tree
 from corral.errors import CorralError, NotFoundError, UserError
 
@@ -467,7 +467,6 @@ class Builder:
         user: str,
     ) -> int:
         """Run ``argv`` in a container on the prepared snapshot ``snapshot``; its exit code."""
-        from corral.engine.containers.manager import Record, _write_json
         from corral.engine.containers.spec import RunOptions, build_spec
 
         path = self.containers.dir(snapshot)
@@ -476,10 +475,8 @@ class Builder:
         }}  # fmt: skip
         opts = RunOptions(command=argv, env=[f"{k}={v}" for k, v in args.items()], entrypoint="")
         spec = build_spec(image_config, opts, container_id=snapshot, netns=str(path / "netns"))
-        _write_json(path / "config.json", spec)
-        record = Record(snapshot, snapshot, "", "", argv, time.time())
         self.out.flush()
-        return self.containers._run(record)
+        return self.containers.run_step(snapshot, spec)
 
     # -- COPY and ADD ---------------------------------------------------------------------------
 
@@ -629,7 +626,7 @@ class Builder:
             work(rootfs, snapshot)
             upper = self.engine.snapshots.upper(snapshot)
             content = self.images.content
-            self.containers._teardown(snapshot)  # unmounted before its upper dir is read
+            self.containers.release(snapshot)  # unmounted before its upper dir is read
             with content.writer(what="layer") as writer:
                 stats = write_diff(upper, writer)  # type: ignore[arg-type]
                 blob = writer.commit()
@@ -664,7 +661,7 @@ class Builder:
 
     def _remove(self, key: str) -> None:
         with contextlib.suppress(CorralError):
-            self.containers._teardown(key)
+            self.containers.release(key)
         with contextlib.suppress(NotFoundError):
             self.engine.snapshots.remove(key)
         remove_tree(self.containers.dir(key))

@@ -288,6 +288,26 @@ class Containers:
             raise
         return path
 
+    def run_step(self, container_id: str, spec: dict[str, Any]) -> int:
+        """Run ``spec`` in the foreground on the prepared snapshot ``container_id``, a
+        container with no record, row or log (a build's RUN step); its exit code. Its rootfs
+        stays mounted until ``release`` (the build reads the upper dir after unmounting)."""
+        path = self.dir(container_id)
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        (path / "rootfs").mkdir(mode=0o755, exist_ok=True)
+        _write_json(path / "config.json", spec)
+        record = Record(container_id, container_id, "", "", list(spec["process"]["args"]), 0.0)
+        bundle = self._prepare(record)
+        try:
+            return self.runtime_api().run(container_id, str(bundle))
+        except BaseException:
+            self._teardown(container_id)
+            raise
+
+    def release(self, container_id: str) -> None:
+        """Undo ``run_step``/``_prepare``: runtime state, rootfs mount, network namespace."""
+        self._teardown(container_id)
+
     def run_state(self, container_id: str) -> RunState:
         row = runstate.get(self.db, container_id)
         return row if row is not None else RunState(container_id)
