@@ -37,6 +37,7 @@ from corral.engine.layout import Layout
 if TYPE_CHECKING:
     from corral.engine.containers.manager import Containers
     from corral.engine.images.store import DiskUsage, ImageStore
+    from corral.engine.network import Networks
     from corral.engine.snapshots.overlay import Snapshotter
 
 
@@ -130,6 +131,23 @@ class Engine:
         from corral.engine.containers.manager import Containers
 
         return Containers(self)
+
+    @cached_property
+    def networks(self) -> Networks:
+        from corral.engine.network import Networks
+
+        return Networks(
+            self.db, self.layout.networks, self.layout.container_dir, self._container_running
+        )
+
+    def _container_running(self, container_id: str) -> bool:
+        from corral.errors import NotFoundError
+
+        try:
+            containers = self.containers
+            return containers.status(containers.record(container_id)).state == "running"
+        except NotFoundError:
+            return False
 
     # -- what spans them -------------------------------------------------------------------------
 

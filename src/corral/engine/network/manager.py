@@ -38,6 +38,7 @@ from corral.engine.network.model import (
     Network,
     NetworkRequest,
     PortMapping,
+    parse_expose,
     parse_gateway,
     parse_subnet,
     valid_name,
@@ -204,26 +205,43 @@ class Networks:
 
     # -- containers: create ------------------------------------------------------------------
 
-    def request(
-        self, container_id: str, req: NetworkRequest, exposed: list[tuple[int, str]] | None = None,
-        publish_all: bool = False,
+    def create_container(
+        self, container_id: str, req: NetworkRequest | None, image_config: dict[str, Any],
+        spec: dict[str, Any], container_dir: Path, resolve: Callable[[str], str],
     ) -> None:  # fmt: skip
+        """At ``create``: keep the request (``container:NAME`` resolved to an id by
+        ``resolve``) and point the OCI config at the right namespace and /etc files."""
+        req = req or NetworkRequest()
+        if req.mode.startswith("container:"):
+            other = resolve(req.mode[len("container:") :])
+            req = NetworkRequest(f"container:{other}", req.aliases, req.publish, req.publish_all)
+        exposed: list[tuple[int, str]] = []
+        config = image_config.get("config") or {}
+        for key in config.get("ExposedPorts") or {}:
+            exposed += parse_expose(str(key))
+        self.request(container_id, req, exposed)
+        self.edit_spec(container_id, spec, container_dir)
+
+    def request(
+        self, container_id: str, req: NetworkRequest, exposed: list[tuple[int, str]] | None = None
+    ) -> None:
         """Keep what ``create`` asked for. ``container:`` modes must already name an id."""
         shared = req.mode in ("none", "host") or req.mode.startswith("container:")
-        if shared and (req.publish or publish_all):
+        if shared and (req.publish or req.publish_all):
             raise UsageError(f"-p/-P: cannot publish ports with --network {req.mode}")
         networks: list[str] = []
-        if req.mode not in ("none", "host") and not req.mode.startswith("container:"):
+        if not shared:
             networks = [self.get(req.mode).name]
         if req.aliases and (not networks or networks[0] == DEFAULT_NETWORK):
             raise UsageError("--network-alias: only for user-defined networks")
         publish = list(req.publish)
-        if publish_all and exposed:
+        if req.publish_all and exposed:
             have = {(p.container_port, p.proto) for p in publish}
             publish += [PortMapping(c, 0, "", proto) for c, proto in exposed
                         if (c, proto) not in have]  # fmt: skip
-        self.store.set_request(container_id, NetworkRequest(req.mode, req.aliases, publish),
-                               networks)  # fmt: skip
+        self.store.set_request(
+            container_id, NetworkRequest(req.mode, req.aliases, publish), networks
+        )
 
     def edit_spec(self, container_id: str, spec: dict[str, Any], container_dir: Path) -> None:
         """Point the config's network namespace at the mode's and mount the /etc files."""

@@ -93,6 +93,7 @@ class NetworkRequest:
     mode: str = DEFAULT_NETWORK  # none | host | container:<id> | a network's name
     aliases: list[str] = field(default_factory=list)
     publish: list[PortMapping] = field(default_factory=list)
+    publish_all: bool = False  # -P: every port the image EXPOSEs, on host ports the kernel picks
 
 
 def valid_name(name: str) -> bool:

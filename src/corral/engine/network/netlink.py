@@ -87,13 +87,13 @@ def add_veth(host: str, peer: str, bridge: str, netns_path: str) -> None:
             idx = ipr.link_lookup(ifname=host)[0]
             master = ipr.link_lookup(ifname=bridge)[0]
             ipr.link("set", index=idx, master=master, state="up")
+            # A container reaching itself through a published port: the bridge must send the
+            # frame back out of the port it came in on (IFLA_BRPORT_MODE).
+            ipr.brport("set", index=idx, mode=1)
         except NetlinkError as err:
             with contextlib.suppress(Exception):
                 delete_link(host)
             raise _netlink_error("veth", err, host) from None
-    # A container reaching itself through a published port: the bridge must send the frame back
-    # out of the port it came in on.
-    write_sysctl(f"/sys/class/net/{host}/brport/hairpin_mode", "1")
 
 
 def configure_inside(
