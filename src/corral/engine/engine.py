@@ -141,11 +141,13 @@ class Engine:
         )
 
     def _container_running(self, container_id: str) -> bool:
+        """Whether the container may still use its network endpoints: running, or being started
+        ("created": another command is between setting up its network and starting it)."""
         from corral.errors import NotFoundError
 
         try:
             containers = self.containers
-            return containers.status(containers.record(container_id)).state == "running"
+            return containers.status(containers.record(container_id)).state != "exited"
         except NotFoundError:
             return False
 
