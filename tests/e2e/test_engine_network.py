@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from helpers.engine import CORRAL
 
 #: A "remote" host, in its own namespace, routed from the test's (TEST-NET-2, never routed).
@@ -72,7 +73,10 @@ class Host:
     def fetch(self, url: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         """GET ``url`` from the host's namespace (Python: Debian's static busybox wget crashes
         with -T, so containers run it under busybox timeout instead)."""
-        program = "import sys,urllib.request as u; print(u.urlopen(sys.argv[1], timeout=5).read().decode())"
+        program = (
+            "import sys, urllib.request as u; "
+            "print(u.urlopen(sys.argv[1], timeout=5).read().decode())"
+        )
         return self.sh(sys.executable, "-c", program, url, check=check)
 
     def rules(self) -> str:
