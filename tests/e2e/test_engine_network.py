@@ -48,11 +48,14 @@ def _sh(*argv: str, check: bool = True, timeout: float = 60) -> subprocess.Compl
 class Host:
     """A network namespace standing for the host corral runs on."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, enter: list[str] | None = None) -> None:
         self.name = f"corral-t-{secrets.token_hex(4)}"
         self.root = root
-        _sh("ip", "netns", "add", self.name)
-        self.enter = ["nsenter", f"--net=/run/netns/{self.name}"]
+        self.own = enter is None
+        if enter is None:
+            _sh("ip", "netns", "add", self.name)
+            enter = ["nsenter", f"--net=/run/netns/{self.name}"]
+        self.enter = enter
         self.sh("ip", "link", "set", "lo", "up")
 
     def sh(self, *argv: str, check: bool = True, timeout: float = 60
@@ -90,7 +93,8 @@ class Host:
         ids = self.corral("ps", "-aq", "--no-trunc", check=False).stdout.split()
         if ids:
             self.corral("rm", "-f", *ids, check=False)
-        _sh("ip", "netns", "delete", self.name, check=False)
+        if self.own:
+            _sh("ip", "netns", "delete", self.name, check=False)
 
 
 @pytest.fixture
@@ -368,3 +372,58 @@ def test_bad_input_is_one_clear_line_and_nothing_half_made(host: Host) -> None:
     veths = [n for n in host.link_names() if n.startswith("veth")]
     assert len(veths) == 1
     assert host.rules().count("ctr:") == 2  # first's 8081 in prerouting and output
+
+
+# -- beside dockerd ------------------------------------------------------------------------------
+
+
+def _docker_rules(host: Host) -> str:
+    """docker's iptables rules (its tables, not corral's), less corral's DOCKER-USER rules."""
+    out = []
+    for table in ("filter", "nat"):
+        text = host.sh("iptables", "-t", table, "-S").stdout
+        out += [ln for ln in text.splitlines() if "corral:" not in ln]
+    return "\n".join(out)
+
+
+def test_dockerd_beside(tmp_path: Path) -> None:
+    """With dockerd in the same namespace (FORWARD policy DROP), corral's published port and
+    outbound NAT still work, and docker's rules are untouched. (A short name: dockerd's
+    containerd puts unix sockets under tmp_path, and sun_path holds 108 bytes.)"""
+    from helpers import clients
+
+    with clients.dockerd(tmp_path / "d") as docker:
+        host = Host(tmp_path / "root", enter=docker.netns.enter)
+        remote = None
+        try:
+            host.corral("image", "busybox")
+            policy = host.sh("iptables", "-S", "FORWARD").stdout
+            assert "-P FORWARD DROP" in policy  # what dockerd does to every other router
+            before = _docker_rules(host)
+            remote = Remote(host)
+            remote.serve()
+            _detached(host, "--name", "web", "--hostname", "webhost", "-p", "8080:80",
+                      "busybox", *HTTPD)  # fmt: skip
+            assert _wait_http(host, "http://127.0.0.1:8080/hostname") == "webhost"
+            out = host.corral("run", "--rm", "busybox", "sh", "-c",
+                              fetch(f"http://{UPLINK_REMOTE}:8000/"))  # fmt: skip
+            assert out.stdout.strip() == "remote" and remote.peer() == UPLINK_HOST
+            # Published port from the "remote" side (forwarded through docker's DROP policy).
+            program = (
+                "import urllib.request as u; "
+                f"print(u.urlopen('http://{UPLINK_HOST}:8080/hostname', timeout=5).read().decode())"
+            )
+            got = _sh(*remote.enter, sys.executable, "-c", program)
+            assert got.stdout.strip() == "webhost"
+            # docker's own rules are as they were; corral's are only in DOCKER-USER.
+            assert _docker_rules(host) == before
+            user = host.sh("iptables", "-S", "DOCKER-USER").stdout
+            assert "corral:corral0" in user
+            host.corral("rm", "-f", "web")
+            host.corral("network", "prune", "-f")
+            assert "corral:" not in host.sh("iptables", "-S", "DOCKER-USER").stdout
+            assert _docker_rules(host) == before
+        finally:
+            if remote is not None:
+                remote.close()
+            host.close()
