@@ -137,7 +137,10 @@ class Engine:
         from corral.engine.network import Networks
 
         return Networks(
-            self.db, self.layout.networks, self.layout.container_dir, self._container_running
+            lambda: self.db,
+            self.layout.networks,
+            self.layout.container_dir,
+            self._container_running,
         )
 
     def _container_running(self, container_id: str) -> bool:

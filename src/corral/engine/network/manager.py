@@ -68,7 +68,7 @@ class Networks:
 
     def __init__(
         self,
-        db: sqlite3.Connection,
+        db: sqlite3.Connection | Callable[[], sqlite3.Connection],
         state_dir: Path,
         container_dir: Callable[[str], Path],
         alive: Callable[[str], bool] | None = None,

@@ -22,7 +22,7 @@ import ipaddress
 import json
 import sqlite3
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from corral.engine.db import transaction
 from corral.engine.network.model import Endpoint, Network, NetworkRequest, PortMapping
@@ -77,11 +77,25 @@ CREATE TABLE IF NOT EXISTS net_state (
 
 
 class NetworkStore:
-    """The network tables of one engine database (``db``: corral.engine.db.connect's)."""
+    """The network tables of one engine database: ``db`` is a connection (corral.engine.db's
+    connect) or a function returning the current one (the engine reopens its connection after a
+    fork, so the store must not keep a closed one)."""
 
-    def __init__(self, db: sqlite3.Connection) -> None:
-        self.db = db
-        db.executescript(SCHEMA)
+    def __init__(self, db: sqlite3.Connection | Callable[[], sqlite3.Connection]) -> None:
+        if isinstance(db, sqlite3.Connection):  # (a Connection is callable too)
+            conn = db
+            self._get: Callable[[], sqlite3.Connection] = lambda: conn
+        else:
+            self._get = db
+        self._ready: sqlite3.Connection | None = None
+
+    @property
+    def db(self) -> sqlite3.Connection:
+        db = self._get()
+        if db is not self._ready:
+            db.executescript(SCHEMA)
+            self._ready = db
+        return db
 
     # -- networks -----------------------------------------------------------------------------
 
