@@ -20,6 +20,7 @@ APT_PACKAGES=(
   golang-github-opencontainers-specs-dev     # the OCI runtime-spec and its JSON schemas
   golang-github-containers-common            # podman's default seccomp profile (engine default)
   iproute2 procps util-linux jq              # ip, ps/pgrep, nsenter/unshare/mount, jq
+  nftables iptables                          # nft -j: corral's network rules; iptables: DOCKER-USER
   libcap2-bin strace                         # capsh, strace: tests/e2e/test_runc_extras.py
   shellcheck                                 # lints scripts/*.sh and .ci/run in scripts/test.sh
   docker-registry skopeo umoci podman        # registry peers for corral pull/push tests

@@ -43,6 +43,9 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+# Containers get no network unless a test asks (--network): only namespaces a test makes are
+# networked (tests/e2e/test_engine_network.py runs corral inside one).
+os.environ.setdefault("CORRAL_NETWORK", "none")
 
 from helpers import (
     Bundle,

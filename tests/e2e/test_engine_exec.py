@@ -95,9 +95,9 @@ def test_exec_it_is_a_terminal_that_follows_the_window_size(root: Path, web: str
     script = "tty; stty size; read line; stty size; exit 5"
     pid, master = pty.fork()
     if pid == 0:  # the user's shell: a session leader whose controlling terminal is the pty
+        _winsize(0, 31, 97)  # the window's size before corral starts
         os.execv(CORRAL, [CORRAL, "--root", str(root), "exec", "-it", web, "sh", "-c", script])
     try:
-        _winsize(master, 31, 97)
         out = _read_until(master, b"31 97")
         assert b"/dev/pts/" in out, out
         _winsize(master, 42, 111)  # the kernel sends SIGWINCH to corral exec, which passes it on

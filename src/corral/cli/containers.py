@@ -10,6 +10,7 @@ import os
 import sys
 
 from corral.cli.common import confirm, engine, format_rows
+from corral.cli.network import add_run_flags, request_from
 from corral.errors import UsageError
 
 TYPE_CHECKING = False
@@ -31,6 +32,7 @@ def _options(ns: argparse.Namespace) -> Any:
         hostname=ns.hostname,
         entrypoint=ns.entrypoint,
         seccomp=_seccomp_opt(ns.security_opt or []),
+        network=request_from(ns),
     )
 
 
@@ -427,6 +429,7 @@ def _run_flags(p: Any, run: bool) -> None:
     p.add_argument(
         "--security-opt", action="append", metavar="OPT", help="seccomp=unconfined: no filter"
     )
+    add_run_flags(p)
     p.add_argument("-i", "--interactive", action="store_true", help="keep stdin attached")
     p.add_argument("-t", "--tty", action="store_true", help="a terminal (not supported yet)")
     p.add_argument("--restart", default="no", metavar="POLICY",

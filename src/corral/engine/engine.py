@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from corral.engine.containers.manager import Containers
     from corral.engine.filters import Filters
     from corral.engine.images.store import DiskUsage, ImageStore
+    from corral.engine.network import Networks
     from corral.engine.snapshots.overlay import Snapshotter
 
 
@@ -160,6 +161,28 @@ class Engine:
         from corral.engine.build.executor import Builds
 
         return Builds(self)
+
+    @cached_property
+    def networks(self) -> Networks:
+        from corral.engine.network import Networks
+
+        return Networks(
+            lambda: self.db,
+            self.layout.networks,
+            self.layout.container_dir,
+            self._container_running,
+        )
+
+    def _container_running(self, container_id: str) -> bool:
+        """Whether the container may still use its network endpoints: running, or being started
+        ("created": another command is between setting up its network and starting it)."""
+        from corral.errors import NotFoundError
+
+        try:
+            containers = self.containers
+            return containers.status(containers.record(container_id)).state != "exited"
+        except NotFoundError:
+            return False
 
     # -- what spans them -------------------------------------------------------------------------
 

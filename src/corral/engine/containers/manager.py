@@ -227,6 +227,9 @@ class Containers:
             try:
                 path.mkdir(mode=0o700)
                 (path / "rootfs").mkdir(mode=0o755)
+                self.engine.networks.create_container(
+                    cid, opts.network, image_config, spec, path, self.resolve
+                )
                 _write_json(path / "config.json", spec)
                 _write_json(path / "engine.json", record.to_json())
                 images.snapshots.prepare(cid, parent)
@@ -238,6 +241,8 @@ class Containers:
                     runstate.insert(self.engine.db, cid, run_config)
                 os.close(os.open(path / "exit", os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600))
             except BaseException:
+                with contextlib.suppress(CorralError):
+                    self.engine.networks.forget(cid)
                 with contextlib.suppress(CorralError):
                     images.snapshots.remove(cid)
                 remove_tree(path)
@@ -283,6 +288,7 @@ class Containers:
                 mount(mounts, rootfs)
             netns.remove(str(path / "netns"))
             netns.create(str(path / "netns"))
+            self.engine.networks.setup(record.id, record.name, str(path / "netns"), path)
         except BaseException:
             self._teardown(record.id)
             raise
@@ -463,6 +469,7 @@ class Containers:
                 unmount(rootfs)
             except (OSError, KernelError):
                 unmount(rootfs, detach=True)
+        self.engine.networks.teardown(container_id)
         netns.remove(str(path / "netns"))
         with contextlib.suppress(OSError):
             self.runtime_root.rmdir()  # only if empty
@@ -687,6 +694,7 @@ class Containers:
         images = self.images
         with images.locked():
             self._teardown(record.id)
+            self.engine.networks.forget(record.id)
             with contextlib.suppress(NotFoundError):
                 images.snapshots.remove(record.id)
             remove_tree(self.dir(record.id))

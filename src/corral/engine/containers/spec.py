@@ -19,9 +19,12 @@ from __future__ import annotations
 import copy
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from corral.errors import UsageError
+
+if TYPE_CHECKING:
+    from corral.engine.network.model import NetworkRequest
 
 DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -55,6 +58,7 @@ class RunOptions:
     hostname: str | None = None
     entrypoint: str | None = None
     seccomp: bool = True  # podman's/docker's default profile; --security-opt seccomp=unconfined
+    network: NetworkRequest | None = None  # --network, -p, -P (None: the default bridge)
 
 
 def parse_user(value: str, what: str) -> tuple[int, int]:
