@@ -8,8 +8,6 @@ and string escaper the standard library uses, minus the pure-Python wrapping.
 Only the error path imports the real ``json`` module, to produce its exact message.
 """
 
-from __future__ import annotations
-
 import _json
 
 TYPE_CHECKING = False  # typing costs 8 ms to import; mypy still reads these blocks
@@ -35,7 +33,7 @@ class _ScanContext:
         return {"NaN": float("nan"), "Infinity": float("inf"), "-Infinity": float("-inf")}[name]
 
 
-_scan: Callable[[str, int], tuple[Any, int]] = _json.make_scanner(
+_scan: "Callable[[str, int], tuple[Any, int]]" = _json.make_scanner(
     _ScanContext()  # type: ignore[arg-type]  # typeshed wants a JSONDecoder; any object will do
 )
 
@@ -44,7 +42,7 @@ class JSONError(ValueError):
     """Malformed JSON. The message has the reason, line and column, as ``json`` gives them."""
 
 
-def loads(text: str | bytes) -> Any:
+def loads(text: str | bytes) -> "Any":
     """Parse one JSON document; raise JSONError with line and column when it is malformed."""
     if isinstance(text, bytes | bytearray):
         text = bytes(text).decode("utf-8")
@@ -100,19 +98,19 @@ def _too_deep(text: str) -> JSONError:
     return JSONError(f"nested too deeply ({deepest} levels): line {line} column {column}")
 
 
-def _default(obj: object) -> Any:
+def _default(obj: object) -> "Any":
     raise TypeError(f"{type(obj).__name__} is not JSON serializable")
 
 
-_encode_compact: Callable[[Any, int], list[str]] = _json.make_encoder(
+_encode_compact: "Callable[[Any, int], list[str]]" = _json.make_encoder(
     None, _default, _json.encode_basestring, None, ":", ",", False, False, True
 )
-_encode_spaced: Callable[[Any, int], list[str]] = _json.make_encoder(
+_encode_spaced: "Callable[[Any, int], list[str]]" = _json.make_encoder(
     None, _default, _json.encode_basestring, None, ": ", ", ", False, False, True
 )
 
 
-def dumps(obj: Any, indent: int | str | None = None) -> str:
+def dumps(obj: "Any", indent: int | str | None = None) -> str:
     """Serialize like ``json.dumps(obj, ensure_ascii=False, indent=indent)``."""
     if indent is None:
         return "".join(_encode_compact(obj, 0))
@@ -121,7 +119,7 @@ def dumps(obj: Any, indent: int | str | None = None) -> str:
     return "".join(parts)
 
 
-def _pretty(obj: Any, step: str, pad: str, out: list[str]) -> None:
+def _pretty(obj: "Any", step: str, pad: str, out: list[str]) -> None:
     inner = pad + step
     if isinstance(obj, dict) and obj:
         out.append("{")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+import posix
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -491,7 +492,7 @@ def test_signal_errors_other_than_gone(mgr: V2Manager, monkeypatch: pytest.Monke
         raise PermissionError(errno.EPERM, "Operation not permitted")
 
     mgr.add(12345)
-    monkeypatch.setattr(os, "kill", deny)
+    monkeypatch.setattr(posix, "kill", deny)  # what the managers call
     with pytest.raises(CgroupError, match=r"sending signal 15 to process 12345"):
         mgr.kill(15)
     assert not mgr.frozen()  # thawed on the way out

@@ -17,11 +17,10 @@ a config gives the same limits with either runtime:
   (:mod:`corral.cgroups.devices` builds it, :mod:`corral.sys.bpf` loads it)
 """
 
-from __future__ import annotations
+import posix
 
-import os
-
-from corral.cgroups import _base
+from corral import _posix
+from corral.cgroups import _base, v2_frozen
 from corral.cgroups._base import (
     SIGKILL,
     Manager,
@@ -56,13 +55,13 @@ if TYPE_CHECKING:
     Op = tuple[str, str, str, str]
 
 
-def cpu_weight(field: str, value: Any) -> str | None:
+def cpu_weight(field: str, value: "Any") -> str | None:
     """cpu.shares -> cpu.weight, as runc and crun convert it."""
     text = shares(field, value)
     return None if text is None else str(1 + (int(text) - 2) * 9999 // 262142)
 
 
-def _hierarchy(field: str, value: Any) -> str | None:
+def _hierarchy(field: str, value: "Any") -> str | None:
     if _base.flag(field, value) == "0":
         raise CgroupError(f"{field}: cgroup v2 is always hierarchical; false cannot be honoured")
     return None
@@ -71,7 +70,7 @@ def _hierarchy(field: str, value: Any) -> str | None:
 # OCI field (under linux.resources) -> (controller, file, converter), for one-value fields;
 # the rows with "" as file are fields v2 has no file for: any value other than "not set" is an
 # error rather than silently dropped.
-_TABLE: tuple[Row, ...] = (
+_TABLE: "tuple[Row, ...]" = (
     ("memory.reservation", "memory", "memory.low", v2_limit),
     ("memory.useHierarchy", "memory", "", _hierarchy),
     ("memory.kernelTCP", "memory", "", unsupported("cgroup v2 has no TCP memory limit")),
@@ -144,7 +143,7 @@ class V2Manager(Manager):
     # -- freezer (cgroup.freeze, Linux 5.2)
 
     def can_freeze(self) -> bool:
-        return os.path.exists(self.dir + "/cgroup.freeze")
+        return _posix.exists(self.dir + "/cgroup.freeze")
 
     def freeze(self, timeout: float | None = None) -> None:
         """Write 1 to cgroup.freeze, then wait for cgroup.events to say "frozen 1".
@@ -164,13 +163,13 @@ class V2Manager(Manager):
         try:
             _base.write(self.dir, "cgroup.freeze", want, why="needs Linux 5.2 or later")
         except CgroupError:
-            if want == "0" and not os.path.isdir(self.dir):
+            if want == "0" and not _posix.isdir(self.dir):
                 return
             raise
         timeout = _base.FREEZE_TIMEOUT if timeout is None else timeout
 
         def done_or_gone() -> bool:
-            return not os.path.isdir(self.dir) or self._events().get("frozen", 0) == int(want)
+            return not _posix.isdir(self.dir) or self._events().get("frozen", 0) == int(want)
 
         if not _base.wait_for(done_or_gone, timeout):
             verb = "freezing" if want == "1" else "thawing"
@@ -180,26 +179,26 @@ class V2Manager(Manager):
                 f"{verb} {self.dir}: cgroup.events did not change within {timeout:g}s"
                 + ("; thawed it again" if want == "1" else "")
             )
-        if want == "1" and not os.path.isdir(self.dir):
+        if want == "1" and not _posix.isdir(self.dir):
             raise CgroupError(f"freezing {self.dir}: the cgroup was removed meanwhile")
 
     def _events(self) -> dict[str, int]:
         return read_keyed(self.dir + "/cgroup.events")
 
     def frozen(self) -> bool:
-        return self._events().get("frozen", 0) == 1
+        return v2_frozen(self.dir)
 
     def kill(self, sig: int) -> None:
         """SIGKILL: one write to cgroup.kill (Linux 5.14), which the kernel applies to every
         process atomically, frozen or forking. Other signals: freeze, signal, thaw."""
-        if sig == SIGKILL and os.path.exists(self.dir + "/cgroup.kill"):
+        if sig == SIGKILL and _posix.exists(self.dir + "/cgroup.kill"):
             _base.write(self.dir, "cgroup.kill", "1")
             return
         super().kill(sig)
 
     # -- resources
 
-    def set(self, resources: dict[str, Any]) -> None:
+    def set(self, resources: "dict[str, Any]") -> None:
         """Apply linux.resources: plan every write (checking every value), then write.
 
         ``unified`` entries go last, so they override the typed fields (as in runc); the device
@@ -231,7 +230,7 @@ class V2Manager(Manager):
             )
         return _base.hint(name)
 
-    def _memory_ops(self, res: dict[str, Any]) -> list[Op]:
+    def _memory_ops(self, res: "dict[str, Any]") -> "list[Op]":
         """memory.max and memory.swap.max (swap without memory, unlike v1's memsw)."""
         mem = section(res, "memory")
         field = "linux.resources.memory."
@@ -241,7 +240,7 @@ class V2Manager(Manager):
         swap_max = _swap_max(field, lim, swap)
         if swap_max == "max" and swap is None:
             # Unlimited memory means unlimited swap too, where swap accounting exists.
-            if os.path.exists(self.dir + "/memory.swap.max"):
+            if _posix.exists(self.dir + "/memory.swap.max"):
                 ops.append(("memory", "memory.swap.max", "max", field + "limit"))
         elif swap_max is not None:
             ops.append(("memory", "memory.swap.max", swap_max, field + "swap"))
@@ -249,7 +248,7 @@ class V2Manager(Manager):
             ops.append(("memory", "memory.max", "max" if lim == "-1" else lim, field + "limit"))
         return ops
 
-    def _cpu_ops(self, res: dict[str, Any]) -> list[Op]:
+    def _cpu_ops(self, res: "dict[str, Any]") -> "list[Op]":
         """cpu.max is "QUOTA PERIOD" in one file; QUOTA "max" is no limit.
 
         When only one of the two is given the other is kept from the current cpu.max (runc
@@ -268,11 +267,11 @@ class V2Manager(Manager):
         text = f"{quota} {period}" if period else quota
         return [("cpu", "cpu.max", text, field + ("quota" if cpu.get("quota") else "period"))]
 
-    def _io_ops(self, res: dict[str, Any]) -> list[Op]:
+    def _io_ops(self, res: "dict[str, Any]") -> "list[Op]":
         """io.weight (or io.bfq.weight), per-device BFQ weights, and io.max throttles."""
         bio = section(res, "blockIO")
         field = "linux.resources.blockIO"
-        bfq = os.path.exists(self.dir + "/io.bfq.weight")
+        bfq = _posix.exists(self.dir + "/io.bfq.weight")
         ops: list[Op] = []
         if bio.get("weight") is not None:
             text = _base.blkio_weight(field + ".weight", bio["weight"])
@@ -303,7 +302,7 @@ class V2Manager(Manager):
             ops.append(("io", "io.max", f"{dev} {' '.join(settings)}", fields[dev]))
         return ops
 
-    def _misc_ops(self, res: dict[str, Any]) -> list[Op]:
+    def _misc_ops(self, res: "dict[str, Any]") -> "list[Op]":
         ops: list[Op] = []
         for where, entry in items("linux.resources.hugepageLimits", res.get("hugepageLimits")):
             size = page_size(where + ".pageSize", entry.get("pageSize"))
@@ -317,7 +316,7 @@ class V2Manager(Manager):
             ops.append(("rdma", "rdma.max", line, where))
         return ops
 
-    def _device_program(self, res: dict[str, Any]) -> bytes | None:
+    def _device_program(self, res: "dict[str, Any]") -> bytes | None:
         """v2 has no devices.allow: the kernel asks an eBPF program attached to the cgroup
         (BPF_CGROUP_DEVICE) on every device open and mknod. The rules are replayed with v1's
         semantics and compiled (corral.cgroups.devices); None when the config has no list."""
@@ -327,7 +326,7 @@ class V2Manager(Manager):
 
         return devices.compile_program(*devices.emulate(_base.device_rules(res["devices"])))
 
-    def _unified_ops(self, res: dict[str, Any]) -> list[Op]:
+    def _unified_ops(self, res: "dict[str, Any]") -> "list[Op]":
         """linux.resources.unified: file name -> value, written as given."""
         unified = res.get("unified")
         if unified is None:
@@ -346,12 +345,12 @@ class V2Manager(Manager):
 
     # -- reading
 
-    def stats(self) -> dict[str, Any]:
+    def stats(self) -> "dict[str, Any]":
         d = self.dir
         return {
             "cpu": _cpu_stats(d),
             "memory": _memory_stats(d),
-            "pids": _base.pids_stats(d if os.path.exists(d + "/pids.max") else None),
+            "pids": _base.pids_stats(d if _posix.exists(d + "/pids.max") else None),
             "blkio": _io_stats(d),
             "hugetlb": _hugetlb_stats(d),
         }
@@ -359,7 +358,7 @@ class V2Manager(Manager):
     def oom_events(self) -> int:
         """memory.events, opened for reading: poll(2) for POLLPRI wakes on every change."""
         try:
-            return os.open(self.dir + "/memory.events", os.O_RDONLY | os.O_CLOEXEC)
+            return posix.open(self.dir + "/memory.events", posix.O_RDONLY | posix.O_CLOEXEC)
         except OSError as err:
             raise CgroupError(f"opening {self.dir}/memory.events: {err.strerror}") from None
 
@@ -372,7 +371,7 @@ class V2Manager(Manager):
     def mount_sources(self) -> list[tuple[str, str]]:
         return [(self.dir, "")]
 
-    def to_state(self) -> dict[str, Any]:
+    def to_state(self) -> "dict[str, Any]":
         return {"mode": "v2", "path": self.path, "root": self.root}
 
 
@@ -412,7 +411,7 @@ def _swap_max(field: str, lim: str | None, swap: str | None) -> str | None:
 # -- stats parsers --------------------------------------------------------------------------
 
 
-def _cpu_stats(d: str) -> dict[str, Any]:
+def _cpu_stats(d: str) -> "dict[str, Any]":
     """cpu.stat counts microseconds; runc reports nanoseconds. v2 has no per-CPU counters."""
     stat = read_keyed(d + "/cpu.stat")
     return {
@@ -430,7 +429,7 @@ def _cpu_stats(d: str) -> dict[str, Any]:
     }
 
 
-def _memory_stats(d: str) -> dict[str, Any]:
+def _memory_stats(d: str) -> "dict[str, Any]":
     """As runc: "swap" is reported as memory+swap so that numbers read like v1's."""
     raw = read_keyed(d + "/memory.stat")
     usage = _base.memory_entry(
@@ -458,7 +457,7 @@ def _memory_stats(d: str) -> dict[str, Any]:
     }
 
 
-def _io_stats(d: str) -> dict[str, Any]:
+def _io_stats(d: str) -> "dict[str, Any]":
     """io.stat: "8:0 rbytes=1 wbytes=2 rios=3 wios=4 dbytes=0 dios=0" per device."""
     names = {
         "rbytes": ("ioServiceBytesRecursive", "Read"),
@@ -479,11 +478,11 @@ def _io_stats(d: str) -> dict[str, Any]:
     return out
 
 
-def _hugetlb_stats(d: str) -> dict[str, Any]:
+def _hugetlb_stats(d: str) -> "dict[str, Any]":
     out: dict[str, Any] = {}
-    if not os.path.isdir(d):
+    if not _posix.isdir(d):
         return out
-    for name in sorted(os.listdir(d)):
+    for name in sorted(posix.listdir(d)):
         if name.startswith("hugetlb.") and name.endswith(".max") and name.count(".") == 2:
             size = name[len("hugetlb.") : -len(".max")]
             base = f"{d}/hugetlb.{size}"

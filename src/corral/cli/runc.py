@@ -7,12 +7,12 @@ urfave/cli applies them): ``-name`` and ``--name`` are the same flag, values com
 (so ``exec ID sh -c ...`` passes ``-c`` to sh).
 
 argparse is not used: it costs as much to import as the interpreter takes to start, and
-containerd runs this command four times for every container.
+containerd runs this command four times for every container. For the same reason this module
+imports neither ``os`` nor ``__future__`` (see corral._posix), and each command imports what it
+needs when it runs: ``state``, ``start``, ``kill`` and ``delete`` load no part of ``create``.
 """
 
-from __future__ import annotations
-
-import os
+import posix
 import sys
 
 from corral.errors import CorralError, UsageError
@@ -84,7 +84,7 @@ global options: --root DIR  --log FILE  --log-format text|json  --debug  --syste
 
 def parse_flags(
     args: list[str], table: dict[str, str], where: str
-) -> tuple[dict[str, Any], list[str]]:
+) -> "tuple[dict[str, Any], list[str]]":
     """Go-style flag parsing; returns (values, positional arguments)."""
     kinds: dict[str, str] = {}
     for key, kind in table.items():
@@ -172,24 +172,26 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
-def _store(g: dict[str, Any]) -> Any:
+def _store(g: "dict[str, Any]") -> "Any":
     from corral.runtime.state import DEFAULT_ROOT, StateStore
 
-    if g.get("root"):
-        return StateStore(g["root"])
+    if g.get("root") or posix.geteuid() == 0:
+        return StateStore(g.get("root") or DEFAULT_ROOT)
     from corral.runtime.rootless import default_root  # $XDG_RUNTIME_DIR/corral when euid != 0
 
     return StateStore(default_root(DEFAULT_ROOT))
 
 
-def _runtime(g: dict[str, Any]) -> Any:
+def _runtime(g: "dict[str, Any]") -> "Any":
     """The library's facade (corral.runtime.api.Runtime) on this invocation's --root."""
     from corral.runtime.api import Runtime
 
     return Runtime(_store(g).root)
 
 
-def _create_options(g: dict[str, Any], o: dict[str, Any]) -> Any:
+def _create_options(g: "dict[str, Any]", o: "dict[str, Any]") -> "Any":
+    import os
+
     from corral.runtime.lifecycle import CreateOptions
 
     manager = g.get("cgroup-manager", "cgroupfs")
@@ -217,7 +219,7 @@ def _create_options(g: dict[str, Any], o: dict[str, Any]) -> Any:
     )
 
 
-def cmd_create(g: dict[str, Any], o: dict[str, Any], a: list[str]) -> int:
+def cmd_create(g: "dict[str, Any]", o: "dict[str, Any]", a: list[str]) -> int:
     if o.get("dry-run"):  # print what create would do to build the filesystem; do nothing
         from corral.runtime import lifecycle
 
@@ -228,43 +230,48 @@ def cmd_create(g: dict[str, Any], o: dict[str, Any], a: list[str]) -> int:
     return 0
 
 
-def cmd_start(g: dict[str, Any], o: dict[str, Any], a: list[str]) -> int:
+def cmd_start(g: "dict[str, Any]", o: "dict[str, Any]", a: list[str]) -> int:
     _runtime(g).start(a[0])
     return 0
 
 
-def cmd_run(g: dict[str, Any], o: dict[str, Any], a: list[str]) -> int:
+def cmd_run(g: "dict[str, Any]", o: "dict[str, Any]", a: list[str]) -> int:
     return int(_runtime(g).run(
         a[0], o.get("bundle") or ".", _create_options(g, o),
         detach=bool(o.get("detach")), keep=bool(o.get("keep")),
     ))
 
 
-def cmd_state(g: dict[str, Any], o: dict[str, Any], a: list[str]) -> int:
+def cmd_state(g: "dict[str, Any]", o: "dict[str, Any]", a: list[str]) -> int:
     from corral import _json
 
     print(_json.dumps(_store(g).load(a[0]).oci_state(), indent=2))
     return 0
 
 
-def cmd_kill(g: dict[str, Any], o: dict[str, Any], a: list[str]) -> int:
-    from corral.spec.signals import parse_signal
-
+def cmd_kill(g: "dict[str, Any]", o: "dict[str, Any]", a: list[str]) -> int:
     if len(a) > 2:
         raise UsageError("kill: too many arguments (usage: kill [--all] ID [SIGNAL])")
-    sig = parse_signal(a[1]) if len(a) > 1 else 15
+    sig = 15
+    if len(a) > 1:  # a number (what containerd sends: "9") needs no table of names
+        if a[1].isascii() and a[1].isdigit() and 1 <= int(a[1]) <= 64:
+            sig = int(a[1])
+        else:
+            from corral.spec.signals import parse_signal
+
+            sig = parse_signal(a[1])
     _runtime(g).kill(a[0], sig, all_processes=bool(o.get("all")))
     return 0
 
 
-def cmd_delete(g: dict[str, Any], o: dict[str, Any], a: list[str]) -> int:
+def cmd_delete(g: "dict[str, Any]", o: "dict[str, Any]", a: list[str]) -> int:
     runtime = _runtime(g)
     for container_id in a:
         runtime.delete(container_id, force=bool(o.get("force")))
     return 0
 
 
-def cmd_list(g: dict[str, Any], o: dict[str, Any], a: list[str]) -> int:
+def cmd_list(g: "dict[str, Any]", o: "dict[str, Any]", a: list[str]) -> int:
     from corral import _json
 
     fmt = o.get("format", "table")
@@ -303,7 +310,7 @@ def tabulate(rows: list[list[str]], minwidth: int = 12, padding: int = 3) -> str
     )
 
 
-def cmd_ps(g: dict[str, Any], o: dict[str, Any], a: list[str]) -> int:
+def cmd_ps(g: "dict[str, Any]", o: "dict[str, Any]", a: list[str]) -> int:
     from corral import _json
     from corral.runtime.ops import container_pids
 
@@ -320,17 +327,17 @@ def cmd_ps(g: dict[str, Any], o: dict[str, Any], a: list[str]) -> int:
     return 0
 
 
-def cmd_pause(g: dict[str, Any], o: dict[str, Any], a: list[str]) -> int:
+def cmd_pause(g: "dict[str, Any]", o: "dict[str, Any]", a: list[str]) -> int:
     _runtime(g).pause(a[0])
     return 0
 
 
-def cmd_resume(g: dict[str, Any], o: dict[str, Any], a: list[str]) -> int:
+def cmd_resume(g: "dict[str, Any]", o: "dict[str, Any]", a: list[str]) -> int:
     _runtime(g).resume(a[0])
     return 0
 
 
-def cmd_events(g: dict[str, Any], o: dict[str, Any], a: list[str]) -> int:
+def cmd_events(g: "dict[str, Any]", o: "dict[str, Any]", a: list[str]) -> int:
     from corral.cli.runc_values import parse_duration
     from corral.runtime.ops import events
 
@@ -338,14 +345,14 @@ def cmd_events(g: dict[str, Any], o: dict[str, Any], a: list[str]) -> int:
     return events(_store(g), a[0], bool(o.get("stats")), interval)
 
 
-def cmd_update(g: dict[str, Any], o: dict[str, Any], a: list[str]) -> int:
+def cmd_update(g: "dict[str, Any]", o: "dict[str, Any]", a: list[str]) -> int:
     from corral.cli.runc_values import update_resources
 
     _runtime(g).update(a[0], update_resources(o))
     return 0
 
 
-def cmd_exec(g: dict[str, Any], o: dict[str, Any], a: list[str]) -> int:
+def cmd_exec(g: "dict[str, Any]", o: "dict[str, Any]", a: list[str]) -> int:
     """The process comes from --process (a runtime-spec process.json) or from the flags."""
     runtime = _runtime(g)
     if o.get("process"):
@@ -366,7 +373,9 @@ def cmd_exec(g: dict[str, Any], o: dict[str, Any], a: list[str]) -> int:
     ))
 
 
-def cmd_spec(g: dict[str, Any], o: dict[str, Any], a: list[str]) -> int:
+def cmd_spec(g: "dict[str, Any]", o: "dict[str, Any]", a: list[str]) -> int:
+    import os
+
     from corral import _json
     from corral.spec.defaults import default_spec
 
@@ -383,7 +392,7 @@ def cmd_spec(g: dict[str, Any], o: dict[str, Any], a: list[str]) -> int:
     return 0
 
 
-def cmd_features(g: dict[str, Any], o: dict[str, Any], a: list[str]) -> int:
+def cmd_features(g: "dict[str, Any]", o: "dict[str, Any]", a: list[str]) -> int:
     from corral import _json
     from corral.spec.features import features
 
@@ -391,7 +400,7 @@ def cmd_features(g: dict[str, Any], o: dict[str, Any], a: list[str]) -> int:
     return 0
 
 
-COMMANDS: dict[str, Callable[[dict[str, Any], dict[str, Any], list[str]], int]] = {
+COMMANDS: "dict[str, Callable[[dict[str, Any], dict[str, Any], list[str]], int]]" = {
     "spec": cmd_spec, "create": cmd_create, "start": cmd_start, "run": cmd_run,
     "state": cmd_state, "kill": cmd_kill, "delete": cmd_delete, "list": cmd_list, "ps": cmd_ps,
     "exec": cmd_exec, "pause": cmd_pause, "resume": cmd_resume, "events": cmd_events,
@@ -411,7 +420,7 @@ def run() -> None:
         sys.stderr.flush()
     except OSError:
         code = code or 1
-    os._exit(code)
+    posix._exit(code)
 
 
 if __name__ == "__main__":
