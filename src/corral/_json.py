@@ -8,8 +8,6 @@ and string escaper the standard library uses, minus the pure-Python wrapping.
 Only the error path imports the real ``json`` module, to produce its exact message.
 """
 
-import _json
-
 TYPE_CHECKING = False  # typing costs 8 ms to import; mypy still reads these blocks
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -33,9 +31,10 @@ class _ScanContext:
         return {"NaN": float("nan"), "Infinity": float("inf"), "-Infinity": float("-inf")}[name]
 
 
-_scan: "Callable[[str, int], tuple[Any, int]]" = _json.make_scanner(
-    _ScanContext()  # type: ignore[arg-type]  # typeshed wants a JSONDecoder; any object will do
-)
+# The C scanner and encoder, made on first use: loading ``_json`` (a shared library) costs
+# 0.3 ms, and ``corral-runc state`` prints its few lines with the pure-Python writer below.
+_scan: "Callable[[str, int], tuple[Any, int]] | None" = None
+_encode_compact: "Callable[[Any, int], list[str]] | None" = None
 
 
 class JSONError(ValueError):
@@ -44,6 +43,13 @@ class JSONError(ValueError):
 
 def loads(text: str | bytes) -> "Any":
     """Parse one JSON document; raise JSONError with line and column when it is malformed."""
+    global _scan
+    if _scan is None:
+        import _json
+
+        _scan = _json.make_scanner(
+            _ScanContext()  # type: ignore[arg-type]  # typeshed wants a JSONDecoder; any will do
+        )
     if isinstance(text, bytes | bytearray):
         text = bytes(text).decode("utf-8")
     start = len(text) - len(text.lstrip(_WS))
@@ -98,21 +104,16 @@ def _too_deep(text: str) -> JSONError:
     return JSONError(f"nested too deeply ({deepest} levels): line {line} column {column}")
 
 
-def _default(obj: object) -> "Any":
-    raise TypeError(f"{type(obj).__name__} is not JSON serializable")
-
-
-_encode_compact: "Callable[[Any, int], list[str]]" = _json.make_encoder(
-    None, _default, _json.encode_basestring, None, ":", ",", False, False, True
-)
-_encode_spaced: "Callable[[Any, int], list[str]]" = _json.make_encoder(
-    None, _default, _json.encode_basestring, None, ": ", ", ", False, False, True
-)
-
-
 def dumps(obj: "Any", indent: int | str | None = None) -> str:
     """Serialize like ``json.dumps(obj, ensure_ascii=False, indent=indent)``."""
     if indent is None:
+        global _encode_compact
+        if _encode_compact is None:
+            import _json
+
+            _encode_compact = _json.make_encoder(
+                None, _default, _json.encode_basestring, None, ":", ",", False, False, True
+            )
         return "".join(_encode_compact(obj, 0))
     parts: list[str] = []
     _pretty(obj, indent if isinstance(indent, str) else " " * indent, "", parts)
@@ -124,7 +125,7 @@ def _pretty(obj: "Any", step: str, pad: str, out: list[str]) -> None:
     if isinstance(obj, dict) and obj:
         out.append("{")
         for i, (key, value) in enumerate(obj.items()):
-            out.append(("," if i else "") + "\n" + inner + _json.encode_basestring(str(key)) + ": ")
+            out.append(("," if i else "") + "\n" + inner + _string(_key(key)) + ": ")
             _pretty(value, step, inner, out)
         out.append("\n" + pad + "}")
     elif isinstance(obj, list | tuple) and obj:
@@ -134,4 +135,45 @@ def _pretty(obj: "Any", step: str, pad: str, out: list[str]) -> None:
             _pretty(value, step, inner, out)
         out.append("\n" + pad + "]")
     else:
-        out.append("".join(_encode_spaced(obj, 0)))
+        out.append(_scalar(obj))
+
+
+# What json's encode_basestring escapes (ensure_ascii=False): the quote, the backslash and the
+# control characters, these five by their short names.
+_ESCAPES = {i: f"\\u{i:04x}" for i in range(0x20)}
+_ESCAPES.update({0x22: '\\"', 0x5C: "\\\\", 0x08: "\\b", 0x0C: "\\f", 0x0A: "\\n", 0x0D: "\\r"})
+_ESCAPES.update({0x09: "\\t"})
+
+
+def _string(text: str) -> str:
+    return '"' + text.translate(_ESCAPES) + '"'
+
+
+def _key(key: object) -> str:
+    """A dict key as json writes it: strings as they are, numbers, booleans and null spelled."""
+    return key if isinstance(key, str) else _scalar(key).strip('"')
+
+
+def _scalar(obj: object) -> str:
+    """A value that is not a non-empty container, as json writes it."""
+    if isinstance(obj, str):
+        return _string(obj)
+    if obj is None or obj is True or obj is False:
+        return {None: "null", True: "true", False: "false"}[obj]
+    if isinstance(obj, int):
+        return int.__repr__(obj)
+    if isinstance(obj, float):
+        if obj != obj:
+            return "NaN"
+        if obj in (float("inf"), float("-inf")):
+            return "Infinity" if obj > 0 else "-Infinity"
+        return float.__repr__(obj)
+    if isinstance(obj, dict):
+        return "{}"
+    if isinstance(obj, list | tuple):
+        return "[]"
+    return _default(obj)  # type: ignore[no-any-return]
+
+
+def _default(obj: object) -> "Any":
+    raise TypeError(f"{type(obj).__name__} is not JSON serializable")

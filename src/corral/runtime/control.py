@@ -151,6 +151,11 @@ def delete(store: "StateStore", container_id: str, force: bool = False) -> None:
         if force:
             return
         raise
+    except StateError:  # a state file this runtime cannot read
+        if not force:
+            raise
+        _rmtree(store.dir(container_id))
+        return
     status = container.status() if force else container.require("delete")
     # A stopped container may still have processes: without a pid namespace of its own the
     # init's children outlive it. They go too (as in runc), before the cgroup is removed.
@@ -271,5 +276,3 @@ def _rmtree(path: str) -> None:
         posix.rmdir(path)
     except FileNotFoundError:
         pass
-
-
