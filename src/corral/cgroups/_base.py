@@ -1,5 +1,6 @@
 """What the v1 and v2 managers share: the Manager interface, the kernel seam, file helpers,
-the checks that turn a malformed OCI value into a ``SpecError``, and the stats parsers.
+the conversions of OCI values (checked before by corral.spec.validate) into file contents, and
+the stats parsers.
 
 The kernel seam
 ---------------
@@ -17,7 +18,7 @@ import posix
 import time
 
 from corral import _posix
-from corral.errors import CgroupError, SpecError
+from corral.errors import CgroupError
 
 TYPE_CHECKING = False  # typing costs 8 ms to import; mypy still reads these blocks
 if TYPE_CHECKING:
@@ -517,38 +518,26 @@ def wait_for(check: "Callable[[], bool]", timeout: float) -> bool:
     return True
 
 
-# -- OCI value checks -----------------------------------------------------------------------
-# Each takes the JSON path of the field (for the error) and the value from config.json, and
-# returns the text to write, or None when the value means "not set" (runc's zero values).
-
-
-def integer(field: str, value: "Any", low: int | None = None, high: int | None = None) -> int:
-    """An int (not a bool, not a float) in [low, high], or SpecError."""
-    if type(value) is not int:
-        raise SpecError(field, f"must be an integer, got {value!r}")
-    if (low is not None and value < low) or (high is not None and value > high):
-        if high is None:
-            raise SpecError(field, f"must be at least {low}, got {value}")
-        raise SpecError(field, f"must be between {low} and {high}, got {value}")
-    return value
+# -- OCI values to file contents -----------------------------------------------------------
+# The values were checked by corral.spec.validate (create: with the whole config; update: with
+# validate_resources) before any cgroup exists; these turn them into the text a control file
+# takes, and trust them. Each takes the JSON path of the field (for the errors of a host that
+# lacks the file) and the value, and returns the text, or None when the value means "not set"
+# (runc's zero values).
 
 
 def flag(field: str, value: "Any") -> str | None:
     """A JSON boolean as the kernel's "1"/"0"."""
-    if type(value) is not bool:
-        raise SpecError(field, f"must be true or false, got {value!r}")
     return "1" if value else "0"
 
 
 def uint(field: str, value: "Any") -> str | None:
     """A count where 0 means "not set" (realtime period, burst, classID...)."""
-    return str(value) if integer(field, value, 0) else None
+    return str(value) if value else None
 
 
 def limit(field: str, value: "Any") -> str | None:
     """A byte or time limit: -1 is unlimited, 0 is "not set" (as in runc)."""
-    if integer(field, value) < -1:
-        raise SpecError(field, f"must be -1 (unlimited) or a positive number, got {value}")
     return str(value) if value else None
 
 
@@ -559,105 +548,60 @@ def v2_limit(field: str, value: "Any") -> str | None:
 
 
 def shares(field: str, value: "Any") -> str | None:
-    """cpu.shares: 2..262144 (the kernel's MIN_SHARES..MAX_SHARES), 0 meaning "not set"."""
-    if integer(field, value, 0) == 0:
-        return None
-    return str(integer(field, value, 2, 262144))
+    """cpu.shares (2..262144), 0 meaning "not set"."""
+    return str(value) if value else None
 
 
 def idle(field: str, value: "Any") -> str | None:
     """cpu.idle: 0 or 1 (1 puts the cgroup in SCHED_IDLE)."""
-    return str(integer(field, value, 0, 1))
+    return str(value)
 
 
 def pids_max(field: str, value: "Any") -> str | None:
-    """pids.max: a positive limit, or "max" for 0 and -1 (the spec's "unlimited")."""
-    return str(value) if integer(field, value, -1) > 0 else "max"
+    """pids.max: a positive limit, or "max" for 0 and below (the spec's "unlimited")."""
+    return str(value) if value > 0 else "max"
 
 
 def swappiness(field: str, value: "Any") -> str | None:
-    """memory.swappiness: 0..100; -1 (an old Docker default) means "not set"."""
-    if value == -1 and type(value) is int:
-        return None
-    return str(integer(field, value, 0, 100))
+    """memory.swappiness: 0..100."""
+    return str(value)
 
 
 def cpu_list(field: str, value: "Any") -> str | None:
     """A kernel CPU or NUMA node list such as "0-3,8"; "" means "not set"."""
-    if not isinstance(value, str):
-        raise SpecError(field, f"must be a string such as '0-3,8', got {value!r}")
-    for part in value.split(",") if value else ():
-        low, dash, high = part.partition("-")
-        if not (low.isdigit() and (not dash or (high.isdigit() and int(low) <= int(high)))):
-            raise SpecError(field, f"must be a list such as '0-3,8', got {value!r}")
-    return value or None
+    return str(value) or None
 
 
 def blkio_weight(field: str, value: "Any") -> str | None:
-    """A block I/O weight: 10..1000, 0 meaning "not set"."""
-    if integer(field, value, 0) == 0:
-        return None
-    return str(integer(field, value, 10, 1000))
+    """A block I/O weight (10..1000), 0 meaning "not set"."""
+    return str(value) if value else None
 
 
-def device_number(field: str, entry: "Any") -> str:
-    """The "MAJ:MIN" of an entry with integer major and minor."""
-    if not isinstance(entry, dict):
-        raise SpecError(field, f"must be an object with major and minor, got {entry!r}")
-    major = integer(f"{field}.major", entry.get("major"), 0)
-    minor = integer(f"{field}.minor", entry.get("minor"), 0)
-    return f"{major}:{minor}"
+def device_number(field: str, entry: "dict[str, Any]") -> str:
+    """The "MAJ:MIN" of an entry with major and minor."""
+    return f"{entry['major']}:{entry['minor']}"
 
 
 def page_size(field: str, value: "Any") -> str:
     """A huge page size as the kernel names it in hugetlb.<size>.* files: 2MB, 1GB, 64KB."""
-    if (
-        not isinstance(value, str)
-        or value[-2:] not in ("KB", "MB", "GB", "TB")
-        or not value[:-2].isdigit()
-    ):
-        raise SpecError(field, f"must be a size such as '2MB' or '1GB', got {value!r}")
-    return value
+    return str(value)
 
 
 def section(resources: "dict[str, Any]", name: str) -> "dict[str, Any]":
-    """``resources[name]`` as a dict ({} when absent)."""
-    value = resources.get(name)
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise SpecError(f"linux.resources.{name}", f"must be an object, got {value!r}")
+    """``resources[name]`` ({} when absent)."""
+    value: dict[str, Any] = resources.get(name) or {}
     return value
 
 
 def items(field: str, value: "Any") -> "list[tuple[str, dict[str, Any]]]":
     """The entries of a JSON list of objects, each with its JSON path."""
-    if value is None:
-        return []
-    if not isinstance(value, list):
-        raise SpecError(field, f"must be a list, got {value!r}")
-    out = []
-    for i, entry in enumerate(value):
-        if not isinstance(entry, dict):
-            raise SpecError(f"{field}[{i}]", f"must be an object, got {entry!r}")
-        out.append((f"{field}[{i}]", entry))
-    return out
-
-
-def check_resources(resources: "Any") -> "dict[str, Any]":
-    if not isinstance(resources, dict):
-        raise SpecError("linux.resources", f"must be an object, got {resources!r}")
-    return resources
+    return [(f"{field}[{i}]", entry) for i, entry in enumerate(value or ())]
 
 
 def table_writes(
     resources: "dict[str, Any]", rows: "Iterable[Row]"
 ) -> list[tuple[str, str, str, str]]:
-    """Run a resource table: (controller, file, text, field) for each field that is set.
-
-    Every value is converted (and so checked) before anything is written, so a malformed
-    config changes nothing.
-    """
+    """Run a resource table: (controller, file, text, field) for each field that is set."""
     out = []
     for dotted, controller, name, convert in rows:
         sect, _, key = dotted.partition(".")
@@ -672,7 +616,11 @@ def table_writes(
 
 
 def unsupported(reason: str) -> "Converter":
-    """A converter for a field this cgroup version cannot honour: only "not set" values pass."""
+    """A converter for a field this cgroup version cannot honour: only "not set" values pass.
+
+    This is about the host, not the value (the same config is fine on the other version), so
+    it is a CgroupError, not a SpecError.
+    """
 
     def convert(field: str, value: "Any") -> str | None:
         if value is None or value is False or value == 0 or value == -1:
@@ -684,63 +632,39 @@ def unsupported(reason: str) -> "Converter":
 
 def priority(field: str, entry: "dict[str, Any]") -> str:
     """A net_prio.ifpriomap line, "eth0 5", from {"name": "eth0", "priority": 5}."""
-    name = entry.get("name")
-    if not isinstance(name, str) or not name or any(c.isspace() or c == "/" for c in name):
-        raise SpecError(field + ".name", f"must be a network interface name, got {name!r}")
-    return f"{name} {integer(field + '.priority', entry.get('priority'), 0)}"
+    return f"{entry['name']} {entry['priority']}"
 
 
 def rdma_lines(value: "Any") -> list[tuple[str, str]]:
     """rdma.max lines, "mlx5_0 hca_handle=2 hca_object=2000", each with its JSON path."""
-    field = "linux.resources.rdma"
-    if value is None:
-        return []
-    if not isinstance(value, dict):
-        raise SpecError(field, f"must be an object keyed by device name, got {value!r}")
     out = []
-    for device, entry in value.items():
-        where = f'{field}["{device}"]'
-        if not isinstance(entry, dict) or not device or any(c.isspace() for c in device):
-            raise SpecError(where, f"must be an object with hcaHandles/hcaObjects, got {entry!r}")
+    for device, entry in (value or {}).items():
+        where = f'linux.resources.rdma["{device}"]'
         parts = [device]
         for key, name in (("hcaHandles", "hca_handle"), ("hcaObjects", "hca_object")):
             if entry.get(key) is not None:
-                parts.append(f"{name}={integer(f'{where}.{key}', entry[key], 0, 0xFFFFFFFF)}")
+                parts.append(f"{name}={entry[key]}")
         if len(parts) > 1:
             out.append((where, " ".join(parts)))
     return out
 
 
 def device_rules(rules: "Any") -> list[tuple[bool, str, str]]:
-    """OCI linux.resources.devices as (allow, type, "MAJ:MIN access") after checking each rule.
+    """OCI linux.resources.devices as (allow, type, "MAJ:MIN access").
 
-    A missing major or minor is the wildcard "*". Types: a (all), c (char), b (block).
+    A missing type is "a" (all), a missing access "rwm", and a missing (or -1) major or minor
+    the wildcard "*".
     """
     out = []
-    for field, rule in items("linux.resources.devices", rules):
-        allow = rule.get("allow")
-        if type(allow) is not bool:
-            raise SpecError(f"{field}.allow", f"must be true or false, got {allow!r}")
+    for rule in rules or ():
         kind = rule.get("type") or "a"
-        if kind not in ("a", "b", "c"):
-            raise SpecError(f"{field}.type", f"must be 'a', 'b' or 'c', got {kind!r}")
         access = rule.get("access") or "rwm"
-        if not isinstance(access, str) or not set(access) <= {"r", "w", "m"}:
-            raise SpecError(f"{field}.access", f"must be letters from 'rwm', got {access!r}")
-        if kind == "a" and set(access) != {"r", "w", "m"}:
-            # The v1 kernel reads type "a" as "all devices, all access" whatever follows;
-            # refuse rather than silently widen (v2 emulates v1, so the same holds there).
-            raise SpecError(f"{field}.access", "a rule for all devices (type 'a') needs 'rwm'")
         numbers = []
         for key in ("major", "minor"):
             value = rule.get(key)
-            if value is None or value == -1:
-                numbers.append("*")
-            else:
-                numbers.append(str(integer(f"{field}.{key}", value, 0)))
-        out.append(
-            (allow, kind, f"{numbers[0]}:{numbers[1]} {''.join(c for c in 'rwm' if c in access)}")
-        )
+            numbers.append("*" if value is None or value == -1 else str(value))
+        letters = "".join(c for c in "rwm" if c in access)
+        out.append((bool(rule["allow"]), kind, f"{numbers[0]}:{numbers[1]} {letters}"))
     return out
 
 

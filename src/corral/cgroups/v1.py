@@ -20,12 +20,10 @@ from corral.cgroups._base import (
     SIGKILL,
     Manager,
     blkio_weight,
-    check_resources,
     cpu_list,
     device_number,
     flag,
     idle,
-    integer,
     items,
     limit,
     page_size,
@@ -39,7 +37,7 @@ from corral.cgroups._base import (
     table_writes,
     uint,
 )
-from corral.errors import CgroupError, SpecError
+from corral.errors import CgroupError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -256,12 +254,10 @@ class V1Manager(Manager):
     # -- resources
 
     def set(self, resources: "dict[str, Any]") -> None:
-        """Apply linux.resources: plan every write (checking every value) first, then write.
-
-        Nothing is written when a value is malformed (SpecError) or when the host lacks the
-        controller or file a value needs (CgroupError naming the field).
-        """
-        res = check_resources(resources)
+        """Apply linux.resources, as corral.spec.validate checked them: plan every write, then
+        write. Nothing is written when the host lacks the controller or file a value needs
+        (CgroupError naming the field)."""
+        res = resources
         if res.get("unified"):
             raise CgroupError(
                 f"linux.resources.unified: needs cgroup v2; this host runs cgroup {self.mode}"
@@ -287,11 +283,7 @@ class V1Manager(Manager):
         has_memsw = memory is not None and _posix.exists(memory + "/memory.memsw.limit_in_bytes")
         if lim == "-1" and swap is None and has_memsw:
             swap = "-1"  # unlimited memory means unlimited swap too
-        if lim and swap and lim != "-1" and swap != "-1" and int(swap) < int(lim):
-            raise SpecError(
-                field + "swap",
-                f"is memory+swap and must not be below memory.limit ({lim}), got {swap}",
-            )
+        # swap >= limit: corral.spec.validate's rule, checked before.
         lim_op: Op = ("memory", "memory.limit_in_bytes", lim or "", field + "limit", False)
         swap_op: Op = ("memory", "memory.memsw.limit_in_bytes", swap or "", field + "swap", False)
         if lim and swap:
@@ -339,7 +331,7 @@ class V1Manager(Manager):
                         ops.append(("blkio", name, f"{dev} {text}", f"{where}.{key}", False))
         for key, name in _THROTTLE:
             for where, entry in items(f"{field}.{key}", bio.get(key)):
-                rate = integer(where + ".rate", entry.get("rate"), 0)
+                rate = entry.get("rate") or 0
                 ops.append(("blkio", name, f"{device_number(where, entry)} {rate}", where, False))
         return ops
 
@@ -349,7 +341,7 @@ class V1Manager(Manager):
         field = "linux.resources.hugepageLimits"
         for where, entry in items(field, res.get("hugepageLimits")):
             size = page_size(where + ".pageSize", entry.get("pageSize"))
-            value = str(integer(where + ".limit", entry.get("limit"), 0))
+            value = str(entry["limit"])
             ops.append(("hugetlb", f"hugetlb.{size}.limit_in_bytes", value, where, False))
         field = "linux.resources.network.priorities"
         for where, entry in items(field, section(res, "network").get("priorities")):

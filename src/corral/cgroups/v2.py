@@ -24,11 +24,9 @@ from corral.cgroups import _base, v2_frozen
 from corral.cgroups._base import (
     SIGKILL,
     Manager,
-    check_resources,
     cpu_list,
     device_number,
     idle,
-    integer,
     items,
     limit,
     page_size,
@@ -43,7 +41,7 @@ from corral.cgroups._base import (
     unsupported,
     v2_limit,
 )
-from corral.errors import CgroupError, KernelError, SpecError
+from corral.errors import CgroupError, KernelError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -199,12 +197,13 @@ class V2Manager(Manager):
     # -- resources
 
     def set(self, resources: "dict[str, Any]") -> None:
-        """Apply linux.resources: plan every write (checking every value), then write.
+        """Apply linux.resources, as corral.spec.validate checked them: plan every write, then
+        write.
 
         ``unified`` entries go last, so they override the typed fields (as in runc); the device
         filter is installed after the files.
         """
-        res = check_resources(resources)
+        res = resources
         ops: list[Op] = self._memory_ops(res) + self._cpu_ops(res)
         ops += table_writes(res, _TABLE)
         ops += self._io_ops(res) + self._misc_ops(res) + self._unified_ops(res)
@@ -295,7 +294,7 @@ class V2Manager(Manager):
         for key, name in _IO_MAX_KEYS:
             for where, entry in items(f"{field}.{key}", bio.get(key)):
                 dev = device_number(where, entry)
-                rate = integer(where + ".rate", entry.get("rate"), 0)
+                rate = entry.get("rate") or 0
                 lines.setdefault(dev, []).append(f"{name}={rate or 'max'}")
                 fields.setdefault(dev, where)
         for dev, settings in lines.items():
@@ -306,7 +305,7 @@ class V2Manager(Manager):
         ops: list[Op] = []
         for where, entry in items("linux.resources.hugepageLimits", res.get("hugepageLimits")):
             size = page_size(where + ".pageSize", entry.get("pageSize"))
-            value = str(integer(where + ".limit", entry.get("limit"), 0))
+            value = str(entry["limit"])
             ops.append(("hugetlb", f"hugetlb.{size}.max", value, where))
         if section(res, "network").get("priorities"):
             raise CgroupError(
@@ -331,15 +330,9 @@ class V2Manager(Manager):
         unified = res.get("unified")
         if unified is None:
             return []
-        if not isinstance(unified, dict):
-            raise SpecError("linux.resources.unified", f"must be an object, got {unified!r}")
         ops: list[Op] = []
-        for key, value in unified.items():
+        for key, value in unified.items():  # names of files, as validate checked
             where = f'linux.resources.unified["{key}"]'
-            if not key or "/" in key or key in (".", "..") or "." not in key:
-                raise SpecError(where, "must name a file of the cgroup, such as memory.high")
-            if not isinstance(value, str):
-                raise SpecError(where, f"must be a string, got {value!r}")
             ops.append((key.partition(".")[0], key, value, where))
         return ops
 
@@ -399,13 +392,8 @@ def _swap_max(field: str, lim: str | None, swap: str | None) -> str | None:
         return "max" if lim == "-1" else None
     if swap == "-1":
         return "max"
-    if lim is None or lim == "-1":
-        raise SpecError(field + "swap", "a swap limit needs a memory limit (memory.limit)")
-    if int(swap) < int(lim):
-        raise SpecError(
-            field + "swap", f"is memory+swap and must not be below memory.limit ({lim}), got {swap}"
-        )
-    return str(int(swap) - int(lim))
+    # A memory limit, not above swap: corral.spec.validate's rule, checked before.
+    return str(int(swap) - int(lim or 0))
 
 
 # -- stats parsers --------------------------------------------------------------------------
