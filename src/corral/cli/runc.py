@@ -346,9 +346,15 @@ def cmd_events(g: "dict[str, Any]", o: "dict[str, Any]", a: list[str]) -> int:
 
 
 def cmd_update(g: "dict[str, Any]", o: "dict[str, Any]", a: list[str]) -> int:
-    from corral.cli.runc_values import update_resources
+    from corral.cli.runc_values import FLAG_OF, update_resources
+    from corral.errors import SpecError
 
-    _runtime(g).update(a[0], update_resources(o))
+    try:
+        _runtime(g).update(a[0], update_resources(o))
+    except SpecError as err:  # checked before anything changed; name the flag that gave it
+        if err.path not in FLAG_OF:
+            raise
+        raise UsageError(f"{FLAG_OF[err.path]}: {err.detail}") from None
     return 0
 
 

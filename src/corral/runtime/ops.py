@@ -135,9 +135,6 @@ def update(store: StateStore, container_id: str, resources: dict[str, Any]) -> N
 
     container = store.load(container_id)
     container.require("update")
-    # The new values are checked as a config's are, and with the ones they join (a new swap
-    # limit against the memory limit the container has), before anything is written.
-    validate_resources(resources)
     linux = container.config.setdefault("linux", {})
     merged = {
         key: dict(value) if isinstance(value, dict) else value
@@ -148,6 +145,8 @@ def update(store: StateStore, container_id: str, resources: dict[str, Any]) -> N
             merged[key].update(value)
         else:
             merged[key] = value
+    # The new values are checked as a config's are, together with the ones they join (a new
+    # swap limit against the memory limit the container has), before anything is written.
     validate_resources(merged)
     memory = resources.get("memory") or {}
     if memory.get("swap") and "limit" not in memory and merged["memory"].get("limit"):
