@@ -27,13 +27,28 @@ SPEC_VERSION = "1.0.2-dev"
 
 # Flag tables: name -> kind ("bool", "str", "int", "list"); "a=b" entries are aliases.
 GLOBAL_FLAGS = {
-    "root": "str", "log": "str", "log-format": "str", "debug": "bool", "systemd-cgroup": "bool",
-    "cgroup-manager": "str", "version": "bool", "v=version": "", "help": "bool", "h=help": "",
-    "criu": "str", "rootless": "str",
+    "root": "str",
+    "log": "str",
+    "log-format": "str",
+    "debug": "bool",
+    "systemd-cgroup": "bool",
+    "cgroup-manager": "str",
+    "version": "bool",
+    "v=version": "",
+    "help": "bool",
+    "h=help": "",
+    "criu": "str",
+    "rootless": "str",
 }
 CREATE_FLAGS = {
-    "bundle": "str", "b=bundle": "", "pid-file": "str", "console-socket": "str",
-    "no-pivot": "bool", "no-new-keyring": "bool", "preserve-fds": "int", "dry-run": "bool",
+    "bundle": "str",
+    "b=bundle": "",
+    "pid-file": "str",
+    "console-socket": "str",
+    "no-pivot": "bool",
+    "no-new-keyring": "bool",
+    "preserve-fds": "int",
+    "dry-run": "bool",
 }
 COMMAND_FLAGS: dict[str, dict[str, str]] = {
     "spec": {"bundle": "str", "b=bundle": "", "rootless": "bool"},
@@ -46,29 +61,68 @@ COMMAND_FLAGS: dict[str, dict[str, str]] = {
     "list": {"format": "str", "f=format": "", "quiet": "bool", "q=quiet": ""},
     "ps": {"format": "str", "f=format": ""},
     "exec": {
-        "process": "str", "p=process": "", "tty": "bool", "t=tty": "", "console-socket": "str",
-        "detach": "bool", "d=detach": "", "pid-file": "str", "cwd": "str", "env": "list",
-        "e=env": "", "user": "str", "u=user": "", "additional-gids": "list",
-        "g=additional-gids": "", "cap": "list", "c=cap": "", "no-new-privs": "bool",
-        "preserve-fds": "int", "process-label": "str", "apparmor": "str", "cgroup": "str",
+        "process": "str",
+        "p=process": "",
+        "tty": "bool",
+        "t=tty": "",
+        "console-socket": "str",
+        "detach": "bool",
+        "d=detach": "",
+        "pid-file": "str",
+        "cwd": "str",
+        "env": "list",
+        "e=env": "",
+        "user": "str",
+        "u=user": "",
+        "additional-gids": "list",
+        "g=additional-gids": "",
+        "cap": "list",
+        "c=cap": "",
+        "no-new-privs": "bool",
+        "preserve-fds": "int",
+        "process-label": "str",
+        "apparmor": "str",
+        "cgroup": "str",
         "ignore-paused": "bool",
     },
     "pause": {},
     "resume": {},
     "events": {"stats": "bool", "interval": "str"},
     "update": {
-        "resources": "str", "r=resources": "", "blkio-weight": "str", "cpu-period": "str",
-        "cpu-quota": "str", "cpu-share": "str", "cpu-rt-period": "str", "cpu-rt-runtime": "str",
-        "cpuset-cpus": "str", "cpuset-mems": "str", "kernel-memory": "str",
-        "kernel-memory-tcp": "str", "memory": "str", "memory-reservation": "str",
-        "memory-swap": "str", "pids-limit": "str", "l3-cache-schema": "str",
+        "resources": "str",
+        "r=resources": "",
+        "blkio-weight": "str",
+        "cpu-period": "str",
+        "cpu-quota": "str",
+        "cpu-share": "str",
+        "cpu-rt-period": "str",
+        "cpu-rt-runtime": "str",
+        "cpuset-cpus": "str",
+        "cpuset-mems": "str",
+        "kernel-memory": "str",
+        "kernel-memory-tcp": "str",
+        "memory": "str",
+        "memory-reservation": "str",
+        "memory-swap": "str",
+        "pids-limit": "str",
+        "l3-cache-schema": "str",
         "mem-bw-schema": "str",
     },
     "features": {},
 }
 MIN_ARGS = {
-    "create": 1, "run": 1, "start": 1, "state": 1, "kill": 1, "delete": 1, "ps": 1, "exec": 1,
-    "pause": 1, "resume": 1, "events": 1, "update": 1,
+    "create": 1,
+    "run": 1,
+    "start": 1,
+    "state": 1,
+    "kill": 1,
+    "delete": 1,
+    "ps": 1,
+    "exec": 1,
+    "pause": 1,
+    "resume": 1,
+    "events": 1,
+    "update": 1,
 }
 USAGE = """usage: corral-runc [global options] COMMAND [options] [ARGS]
 
@@ -236,10 +290,15 @@ def cmd_start(g: "dict[str, Any]", o: "dict[str, Any]", a: list[str]) -> int:
 
 
 def cmd_run(g: "dict[str, Any]", o: "dict[str, Any]", a: list[str]) -> int:
-    return int(_runtime(g).run(
-        a[0], o.get("bundle") or ".", _create_options(g, o),
-        detach=bool(o.get("detach")), keep=bool(o.get("keep")),
-    ))
+    return int(
+        _runtime(g).run(
+            a[0],
+            o.get("bundle") or ".",
+            _create_options(g, o),
+            detach=bool(o.get("detach")),
+            keep=bool(o.get("keep")),
+        )
+    )
 
 
 def cmd_state(g: "dict[str, Any]", o: "dict[str, Any]", a: list[str]) -> int:
@@ -372,11 +431,17 @@ def cmd_exec(g: "dict[str, Any]", o: "dict[str, Any]", a: list[str]) -> int:
 
         base = runtime.store.load(a[0]).config.get("process") or {}
         process = exec_process(base, a[1:], o)
-    return int(runtime.exec(
-        a[0], process=process, detach=bool(o.get("detach")),
-        console_socket=o.get("console-socket"), pid_file=o.get("pid-file"),
-        preserve_fds=int(o.get("preserve-fds", 0)), ignore_paused=bool(o.get("ignore-paused")),
-    ))
+    return int(
+        runtime.exec(
+            a[0],
+            process=process,
+            detach=bool(o.get("detach")),
+            console_socket=o.get("console-socket"),
+            pid_file=o.get("pid-file"),
+            preserve_fds=int(o.get("preserve-fds", 0)),
+            ignore_paused=bool(o.get("ignore-paused")),
+        )
+    )
 
 
 def cmd_spec(g: "dict[str, Any]", o: "dict[str, Any]", a: list[str]) -> int:
@@ -407,11 +472,23 @@ def cmd_features(g: "dict[str, Any]", o: "dict[str, Any]", a: list[str]) -> int:
 
 
 COMMANDS: "dict[str, Callable[[dict[str, Any], dict[str, Any], list[str]], int]]" = {
-    "spec": cmd_spec, "create": cmd_create, "start": cmd_start, "run": cmd_run,
-    "state": cmd_state, "kill": cmd_kill, "delete": cmd_delete, "list": cmd_list, "ps": cmd_ps,
-    "exec": cmd_exec, "pause": cmd_pause, "resume": cmd_resume, "events": cmd_events,
-    "update": cmd_update, "features": cmd_features,
+    "spec": cmd_spec,
+    "create": cmd_create,
+    "start": cmd_start,
+    "run": cmd_run,
+    "state": cmd_state,
+    "kill": cmd_kill,
+    "delete": cmd_delete,
+    "list": cmd_list,
+    "ps": cmd_ps,
+    "exec": cmd_exec,
+    "pause": cmd_pause,
+    "resume": cmd_resume,
+    "events": cmd_events,
+    "update": cmd_update,
+    "features": cmd_features,
 }
+
 
 def run() -> None:
     """The command's entry point: ``main()``, then exit at once.

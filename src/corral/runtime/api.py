@@ -47,9 +47,7 @@ class Runtime:
             options.cgroup_manager = "disabled"
         return options
 
-    def create(
-        self, container_id: str, bundle: str, options: "CreateOptions | None" = None
-    ) -> int:
+    def create(self, container_id: str, bundle: str, options: "CreateOptions | None" = None) -> int:
         """Set the container up; its program waits for :meth:`start`. Returns the init's pid.
 
         The container keeps the caller's stdio (as ``runc create``), or gets a terminal sent to
@@ -161,12 +159,21 @@ class Runtime:
             if not args:
                 raise UsageError("exec: args must not be empty (give a command or a process)")
             process = process_like(
-                container.config.get("process") or {}, args, env=env, cwd=cwd, user=user,
+                container.config.get("process") or {},
+                args,
+                env=env,
+                cwd=cwd,
+                user=user,
                 terminal=terminal,
             )
         return run_exec(
-            container, process, detach=detach, console_socket=console_socket,
-            pid_file=pid_file, preserve_fds=preserve_fds, ignore_paused=ignore_paused,
+            container,
+            process,
+            detach=detach,
+            console_socket=console_socket,
+            pid_file=pid_file,
+            preserve_fds=preserve_fds,
+            ignore_paused=ignore_paused,
         )
 
     def pause(self, container_id: str) -> None:
