@@ -31,10 +31,9 @@ class _ScanContext:
         return {"NaN": float("nan"), "Infinity": float("inf"), "-Infinity": float("-inf")}[name]
 
 
-# The C scanner and encoder, made on first use: loading ``_json`` (a shared library) costs
-# 0.3 ms, and ``corral-runc state`` prints its few lines with the pure-Python writer below.
+# The C scanner, made on first use: loading ``_json`` (a shared library) costs 0.3 ms, and only
+# reading config.json and process.json needs it (the writer below is Python).
 _scan: "Callable[[str, int], tuple[Any, int]] | None" = None
-_encode_compact: "Callable[[Any, int], list[str]] | None" = None
 
 
 class JSONError(ValueError):
@@ -105,19 +104,38 @@ def _too_deep(text: str) -> JSONError:
 
 
 def dumps(obj: "Any", indent: int | str | None = None) -> str:
-    """Serialize like ``json.dumps(obj, ensure_ascii=False, indent=indent)``."""
-    if indent is None:
-        global _encode_compact
-        if _encode_compact is None:
-            import _json
+    """Serialize like ``json.dumps(obj, ensure_ascii=False, indent=indent)``; without
+    ``indent``, compact (``separators=(",", ":")``).
 
-            _encode_compact = _json.make_encoder(
-                None, _default, _json.encode_basestring, None, ":", ",", False, False, True
-            )
-        return "".join(_encode_compact(obj, 0))
+    Written in Python, without ``_json``'s C encoder: what the runtime writes is small (the
+    state it prints, hook and log lines), and the C module would cost 0.3 ms to load, and could
+    not be loaded at all where a hook's state is written from inside a container (after
+    pivot_root the host's files, the shared library included, are out of reach).
+    """
     parts: list[str] = []
-    _pretty(obj, indent if isinstance(indent, str) else " " * indent, "", parts)
+    if indent is None:
+        _compact(obj, parts)
+    else:
+        _pretty(obj, indent if isinstance(indent, str) else " " * indent, "", parts)
     return "".join(parts)
+
+
+def _compact(obj: "Any", out: list[str]) -> None:
+    if isinstance(obj, dict) and obj:
+        out.append("{")
+        for i, (key, value) in enumerate(obj.items()):
+            out.append(("," if i else "") + _string(_key(key)) + ":")
+            _compact(value, out)
+        out.append("}")
+    elif isinstance(obj, list | tuple) and obj:
+        out.append("[")
+        for i, value in enumerate(obj):
+            if i:
+                out.append(",")
+            _compact(value, out)
+        out.append("]")
+    else:
+        out.append(_scalar(obj))
 
 
 def _pretty(obj: "Any", step: str, pad: str, out: list[str]) -> None:

@@ -45,10 +45,11 @@ def test_not_serializable_is_a_type_error() -> None:
         _json.dumps({"a": {1}}, indent=2)
 
 
-def test_indented_output_does_not_load_the_c_module() -> None:
+def test_writing_does_not_load_the_c_module() -> None:
     code = (
         f"import sys; sys.path.insert(0, {str(SRC)!r}); from corral import _json;"
-        "_json.dumps({'a': [1, 'b']}, indent=2); print('_json' in sys.modules)"
+        "_json.dumps({'a': [1, 'b']}, indent=2); _json.dumps([{'c': None}]);"
+        "print('_json' in sys.modules)"
     )
     out = subprocess.run(
         [sys.executable, "-I", "-S", "-c", code], capture_output=True, text=True, check=True
