@@ -46,7 +46,7 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 CLIENTS = ("ctr", "podman", "docker")
-VERBS = ("--version", "state", "start", "delete")
+VERBS = ("--version", "state", "start", "kill --all", "delete")
 
 
 def _load_startup() -> ModuleType:
@@ -74,7 +74,8 @@ def _clients(text: str) -> list[str]:
     unknown = [n for n in names if n not in CLIENTS]
     if not names or unknown:
         raise argparse.ArgumentTypeError(
-            f"say one or more of {','.join(CLIENTS)}, comma-separated (got {text!r})")
+            f"say one or more of {','.join(CLIENTS)}, comma-separated (got {text!r})"
+        )
     return names
 
 
@@ -84,16 +85,37 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         description="Time `run --rm /bin/true` through ctr, podman and docker with corral-runc"
         " and with runc, and each runtime verb alone.",
     )
-    parser.add_argument("--runs", type=startup._positive, default=30,
-                        help="timed runs of each runtime, per client and per verb (default 30)")
-    parser.add_argument("--warmup", type=startup._nonnegative, default=3,
-                        help="untimed runs of each first (default 3)")
-    parser.add_argument("--clients", type=_clients, default=list(CLIENTS), metavar="LIST",
-                        help="which clients, comma-separated (default ctr,podman,docker)")
-    parser.add_argument("--corral", default="/usr/local/bin/corral-runc", metavar="PATH",
-                        help="corral-runc (default /usr/local/bin/corral-runc)")
-    parser.add_argument("--runc", default=shutil.which("runc") or "/usr/sbin/runc",
-                        metavar="PATH", help="runc (default: runc on PATH)")
+    parser.add_argument(
+        "--runs",
+        type=startup._positive,
+        default=30,
+        help="timed runs of each runtime, per client and per verb (default 30)",
+    )
+    parser.add_argument(
+        "--warmup",
+        type=startup._nonnegative,
+        default=3,
+        help="untimed runs of each first (default 3)",
+    )
+    parser.add_argument(
+        "--clients",
+        type=_clients,
+        default=list(CLIENTS),
+        metavar="LIST",
+        help="which clients, comma-separated (default ctr,podman,docker)",
+    )
+    parser.add_argument(
+        "--corral",
+        default="/usr/local/bin/corral-runc",
+        metavar="PATH",
+        help="corral-runc (default /usr/local/bin/corral-runc)",
+    )
+    parser.add_argument(
+        "--runc",
+        default=shutil.which("runc") or "/usr/sbin/runc",
+        metavar="PATH",
+        help="runc (default: runc on PATH)",
+    )
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     return parser.parse_args(argv)
 
@@ -132,16 +154,20 @@ def format_verbs_table(samples: dict[str, dict[str, list[float]]]) -> str:
         if verb == "interpreter":
             continue
         c, r = _ms(by_runtime["corral"]), _ms(by_runtime["runc"])
-        lines.append(f"{verb:<10} {c:>15.2f} {r:>9.2f} {c - r:>+7.2f}"
-                     f" {format_ratio(ratio(c, r)):>6}")
+        lines.append(
+            f"{verb:<10} {c:>15.2f} {r:>9.2f} {c - r:>+7.2f} {format_ratio(ratio(c, r)):>6}"
+        )
     if bare:
         start = _ms(bare)
         above = ", ".join(
             f"{verb} {_ms(by['corral']) - start:+.2f}"
-            for verb, by in samples.items() if verb != "interpreter"
+            for verb, by in samples.items()
+            if verb != "interpreter"
         )
-        lines.append(f"\ncorral-runc's interpreter alone (-c pass): {start:.2f} ms;"
-                     f" each verb above it (ms): {above}")
+        lines.append(
+            f"\ncorral-runc's interpreter alone (-c pass): {start:.2f} ms;"
+            f" each verb above it (ms): {above}"
+        )
     return "\n".join(lines)
 
 
@@ -169,22 +195,48 @@ class Timer:
 
 
 def _ctr_run(ctrd: Any, runtime: Any) -> list[str]:
-    return list(ctrd.ctr.argv("run", *ctrd.run_flags(runtime), "--rm", ctrd.image,
-                              f"bench-{secrets.token_hex(5)}", "/bin/true"))
+    return list(
+        ctrd.ctr.argv(
+            "run",
+            *ctrd.run_flags(runtime),
+            "--rm",
+            ctrd.image,
+            f"bench-{secrets.token_hex(5)}",
+            "/bin/true",
+        )
+    )
 
 
 def _podman_run(pm: Any, runtime: Any) -> list[str]:
-    return list(pm.cli(runtime).argv("run", "--rm", "--pull", "never", "--cgroup-parent",
-                                     pm.cgroup_parent, pm.image, "/bin/true"))
+    return list(
+        pm.cli(runtime).argv(
+            "run",
+            "--rm",
+            "--pull",
+            "never",
+            "--cgroup-parent",
+            pm.cgroup_parent,
+            pm.image,
+            "/bin/true",
+        )
+    )
 
 
 def _docker_run(dockerd: Any, runtime: Any) -> list[str]:
-    return list(dockerd.docker.argv("run", "--rm", "--pull", "never", "--runtime", runtime.name,
-                                    dockerd.image, "/bin/true"))
+    return list(
+        dockerd.docker.argv(
+            "run", "--rm", "--pull", "never", "--runtime", runtime.name, dockerd.image, "/bin/true"
+        )
+    )
 
 
-def client_commands(stack: ExitStack, tmp: Path, names: list[str], corral: Any, runc: Any,
-                    ) -> dict[str, dict[str, Callable[[], list[str]]]]:
+def client_commands(
+    stack: ExitStack,
+    tmp: Path,
+    names: list[str],
+    corral: Any,
+    runc: Any,
+) -> dict[str, dict[str, Callable[[], list[str]]]]:
     """Start the clients named; for each, per runtime, a function giving the next run's argv."""
     from helpers import clients  # tests/helpers, on sys.path (see main)
 
@@ -206,8 +258,9 @@ def client_commands(stack: ExitStack, tmp: Path, names: list[str], corral: Any, 
     }
 
 
-def bench_clients(timer: Timer, commands: dict[str, dict[str, Callable[[], list[str]]]],
-                  runs: int, warmup: int) -> dict[str, dict[str, list[float]]]:
+def bench_clients(
+    timer: Timer, commands: dict[str, dict[str, Callable[[], list[str]]]], runs: int, warmup: int
+) -> dict[str, dict[str, list[float]]]:
     samples: dict[str, dict[str, list[float]]] = {}
     for client, by_runtime in commands.items():
         samples[client] = {name: [] for name in by_runtime}
@@ -223,8 +276,14 @@ def _runtime_call(argv: list[str], *args: str) -> str:
     """Run a runtime command untimed; its output (a file, not a pipe: after ``create`` the
     container's init holds the stdio it was given)."""
     with tempfile.TemporaryFile() as out:
-        done = subprocess.run([*argv, *args], stdin=subprocess.DEVNULL, stdout=out,
-                              stderr=subprocess.STDOUT, check=False, timeout=60)
+        done = subprocess.run(
+            [*argv, *args],
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            check=False,
+            timeout=60,
+        )
         out.seek(0)
         text = out.read().decode(errors="replace")
     if done.returncode != 0:
@@ -232,9 +291,11 @@ def _runtime_call(argv: list[str], *args: str) -> str:
     return text
 
 
-def bench_verbs(timer: Timer, tmp: Path, runtimes: dict[str, str], runs: int,
-                warmup: int) -> dict[str, dict[str, list[float]]]:
-    """``--version``, ``state``, ``start`` and ``delete`` of each runtime, alternating."""
+def bench_verbs(
+    timer: Timer, tmp: Path, runtimes: dict[str, str], runs: int, warmup: int
+) -> dict[str, dict[str, list[float]]]:
+    """``--version``, ``state``, ``start``, ``kill --all`` and ``delete`` of each runtime,
+    alternating."""
     from corral.bundle import make_busybox_bundle
 
     bundle = make_busybox_bundle(str(tmp / "bundle"), ["/bin/true"], terminal=False)
@@ -257,6 +318,8 @@ def bench_verbs(timer: Timer, tmp: Path, runtimes: dict[str, str], runs: int,
                 if time.monotonic() > deadline:
                     raise RunFailed(f"{name}: {cid} still not stopped 10 s after start")
                 time.sleep(0.005)
+            # What containerd's shim sends after the init exited, for what it may have left.
+            took["kill --all"] = timer.ms([*rt, "kill", "--all", cid, "9"])
             took["delete"] = timer.ms([*rt, "delete", cid])
             if i >= warmup:
                 for verb, ms in took.items():
@@ -275,16 +338,20 @@ def main(argv: list[str] | None = None) -> int:
     # Containers' inits outlive `create` and `run -d`; reap them as a shim would.
     stop_reaper = start_reaper()
     tmp = Path(tempfile.mkdtemp(prefix="corral-bench-clients-"))
-    results: dict[str, Any] = {"runs": ns.runs, "warmup": ns.warmup,
-                               "runtimes": {"corral": ns.corral, "runc": ns.runc}}
+    results: dict[str, Any] = {
+        "runs": ns.runs,
+        "warmup": ns.warmup,
+        "runtimes": {"corral": ns.corral, "runc": ns.runc},
+    }
     try:
         with ExitStack() as stack:
             commands = client_commands(stack, tmp, ns.clients, corral, runc)
             timer = Timer(str(tmp))  # after: the clients' environment is set by then
             stack.callback(timer.close)
             results["clients"] = bench_clients(timer, commands, ns.runs, ns.warmup)
-            results["verbs"] = bench_verbs(timer, tmp, {"corral": ns.corral, "runc": ns.runc},
-                                           ns.runs, ns.warmup)
+            results["verbs"] = bench_verbs(
+                timer, tmp, {"corral": ns.corral, "runc": ns.runc}, ns.runs, ns.warmup
+            )
     except RunFailed as err:
         print(f"clients: {err}", file=sys.stderr)
         return 1
@@ -294,8 +361,10 @@ def main(argv: list[str] | None = None) -> int:
     if ns.json:
         print(json.dumps(results, indent=2))
         return 0
-    print(f"run --rm /bin/true through each client: {ns.runs} runs each after {ns.warmup}"
-          f" warm-ups, alternating corral-runc ({ns.corral}) and runc ({ns.runc}); medians")
+    print(
+        f"run --rm /bin/true through each client: {ns.runs} runs each after {ns.warmup}"
+        f" warm-ups, alternating corral-runc ({ns.corral}) and runc ({ns.runc}); medians"
+    )
     print(format_clients_table(results["clients"]))
     print()
     print(f"each runtime verb alone (busybox bundle, /bin/true): {ns.runs} runs each; medians")

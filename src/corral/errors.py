@@ -19,10 +19,9 @@
 Clients of ``corral-runc`` (containerd, podman, dockerd) match a few of runc's texts, so the
 messages of NotFoundError, ExistsError and StateError use runc's words on purpose.
 
-This module is imported on the runtime's start-up path: standard library only, nothing heavy.
+This module is imported on the runtime's start-up path: standard library only, nothing heavy,
+and no ``from __future__ import annotations`` (importing ``__future__`` costs 0.2 ms there).
 """
-
-from __future__ import annotations
 
 
 class CorralError(Exception):
@@ -86,7 +85,7 @@ class KernelError(RuntimeFailure):
         super().__init__(f"{op}{at}: {strerror}")
 
     @classmethod
-    def from_oserror(cls, op: str, err: OSError, path: str | None = None) -> KernelError:
+    def from_oserror(cls, op: str, err: OSError, path: str | None = None) -> "KernelError":
         return cls(op, err.errno or 0, err.strerror or str(err), path or err.filename)
 
 

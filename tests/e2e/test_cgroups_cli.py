@@ -398,3 +398,40 @@ def _kill_pid_in(path: Path) -> None:
         os.kill(pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
+
+
+# -- rules between fields are checked before anything exists (issue 10) --------------------------
+
+
+@pytest.mark.parametrize("dry_run", [False, True], ids=["create", "create --dry-run"])
+def test_swap_below_limit_fails_before_anything_exists(
+    tmp_path: Path, bundle: Bundle, cid: str, dry_run: bool
+) -> None:
+    """swap < memory is config.json's mistake: found by validation, so neither the runtime's
+    root nor a cgroup (under a parent of the test's own) is ever made, and --dry-run says so."""
+    parent = f"corral-swap-{cid}"
+    bundle.set(
+        args=["true"],
+        edit=lambda config: config["linux"].update(
+            resources={"memory": {"limit": 64 * MiB, "swap": MiB}},
+            cgroupsPath=f"/{parent}/{cid}",
+        ),
+    )
+    root = tmp_path / "never-made"
+    runc = Runc(root)
+    try:
+        done = runc("create", *(["--dry-run"] if dry_run else []), "--bundle", bundle, cid)
+        assert done.returncode == 1, (done.returncode, done.stdout, done.stderr)
+        assert done.stderr.strip() == (
+            f"{bundle}/config.json: linux.resources.memory.swap: is memory+swap and must not be"
+            f" below memory.limit ({64 * MiB}), got {MiB}"
+        )
+        assert not root.exists()
+        assert glob.glob(f"/sys/fs/cgroup/*/{parent}") + glob.glob(f"/sys/fs/cgroup/{parent}") == []
+    finally:
+        for left in glob.glob(f"/sys/fs/cgroup/*/{parent}/{cid}") + glob.glob(
+            f"/sys/fs/cgroup/*/{parent}"
+        ):
+            os.rmdir(left)
+        if root.exists():
+            runc("delete", "--force", cid)

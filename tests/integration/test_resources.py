@@ -546,3 +546,63 @@ def _wait_until(check: Callable[[], bool], timeout: float = 5.0) -> None:
     while not check():
         assert time.monotonic() < deadline, "timed out"
         time.sleep(0.02)
+
+
+# -- update: the same validation as create, before anything changes (issue 10) -------------------
+
+
+@pytest.mark.parametrize(
+    ("doc", "field", "message"),
+    [
+        pytest.param(
+            {"pids": {"limit": 20}, "hugepageLimits": [{"pageSize": "1TB", "limit": 0}]},
+            "linux.resources.hugepageLimits[0].pageSize",
+            'must be a page size like "2MB", got "1TB"',
+            id="page size 1TB",
+        ),
+        pytest.param(
+            {"pids": {"limit": 20}, "memory": {"swappiness": -1}},
+            "linux.resources.memory.swappiness",
+            "must be a non-negative integer, got -1",
+            id="swappiness -1",
+        ),
+        pytest.param(
+            {"pids": {"limit": 20}, "memory": {"swap": 32 * MiB}},
+            "linux.resources.memory.swap",
+            f"is memory+swap and must not be below memory.limit ({64 * MiB}), got {32 * MiB}",
+            id="swap below the container's memory limit",
+        ),
+    ],
+)
+def test_update_resources_are_validated_before_anything_changes(
+    corral_runc: Runc, running: str, doc: dict[str, Any], field: str, message: str
+) -> None:
+    """update --resources gets config.json's rules, with the container's own values for the
+    rules between fields: one line naming the field, and the good values beside the bad one
+    (pids.limit 20) are not written either."""
+    cid = running
+    done = corral_runc("update", "--resources", "-", cid, input=json.dumps(doc))
+    assert done.returncode == 1, done
+    assert done.stderr.count("\n") == 1, done.stderr
+    assert done.stderr.strip() == f"{field}: {message}"
+    assert cg_file("pids", cid, "pids.max") == "10"
+    assert cg_file("memory", cid, "memory.limit_in_bytes") == str(64 * MiB)
+    # What the container records did not change either: a later update merges with it.
+    corral_runc("update", "--pids-limit", "30", cid, check=True)
+    assert cg_file("memory", cid, "memory.limit_in_bytes") == str(64 * MiB)
+
+
+def test_update_flags_are_validated_and_name_the_flag(corral_runc: Runc, running: str) -> None:
+    cid = running
+    done = corral_runc("update", "--memory-swap", "32m", "--pids-limit", "20", cid)
+    assert done.returncode == 1, done
+    assert done.stderr.strip() == (
+        f"--memory-swap: is memory+swap and must not be below memory.limit ({64 * MiB}),"
+        f" got {32 * MiB}"
+    )
+    assert cg_file("pids", cid, "pids.max") == "10"
+    done = corral_runc("update", "--cpu-share", "1", cid)
+    assert (done.returncode, done.stderr.strip()) == (
+        1,
+        "--cpu-share: must be 0 (not set) or 2 to 262144, got 1",
+    )

@@ -144,8 +144,6 @@ def test_cpu_masks() -> None:
     got = props({"cpu": {"cpus": "1", "mems": "0"}})
     assert got["AllowedCPUs"] == ("ay", b"\x02")
     assert got["AllowedMemoryNodes"] == ("ay", b"\x01")
-    with pytest.raises(SpecError, match=r"cpu\.cpus"):
-        props({"cpu": {"cpus": "x"}})
 
 
 def test_unified_entries() -> None:
@@ -168,13 +166,6 @@ def test_v1_names() -> None:
 def test_only_what_is_set() -> None:
     assert props({}) == {}
     assert props({"pids": {"limit": 3}}) == {"TasksMax": ("t", 3)}
-
-
-def test_bad_values_name_the_field() -> None:
-    with pytest.raises(SpecError, match=r"memory\.swap"):
-        props({"memory": {"limit": 2 * MiB, "swap": MiB}})
-    with pytest.raises(SpecError, match=r"memory\.limit"):
-        props({"memory": {"limit": -5}})
 
 
 def test_devices(tmp_path: Path) -> None:
@@ -462,15 +453,6 @@ def test_a_dead_init_is_its_own_error(fake: FakeCgroupfs, bus: FakeSystemd, tmp_
     mgr.set({})
     with pytest.raises(ProcessLookupError):
         mgr.adopt(proc.pid)
-
-
-def test_bad_resources_fail_before_the_unit(
-    fake: FakeCgroupfs, bus: FakeSystemd, tmp_path: Path
-) -> None:
-    mgr = open_systemd(fake, tmp_path)
-    with pytest.raises(SpecError, match=r"pids\.limit"):
-        mgr.set({"pids": {"limit": "many"}})
-    assert bus.calls == []
 
 
 def killed_and_destroyed(fake: FakeCgroupfs, tmp_path: Path, pid: int) -> SystemdManager:

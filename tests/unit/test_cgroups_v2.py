@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+import posix
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +16,7 @@ from corral.cgroups import _base
 from corral.cgroups.devices import run_program
 from corral.cgroups.testing import V2_CONTROLLERS, FakeCgroupfs
 from corral.cgroups.v2 import V2Manager, cpu_weight
-from corral.errors import CgroupError, KernelError, SpecError
+from corral.errors import CgroupError, KernelError
 
 PATH = "/corral/c1"
 
@@ -185,20 +186,6 @@ def test_memory_conversions(
     assert files(fake) == written
 
 
-@pytest.mark.parametrize(
-    ("memory", "message"),
-    [
-        ({"swap": 100}, "needs a memory limit"),
-        ({"limit": -1, "swap": 100}, "needs a memory limit"),
-        ({"limit": 200, "swap": 100}, "must not be below memory.limit"),
-    ],
-)
-def test_bad_swap(mgr: V2Manager, memory: dict[str, int], message: str) -> None:
-    with pytest.raises(SpecError, match=message) as info:
-        mgr.set({"memory": memory})
-    assert info.value.path == "linux.resources.memory.swap"
-
-
 def test_swap_without_swap_accounting(tmp_path: Path) -> None:
     with FakeCgroupfs(str(tmp_path), "v2", missing=("memory.swap.max",)) as fake:
         mgr = open_v2(fake)
@@ -314,20 +301,6 @@ def test_unified_passthrough_goes_last(mgr: V2Manager, fake: FakeCgroupfs) -> No
     assert files(fake) == [("pids.max", "5"), ("memory.high", "1G"), ("pids.max", "9")]
 
 
-@pytest.mark.parametrize(
-    ("unified", "message"),
-    [
-        ({"../memory.max": "1"}, "must name a file"),
-        ({"memory.high": 1}, "must be a string"),
-        ({"nodot": "1"}, "must name a file"),
-        ({"": "1"}, "must name a file"),
-    ],
-)
-def test_unified_bad_keys(mgr: V2Manager, unified: dict[str, object], message: str) -> None:
-    with pytest.raises(SpecError, match=message):
-        mgr.set({"unified": unified})
-
-
 def test_unified_key_for_a_controller_not_enabled(tmp_path: Path) -> None:
     with FakeCgroupfs(str(tmp_path), "v2", controllers=("cpu", "pids")) as fake:
         mgr = open_v2(fake)
@@ -368,13 +341,6 @@ def test_devices_install_an_ebpf_filter(mgr: V2Manager, fake: FakeCgroupfs) -> N
     assert not run_program(program, "c", 1, 5, "r")
     mgr.set({"devices": []})  # an empty list denies everything, as on v1
     assert not run_program(fake.device_programs["corral/c1"], "c", 1, 3, "r")
-
-
-def test_bad_device_rules_install_nothing(mgr: V2Manager, fake: FakeCgroupfs) -> None:
-    with pytest.raises(SpecError, match=r"devices\[0\].type"):
-        mgr.set({"pids": {"limit": 1}, "devices": [{"allow": False, "type": "z"}]})
-    assert fake.device_programs == {}
-    assert fake.writes == []
 
 
 def test_device_filter_failure_is_a_cgroup_error(
@@ -491,7 +457,7 @@ def test_signal_errors_other_than_gone(mgr: V2Manager, monkeypatch: pytest.Monke
         raise PermissionError(errno.EPERM, "Operation not permitted")
 
     mgr.add(12345)
-    monkeypatch.setattr(os, "kill", deny)
+    monkeypatch.setattr(posix, "kill", deny)  # what the managers call
     with pytest.raises(CgroupError, match=r"sending signal 15 to process 12345"):
         mgr.kill(15)
     assert not mgr.frozen()  # thawed on the way out

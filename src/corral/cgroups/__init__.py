@@ -28,19 +28,19 @@ services; corral puts containers in it too, for ``cgroup.kill``.
 difference; :func:`from_state` rebuilds one from the container's state file without looking at
 the host again.
 
-This package is on the runtime's start-up path: it imports only os, errno and time.
+This package is on the runtime's start-up path, and every verb reads a container's status
+through :func:`frozen`; so importing it loads no manager (they come with :func:`open_manager`
+and :func:`from_state`), and neither ``os`` nor ``__future__`` (see corral._posix).
 """
 
-from __future__ import annotations
-
-import os
-
-from corral.cgroups._base import Manager
+from corral import _posix
 from corral.errors import CgroupError, SpecError, UsageError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
+
+    from corral.cgroups._base import Manager as Manager
 
 DEFAULT_ROOT = "/sys/fs/cgroup"
 DEFAULT_PARENT = "corral"  # relative cgroupsPath values live under /corral
@@ -49,7 +49,7 @@ SYSTEMD_RUNNING = "/run/systemd/system"  # exists when systemd is PID 1 (sd_boot
 #: runc adds these rules after the config's own device rules (specconv.AllowedDevices), so that
 #: a container can use /dev/null & co even when config.json denies everything else. The runtime
 #: appends them to linux.resources.devices before calling :meth:`Manager.set`.
-DEFAULT_DEVICE_RULES: tuple[dict[str, Any], ...] = (
+DEFAULT_DEVICE_RULES: "tuple[dict[str, Any], ...]" = (
     {"allow": True, "type": "c", "access": "m"},  # mknod of any char device
     {"allow": True, "type": "b", "access": "m"},  # mknod of any block device
     {"allow": True, "type": "c", "major": 1, "minor": 3, "access": "rwm"},  # /dev/null
@@ -196,7 +196,7 @@ def open_manager(
     mountinfo: str = "/proc/self/mountinfo",
     systemd: bool = False,
     systemd_running: str = SYSTEMD_RUNNING,
-) -> Manager:
+) -> "Manager":
     """The Manager for cgroup ``path`` (from :func:`resolve_path`) on this host.
 
     ``mode`` is "v1", "hybrid" or "v2"; None detects it. Nothing is created until
@@ -204,7 +204,7 @@ def open_manager(
     manager is a :class:`corral.cgroups.systemd.SystemdManager` around the cgroupfs one.
     """
     if systemd:
-        if not os.path.isdir(systemd_running):
+        if not _posix.isdir(systemd_running):
             raise UsageError(
                 "systemd cgroup driver requested (--systemd-cgroup) but systemd is not running"
             )
@@ -234,7 +234,7 @@ def open_manager(
     return V1Manager(path, hierarchies, root + "/unified" if mode == "hybrid" else None)
 
 
-def from_state(state: dict[str, Any]) -> Manager:
+def from_state(state: "dict[str, Any]") -> "Manager":
     """Rebuild a Manager from :meth:`Manager.to_state`, without reading mountinfo again."""
     try:
         mode, path = state["mode"], state["path"]
@@ -255,6 +255,52 @@ def from_state(state: dict[str, Any]) -> Manager:
     except (KeyError, TypeError, ValueError):
         pass
     raise CgroupError(f"the container's state has an unreadable cgroup record: {state!r}")
+
+
+def frozen(state: "dict[str, Any]") -> bool:
+    """Whether the cgroup recorded in ``state`` (:meth:`Manager.to_state`) is frozen now.
+
+    The status of a container (``state``, and the guard of every verb) asks this; it reads the
+    one file that says so without loading a manager: v1's ``freezer.state``, v2's
+    ``cgroup.events``. The managers' ``frozen()`` is this same function.
+    """
+    mode, path = state.get("mode"), state.get("path")
+    if mode == "systemd":
+        return frozen(state["inner"])
+    if mode == "v2":
+        return v2_frozen(f"{state['root']}{path}")
+    for mount, names in state.get("hierarchies") or ():
+        if "freezer" in names.split(","):
+            return v1_frozen(f"{mount}{path}")
+    return False
+
+
+def v1_frozen(directory: str) -> bool:
+    """A v1 freezer cgroup says FROZEN (not THAWED, nor FREEZING: still on its way)."""
+    return _read(directory + "/freezer.state") == "FROZEN"
+
+
+def v2_frozen(directory: str) -> bool:
+    """A v2 cgroup's cgroup.events says "frozen 1"."""
+    return "\nfrozen 1" in "\n" + _read(directory + "/cgroup.events")
+
+
+def _read(path: str) -> str:
+    try:
+        with open(path, "rb") as f:
+            return f.read().decode().strip()
+    except FileNotFoundError:
+        return ""
+    except OSError as err:
+        raise CgroupError(f"reading {path}: {err.strerror}") from None
+
+
+def __getattr__(name: str) -> object:
+    if name == "Manager":  # loaded on demand, with the managers
+        from corral.cgroups._base import Manager
+
+        return Manager
+    raise AttributeError(f"module 'corral.cgroups' has no attribute {name!r}")
 
 
 __all__ = [

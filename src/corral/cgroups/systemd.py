@@ -211,12 +211,11 @@ def resource_properties(
     """The unit properties for OCI ``linux.resources`` (runc's table, docs/cgroups.md).
 
     Only what the resources set is returned, so that ``update`` changes only that. The values
-    are checked as the cgroupfs managers check them (a bad one is a SpecError naming it).
+    are corral.spec.validate's, checked before (create: the config; update: the merged resources).
     """
     from corral.cgroups import v2 as fs2
     from corral.cgroups.dbus import Variant
 
-    res = _base.check_resources(res)
     props: list[Property] = []
 
     def add(name: str, value: int | None) -> None:

@@ -11,22 +11,19 @@ Resources map onto files through ``_TABLE``; the few fields whose writes depend 
 (memory and swap, CFS quota and period, block I/O, devices) have small planners of their own.
 """
 
-from __future__ import annotations
-
-import os
+import posix
 import time
 
-from corral.cgroups import _base
+from corral import _posix
+from corral.cgroups import _base, v1_frozen
 from corral.cgroups._base import (
     SIGKILL,
     Manager,
     blkio_weight,
-    check_resources,
     cpu_list,
     device_number,
     flag,
     idle,
-    integer,
     items,
     limit,
     page_size,
@@ -40,7 +37,7 @@ from corral.cgroups._base import (
     table_writes,
     uint,
 )
-from corral.errors import CgroupError, SpecError
+from corral.errors import CgroupError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -54,7 +51,7 @@ if TYPE_CHECKING:
 # OCI field (under linux.resources) -> (controller, file, converter), for the fields that are
 # one value into one file. Order matters where the kernel checks one value against another:
 # the real-time period goes before the runtime that must fit in it.
-_TABLE: tuple[Row, ...] = (
+_TABLE: "tuple[Row, ...]" = (
     ("memory.reservation", "memory", "memory.soft_limit_in_bytes", limit),
     ("memory.kernelTCP", "memory", "memory.kmem.tcp.limit_in_bytes", limit),
     ("memory.swappiness", "memory", "memory.swappiness", swappiness),
@@ -168,7 +165,7 @@ class V1Manager(Manager):
         """A freezer hierarchy holding this container's directory (a half-removed container
         may have lost it already; then kill signals the pids directly)."""
         d = self._by_controller.get("freezer")
-        return d is not None and os.path.isdir(d)
+        return d is not None and _posix.isdir(d)
 
     def freeze(self, timeout: float | None = None) -> None:
         """Write FROZEN until freezer.state says FROZEN (runc's loop).
@@ -190,7 +187,7 @@ class V1Manager(Manager):
             state = read(d + "/freezer.state")
             if state == "FROZEN":
                 return
-            if state is None and not os.path.isdir(d):
+            if state is None and not _posix.isdir(d):
                 raise CgroupError(f"freezing {d}: the cgroup is gone (its processes ended)")
             if state != "FREEZING":
                 raise CgroupError(f"freezing {d}: unexpected freezer.state {state!r}")
@@ -214,26 +211,26 @@ class V1Manager(Manager):
         try:
             _base.write(d, "freezer.state", "THAWED")
         except CgroupError:
-            if not os.path.isdir(d):
+            if not _posix.isdir(d):
                 return
             raise
 
         def thawed_or_gone() -> bool:
             state = read(d + "/freezer.state")
-            return state == "THAWED" or (state is None and not os.path.isdir(d))
+            return state == "THAWED" or (state is None and not _posix.isdir(d))
 
         if not _base.wait_for(thawed_or_gone, _base.FREEZE_TIMEOUT if timeout is None else timeout):
             raise CgroupError(f"thawing {d}: freezer.state is still {read(d + '/freezer.state')}")
 
     def frozen(self) -> bool:
         d = self._by_controller.get("freezer")
-        return d is not None and read(d + "/freezer.state") == "FROZEN"
+        return d is not None and v1_frozen(d)
 
     def pids(self) -> list[int]:
         """The container's processes; on hybrid also those only in the cgroup2 tree so far (a
         process is moved there in the background, see join_plan)."""
         found = super().pids()
-        if self.unified and os.path.isdir(self.unified + self.path):
+        if self.unified and _posix.isdir(self.unified + self.path):
             found = sorted(set(found) | set(_base.read_pids(self.unified + self.path)))
         return found
 
@@ -248,7 +245,7 @@ class V1Manager(Manager):
         """
         if sig == SIGKILL and self.unified:
             kill_file = self.unified + self.path + "/cgroup.kill"
-            if os.path.exists(kill_file):
+            if _posix.exists(kill_file):
                 _base.write(self.unified + self.path, "cgroup.kill", "1")
                 if not self.pids():
                     return
@@ -256,13 +253,11 @@ class V1Manager(Manager):
 
     # -- resources
 
-    def set(self, resources: dict[str, Any]) -> None:
-        """Apply linux.resources: plan every write (checking every value) first, then write.
-
-        Nothing is written when a value is malformed (SpecError) or when the host lacks the
-        controller or file a value needs (CgroupError naming the field).
-        """
-        res = check_resources(resources)
+    def set(self, resources: "dict[str, Any]") -> None:
+        """Apply linux.resources, as corral.spec.validate checked them: plan every write, then
+        write. Nothing is written when the host lacks the controller or file a value needs
+        (CgroupError naming the field)."""
+        res = resources
         if res.get("unified"):
             raise CgroupError(
                 f"linux.resources.unified: needs cgroup v2; this host runs cgroup {self.mode}"
@@ -272,7 +267,7 @@ class V1Manager(Manager):
         ops += self._blkio_ops(res) + self._misc_ops(res) + self._device_ops(res)
         _base.apply([(self._dir(c, fld), f, t, fld, retry) for c, f, t, fld, retry in ops])
 
-    def _memory_ops(self, res: dict[str, Any]) -> list[Op]:
+    def _memory_ops(self, res: "dict[str, Any]") -> "list[Op]":
         """memory.limit_in_bytes and memory.memsw.limit_in_bytes, in an order the kernel takes.
 
         On v1 "swap" is memory+swap, which must never be below the memory limit, including
@@ -285,14 +280,10 @@ class V1Manager(Manager):
         lim = limit(field + "limit", mem["limit"]) if mem.get("limit") is not None else None
         swap = limit(field + "swap", mem["swap"]) if mem.get("swap") is not None else None
         memory = self._by_controller.get("memory")
-        has_memsw = memory is not None and os.path.exists(memory + "/memory.memsw.limit_in_bytes")
+        has_memsw = memory is not None and _posix.exists(memory + "/memory.memsw.limit_in_bytes")
         if lim == "-1" and swap is None and has_memsw:
             swap = "-1"  # unlimited memory means unlimited swap too
-        if lim and swap and lim != "-1" and swap != "-1" and int(swap) < int(lim):
-            raise SpecError(
-                field + "swap",
-                f"is memory+swap and must not be below memory.limit ({lim}), got {swap}",
-            )
+        # swap >= limit: corral.spec.validate's rule, checked before.
         lim_op: Op = ("memory", "memory.limit_in_bytes", lim or "", field + "limit", False)
         swap_op: Op = ("memory", "memory.memsw.limit_in_bytes", swap or "", field + "swap", False)
         if lim and swap:
@@ -301,7 +292,7 @@ class V1Manager(Manager):
             return [swap_op, lim_op] if grow else [lim_op, swap_op]
         return [lim_op] if lim else [swap_op] if swap else []
 
-    def _cpu_ops(self, res: dict[str, Any]) -> list[Op]:
+    def _cpu_ops(self, res: "dict[str, Any]") -> "list[Op]":
         """CFS period and quota. The kernel checks quota/period against the parent's, so a
         smaller period can be refused (EINVAL) until the new quota is in; runc writes the
         period, then the quota, then retries a refused period, and so does this."""
@@ -316,13 +307,13 @@ class V1Manager(Manager):
             ops.append(("cpu", "cpu.cfs_quota_us", quota, field + "quota", False))
         return ops
 
-    def _blkio_ops(self, res: dict[str, Any]) -> list[Op]:
+    def _blkio_ops(self, res: "dict[str, Any]") -> "list[Op]":
         """Weights and throttles. CFQ's blkio.weight left with Linux 5.0; BFQ's blkio.bfq.weight
         takes the same numbers, so whichever this kernel has is used (as runc does)."""
         bio = section(res, "blockIO")
         field = "linux.resources.blockIO"
         d = self._by_controller.get("blkio")
-        cfq = d is not None and os.path.exists(d + "/blkio.weight")
+        cfq = d is not None and _posix.exists(d + "/blkio.weight")
         weight_file = "blkio.weight" if cfq else "blkio.bfq.weight"
         device_file = "blkio.weight_device" if cfq else "blkio.bfq.weight_device"
         ops: list[Op] = []
@@ -340,17 +331,17 @@ class V1Manager(Manager):
                         ops.append(("blkio", name, f"{dev} {text}", f"{where}.{key}", False))
         for key, name in _THROTTLE:
             for where, entry in items(f"{field}.{key}", bio.get(key)):
-                rate = integer(where + ".rate", entry.get("rate"), 0)
+                rate = entry.get("rate") or 0
                 ops.append(("blkio", name, f"{device_number(where, entry)} {rate}", where, False))
         return ops
 
-    def _misc_ops(self, res: dict[str, Any]) -> list[Op]:
+    def _misc_ops(self, res: "dict[str, Any]") -> "list[Op]":
         """Huge pages, interface priorities, RDMA: one line per list entry."""
         ops: list[Op] = []
         field = "linux.resources.hugepageLimits"
         for where, entry in items(field, res.get("hugepageLimits")):
             size = page_size(where + ".pageSize", entry.get("pageSize"))
-            value = str(integer(where + ".limit", entry.get("limit"), 0))
+            value = str(entry["limit"])
             ops.append(("hugetlb", f"hugetlb.{size}.limit_in_bytes", value, where, False))
         field = "linux.resources.network.priorities"
         for where, entry in items(field, section(res, "network").get("priorities")):
@@ -361,7 +352,7 @@ class V1Manager(Manager):
             ops.append(("rdma", "rdma.max", line, where, False))
         return ops
 
-    def _device_ops(self, res: dict[str, Any]) -> list[Op]:
+    def _device_ops(self, res: "dict[str, Any]") -> "list[Op]":
         """Deny everything, then apply each rule in order, as runc does.
 
         Only when the config has a ``devices`` list: an ``update`` without one leaves the rules
@@ -379,7 +370,7 @@ class V1Manager(Manager):
 
     # -- reading
 
-    def stats(self) -> dict[str, Any]:
+    def stats(self) -> "dict[str, Any]":
         get = self._by_controller.get
         return {
             "cpu": _cpu_stats(get("cpuacct"), get("cpu")),
@@ -396,15 +387,15 @@ class V1Manager(Manager):
         right after registering; the eventfd also fires once when the cgroup is removed.
         """
         d = self._dir("memory", "")
-        efd = os.eventfd(0, os.EFD_CLOEXEC)
+        efd = posix.eventfd(0, posix.EFD_CLOEXEC)
         try:
-            cfd = os.open(d + "/memory.oom_control", os.O_RDONLY | os.O_CLOEXEC)
+            cfd = posix.open(d + "/memory.oom_control", posix.O_RDONLY | posix.O_CLOEXEC)
             try:
                 _base.raw_write(d + "/cgroup.event_control", f"{efd} {cfd}")
             finally:
-                os.close(cfd)
+                posix.close(cfd)
         except OSError as err:
-            os.close(efd)
+            posix.close(efd)
             raise CgroupError(f"registering for OOM events in {d}: {err.strerror}") from None
         return efd
 
@@ -416,12 +407,12 @@ class V1Manager(Manager):
         return read_keyed(d + "/memory.oom_control").get("oom_kill", 0)
 
     def mount_sources(self) -> list[tuple[str, str]]:
-        out = [(mount + self.path, os.path.basename(mount)) for mount, _ in self.hierarchies]
+        out = [(mount + self.path, mount.rsplit("/", 1)[-1]) for mount, _ in self.hierarchies]
         if self.unified:
             out.append((self.unified + self.path, "unified"))
         return out
 
-    def to_state(self) -> dict[str, Any]:
+    def to_state(self) -> "dict[str, Any]":
         return {
             "mode": self.mode,
             "path": self.path,
@@ -441,7 +432,7 @@ def _inherit_cpuset(parent: str, child: str) -> None:
 # -- stats parsers --------------------------------------------------------------------------
 
 
-def _cpu_stats(cpuacct: str | None, cpu: str | None) -> dict[str, Any]:
+def _cpu_stats(cpuacct: str | None, cpu: str | None) -> "dict[str, Any]":
     """cpuacct counts nanoseconds, except cpuacct.stat which counts clock ticks (USER_HZ)."""
     usage: dict[str, Any] = {"total": 0, "percpu": [], "kernel": 0, "user": 0}
     if cpuacct is not None:
@@ -453,7 +444,7 @@ def _cpu_stats(cpuacct: str | None, cpu: str | None) -> dict[str, Any]:
             usage["percpu_kernel"] = [int(c[2]) for c in columns]
             usage["percpu_user"] = [int(c[1]) for c in columns]
         ticks = read_keyed(cpuacct + "/cpuacct.stat")
-        hz = os.sysconf("SC_CLK_TCK")
+        hz = posix.sysconf("SC_CLK_TCK")
         usage["kernel"] = ticks.get("system", 0) * 1_000_000_000 // hz
         usage["user"] = ticks.get("user", 0) * 1_000_000_000 // hz
     stat = read_keyed(cpu + "/cpu.stat") if cpu is not None else {}
@@ -465,7 +456,7 @@ def _cpu_stats(cpuacct: str | None, cpu: str | None) -> dict[str, Any]:
     return {"usage": usage, "throttling": throttling}
 
 
-def _memory_stats(d: str | None) -> dict[str, Any]:
+def _memory_stats(d: str | None) -> "dict[str, Any]":
     """usage/swap/kernel/kernelTCP entries; on v1 "swap" is memory+swap, as runc reports it."""
     if d is None:
         empty = _base.memory_entry()
@@ -497,14 +488,14 @@ def _memory_stats(d: str | None) -> dict[str, Any]:
     }
 
 
-def _blkio_stats(d: str | None) -> dict[str, Any]:
+def _blkio_stats(d: str | None) -> "dict[str, Any]":
     """Per-device byte and operation counts: BFQ's files if present, else CFQ's, else the
     throttle layer's (which every kernel has), as runc picks them."""
     out: dict[str, Any] = {"ioServiceBytesRecursive": [], "ioServicedRecursive": []}
     if d is None:
         return out
     for prefix in ("blkio.bfq.", "blkio.", "blkio.throttle."):
-        if os.path.exists(f"{d}/{prefix}io_service_bytes_recursive"):
+        if _posix.exists(f"{d}/{prefix}io_service_bytes_recursive"):
             break
     for key, name in (
         ("ioServiceBytesRecursive", "io_service_bytes_recursive"),
@@ -517,11 +508,11 @@ def _blkio_stats(d: str | None) -> dict[str, Any]:
     return out
 
 
-def _hugetlb_stats(d: str | None) -> dict[str, Any]:
+def _hugetlb_stats(d: str | None) -> "dict[str, Any]":
     out: dict[str, Any] = {}
     if d is None:
         return out
-    for name in sorted(os.listdir(d)):
+    for name in sorted(posix.listdir(d)):
         if name.startswith("hugetlb.") and name.endswith(".limit_in_bytes"):
             size = name[len("hugetlb.") : -len(".limit_in_bytes")]
             base = f"{d}/hugetlb.{size}"

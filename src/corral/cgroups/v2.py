@@ -17,19 +17,16 @@ a config gives the same limits with either runtime:
   (:mod:`corral.cgroups.devices` builds it, :mod:`corral.sys.bpf` loads it)
 """
 
-from __future__ import annotations
+import posix
 
-import os
-
-from corral.cgroups import _base
+from corral import _posix
+from corral.cgroups import _base, v2_frozen
 from corral.cgroups._base import (
     SIGKILL,
     Manager,
-    check_resources,
     cpu_list,
     device_number,
     idle,
-    integer,
     items,
     limit,
     page_size,
@@ -44,7 +41,7 @@ from corral.cgroups._base import (
     unsupported,
     v2_limit,
 )
-from corral.errors import CgroupError, KernelError, SpecError
+from corral.errors import CgroupError, KernelError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -56,13 +53,13 @@ if TYPE_CHECKING:
     Op = tuple[str, str, str, str]
 
 
-def cpu_weight(field: str, value: Any) -> str | None:
+def cpu_weight(field: str, value: "Any") -> str | None:
     """cpu.shares -> cpu.weight, as runc and crun convert it."""
     text = shares(field, value)
     return None if text is None else str(1 + (int(text) - 2) * 9999 // 262142)
 
 
-def _hierarchy(field: str, value: Any) -> str | None:
+def _hierarchy(field: str, value: "Any") -> str | None:
     if _base.flag(field, value) == "0":
         raise CgroupError(f"{field}: cgroup v2 is always hierarchical; false cannot be honoured")
     return None
@@ -71,7 +68,7 @@ def _hierarchy(field: str, value: Any) -> str | None:
 # OCI field (under linux.resources) -> (controller, file, converter), for one-value fields;
 # the rows with "" as file are fields v2 has no file for: any value other than "not set" is an
 # error rather than silently dropped.
-_TABLE: tuple[Row, ...] = (
+_TABLE: "tuple[Row, ...]" = (
     ("memory.reservation", "memory", "memory.low", v2_limit),
     ("memory.useHierarchy", "memory", "", _hierarchy),
     ("memory.kernelTCP", "memory", "", unsupported("cgroup v2 has no TCP memory limit")),
@@ -144,7 +141,7 @@ class V2Manager(Manager):
     # -- freezer (cgroup.freeze, Linux 5.2)
 
     def can_freeze(self) -> bool:
-        return os.path.exists(self.dir + "/cgroup.freeze")
+        return _posix.exists(self.dir + "/cgroup.freeze")
 
     def freeze(self, timeout: float | None = None) -> None:
         """Write 1 to cgroup.freeze, then wait for cgroup.events to say "frozen 1".
@@ -164,13 +161,13 @@ class V2Manager(Manager):
         try:
             _base.write(self.dir, "cgroup.freeze", want, why="needs Linux 5.2 or later")
         except CgroupError:
-            if want == "0" and not os.path.isdir(self.dir):
+            if want == "0" and not _posix.isdir(self.dir):
                 return
             raise
         timeout = _base.FREEZE_TIMEOUT if timeout is None else timeout
 
         def done_or_gone() -> bool:
-            return not os.path.isdir(self.dir) or self._events().get("frozen", 0) == int(want)
+            return not _posix.isdir(self.dir) or self._events().get("frozen", 0) == int(want)
 
         if not _base.wait_for(done_or_gone, timeout):
             verb = "freezing" if want == "1" else "thawing"
@@ -180,32 +177,33 @@ class V2Manager(Manager):
                 f"{verb} {self.dir}: cgroup.events did not change within {timeout:g}s"
                 + ("; thawed it again" if want == "1" else "")
             )
-        if want == "1" and not os.path.isdir(self.dir):
+        if want == "1" and not _posix.isdir(self.dir):
             raise CgroupError(f"freezing {self.dir}: the cgroup was removed meanwhile")
 
     def _events(self) -> dict[str, int]:
         return read_keyed(self.dir + "/cgroup.events")
 
     def frozen(self) -> bool:
-        return self._events().get("frozen", 0) == 1
+        return v2_frozen(self.dir)
 
     def kill(self, sig: int) -> None:
         """SIGKILL: one write to cgroup.kill (Linux 5.14), which the kernel applies to every
         process atomically, frozen or forking. Other signals: freeze, signal, thaw."""
-        if sig == SIGKILL and os.path.exists(self.dir + "/cgroup.kill"):
+        if sig == SIGKILL and _posix.exists(self.dir + "/cgroup.kill"):
             _base.write(self.dir, "cgroup.kill", "1")
             return
         super().kill(sig)
 
     # -- resources
 
-    def set(self, resources: dict[str, Any]) -> None:
-        """Apply linux.resources: plan every write (checking every value), then write.
+    def set(self, resources: "dict[str, Any]") -> None:
+        """Apply linux.resources, as corral.spec.validate checked them: plan every write, then
+        write.
 
         ``unified`` entries go last, so they override the typed fields (as in runc); the device
         filter is installed after the files.
         """
-        res = check_resources(resources)
+        res = resources
         ops: list[Op] = self._memory_ops(res) + self._cpu_ops(res)
         ops += table_writes(res, _TABLE)
         ops += self._io_ops(res) + self._misc_ops(res) + self._unified_ops(res)
@@ -231,7 +229,7 @@ class V2Manager(Manager):
             )
         return _base.hint(name)
 
-    def _memory_ops(self, res: dict[str, Any]) -> list[Op]:
+    def _memory_ops(self, res: "dict[str, Any]") -> "list[Op]":
         """memory.max and memory.swap.max (swap without memory, unlike v1's memsw)."""
         mem = section(res, "memory")
         field = "linux.resources.memory."
@@ -241,7 +239,7 @@ class V2Manager(Manager):
         swap_max = _swap_max(field, lim, swap)
         if swap_max == "max" and swap is None:
             # Unlimited memory means unlimited swap too, where swap accounting exists.
-            if os.path.exists(self.dir + "/memory.swap.max"):
+            if _posix.exists(self.dir + "/memory.swap.max"):
                 ops.append(("memory", "memory.swap.max", "max", field + "limit"))
         elif swap_max is not None:
             ops.append(("memory", "memory.swap.max", swap_max, field + "swap"))
@@ -249,7 +247,7 @@ class V2Manager(Manager):
             ops.append(("memory", "memory.max", "max" if lim == "-1" else lim, field + "limit"))
         return ops
 
-    def _cpu_ops(self, res: dict[str, Any]) -> list[Op]:
+    def _cpu_ops(self, res: "dict[str, Any]") -> "list[Op]":
         """cpu.max is "QUOTA PERIOD" in one file; QUOTA "max" is no limit.
 
         When only one of the two is given the other is kept from the current cpu.max (runc
@@ -268,11 +266,11 @@ class V2Manager(Manager):
         text = f"{quota} {period}" if period else quota
         return [("cpu", "cpu.max", text, field + ("quota" if cpu.get("quota") else "period"))]
 
-    def _io_ops(self, res: dict[str, Any]) -> list[Op]:
+    def _io_ops(self, res: "dict[str, Any]") -> "list[Op]":
         """io.weight (or io.bfq.weight), per-device BFQ weights, and io.max throttles."""
         bio = section(res, "blockIO")
         field = "linux.resources.blockIO"
-        bfq = os.path.exists(self.dir + "/io.bfq.weight")
+        bfq = _posix.exists(self.dir + "/io.bfq.weight")
         ops: list[Op] = []
         if bio.get("weight") is not None:
             text = _base.blkio_weight(field + ".weight", bio["weight"])
@@ -296,18 +294,18 @@ class V2Manager(Manager):
         for key, name in _IO_MAX_KEYS:
             for where, entry in items(f"{field}.{key}", bio.get(key)):
                 dev = device_number(where, entry)
-                rate = integer(where + ".rate", entry.get("rate"), 0)
+                rate = entry.get("rate") or 0
                 lines.setdefault(dev, []).append(f"{name}={rate or 'max'}")
                 fields.setdefault(dev, where)
         for dev, settings in lines.items():
             ops.append(("io", "io.max", f"{dev} {' '.join(settings)}", fields[dev]))
         return ops
 
-    def _misc_ops(self, res: dict[str, Any]) -> list[Op]:
+    def _misc_ops(self, res: "dict[str, Any]") -> "list[Op]":
         ops: list[Op] = []
         for where, entry in items("linux.resources.hugepageLimits", res.get("hugepageLimits")):
             size = page_size(where + ".pageSize", entry.get("pageSize"))
-            value = str(integer(where + ".limit", entry.get("limit"), 0))
+            value = str(entry["limit"])
             ops.append(("hugetlb", f"hugetlb.{size}.max", value, where))
         if section(res, "network").get("priorities"):
             raise CgroupError(
@@ -317,7 +315,7 @@ class V2Manager(Manager):
             ops.append(("rdma", "rdma.max", line, where))
         return ops
 
-    def _device_program(self, res: dict[str, Any]) -> bytes | None:
+    def _device_program(self, res: "dict[str, Any]") -> bytes | None:
         """v2 has no devices.allow: the kernel asks an eBPF program attached to the cgroup
         (BPF_CGROUP_DEVICE) on every device open and mknod. The rules are replayed with v1's
         semantics and compiled (corral.cgroups.devices); None when the config has no list."""
@@ -327,31 +325,25 @@ class V2Manager(Manager):
 
         return devices.compile_program(*devices.emulate(_base.device_rules(res["devices"])))
 
-    def _unified_ops(self, res: dict[str, Any]) -> list[Op]:
+    def _unified_ops(self, res: "dict[str, Any]") -> "list[Op]":
         """linux.resources.unified: file name -> value, written as given."""
         unified = res.get("unified")
         if unified is None:
             return []
-        if not isinstance(unified, dict):
-            raise SpecError("linux.resources.unified", f"must be an object, got {unified!r}")
         ops: list[Op] = []
-        for key, value in unified.items():
+        for key, value in unified.items():  # names of files, as validate checked
             where = f'linux.resources.unified["{key}"]'
-            if not key or "/" in key or key in (".", "..") or "." not in key:
-                raise SpecError(where, "must name a file of the cgroup, such as memory.high")
-            if not isinstance(value, str):
-                raise SpecError(where, f"must be a string, got {value!r}")
             ops.append((key.partition(".")[0], key, value, where))
         return ops
 
     # -- reading
 
-    def stats(self) -> dict[str, Any]:
+    def stats(self) -> "dict[str, Any]":
         d = self.dir
         return {
             "cpu": _cpu_stats(d),
             "memory": _memory_stats(d),
-            "pids": _base.pids_stats(d if os.path.exists(d + "/pids.max") else None),
+            "pids": _base.pids_stats(d if _posix.exists(d + "/pids.max") else None),
             "blkio": _io_stats(d),
             "hugetlb": _hugetlb_stats(d),
         }
@@ -359,7 +351,7 @@ class V2Manager(Manager):
     def oom_events(self) -> int:
         """memory.events, opened for reading: poll(2) for POLLPRI wakes on every change."""
         try:
-            return os.open(self.dir + "/memory.events", os.O_RDONLY | os.O_CLOEXEC)
+            return posix.open(self.dir + "/memory.events", posix.O_RDONLY | posix.O_CLOEXEC)
         except OSError as err:
             raise CgroupError(f"opening {self.dir}/memory.events: {err.strerror}") from None
 
@@ -372,7 +364,7 @@ class V2Manager(Manager):
     def mount_sources(self) -> list[tuple[str, str]]:
         return [(self.dir, "")]
 
-    def to_state(self) -> dict[str, Any]:
+    def to_state(self) -> "dict[str, Any]":
         return {"mode": "v2", "path": self.path, "root": self.root}
 
 
@@ -400,19 +392,14 @@ def _swap_max(field: str, lim: str | None, swap: str | None) -> str | None:
         return "max" if lim == "-1" else None
     if swap == "-1":
         return "max"
-    if lim is None or lim == "-1":
-        raise SpecError(field + "swap", "a swap limit needs a memory limit (memory.limit)")
-    if int(swap) < int(lim):
-        raise SpecError(
-            field + "swap", f"is memory+swap and must not be below memory.limit ({lim}), got {swap}"
-        )
-    return str(int(swap) - int(lim))
+    # A memory limit, not above swap: corral.spec.validate's rule, checked before.
+    return str(int(swap) - int(lim or 0))
 
 
 # -- stats parsers --------------------------------------------------------------------------
 
 
-def _cpu_stats(d: str) -> dict[str, Any]:
+def _cpu_stats(d: str) -> "dict[str, Any]":
     """cpu.stat counts microseconds; runc reports nanoseconds. v2 has no per-CPU counters."""
     stat = read_keyed(d + "/cpu.stat")
     return {
@@ -430,7 +417,7 @@ def _cpu_stats(d: str) -> dict[str, Any]:
     }
 
 
-def _memory_stats(d: str) -> dict[str, Any]:
+def _memory_stats(d: str) -> "dict[str, Any]":
     """As runc: "swap" is reported as memory+swap so that numbers read like v1's."""
     raw = read_keyed(d + "/memory.stat")
     usage = _base.memory_entry(
@@ -458,7 +445,7 @@ def _memory_stats(d: str) -> dict[str, Any]:
     }
 
 
-def _io_stats(d: str) -> dict[str, Any]:
+def _io_stats(d: str) -> "dict[str, Any]":
     """io.stat: "8:0 rbytes=1 wbytes=2 rios=3 wios=4 dbytes=0 dios=0" per device."""
     names = {
         "rbytes": ("ioServiceBytesRecursive", "Read"),
@@ -479,11 +466,11 @@ def _io_stats(d: str) -> dict[str, Any]:
     return out
 
 
-def _hugetlb_stats(d: str) -> dict[str, Any]:
+def _hugetlb_stats(d: str) -> "dict[str, Any]":
     out: dict[str, Any] = {}
-    if not os.path.isdir(d):
+    if not _posix.isdir(d):
         return out
-    for name in sorted(os.listdir(d)):
+    for name in sorted(posix.listdir(d)):
         if name.startswith("hugetlb.") and name.endswith(".max") and name.count(".") == 2:
             size = name[len("hugetlb.") : -len(".max")]
             base = f"{d}/hugetlb.{size}"

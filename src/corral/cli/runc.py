@@ -7,12 +7,12 @@ urfave/cli applies them): ``-name`` and ``--name`` are the same flag, values com
 (so ``exec ID sh -c ...`` passes ``-c`` to sh).
 
 argparse is not used: it costs as much to import as the interpreter takes to start, and
-containerd runs this command four times for every container.
+containerd runs this command four times for every container. For the same reason this module
+imports neither ``os`` nor ``__future__`` (see corral._posix), and each command imports what it
+needs when it runs: ``state``, ``start``, ``kill`` and ``delete`` load no part of ``create``.
 """
 
-from __future__ import annotations
-
-import os
+import posix
 import sys
 
 from corral.errors import CorralError, UsageError
@@ -27,13 +27,28 @@ SPEC_VERSION = "1.0.2-dev"
 
 # Flag tables: name -> kind ("bool", "str", "int", "list"); "a=b" entries are aliases.
 GLOBAL_FLAGS = {
-    "root": "str", "log": "str", "log-format": "str", "debug": "bool", "systemd-cgroup": "bool",
-    "cgroup-manager": "str", "version": "bool", "v=version": "", "help": "bool", "h=help": "",
-    "criu": "str", "rootless": "str",
+    "root": "str",
+    "log": "str",
+    "log-format": "str",
+    "debug": "bool",
+    "systemd-cgroup": "bool",
+    "cgroup-manager": "str",
+    "version": "bool",
+    "v=version": "",
+    "help": "bool",
+    "h=help": "",
+    "criu": "str",
+    "rootless": "str",
 }
 CREATE_FLAGS = {
-    "bundle": "str", "b=bundle": "", "pid-file": "str", "console-socket": "str",
-    "no-pivot": "bool", "no-new-keyring": "bool", "preserve-fds": "int", "dry-run": "bool",
+    "bundle": "str",
+    "b=bundle": "",
+    "pid-file": "str",
+    "console-socket": "str",
+    "no-pivot": "bool",
+    "no-new-keyring": "bool",
+    "preserve-fds": "int",
+    "dry-run": "bool",
 }
 COMMAND_FLAGS: dict[str, dict[str, str]] = {
     "spec": {"bundle": "str", "b=bundle": "", "rootless": "bool"},
@@ -46,29 +61,68 @@ COMMAND_FLAGS: dict[str, dict[str, str]] = {
     "list": {"format": "str", "f=format": "", "quiet": "bool", "q=quiet": ""},
     "ps": {"format": "str", "f=format": ""},
     "exec": {
-        "process": "str", "p=process": "", "tty": "bool", "t=tty": "", "console-socket": "str",
-        "detach": "bool", "d=detach": "", "pid-file": "str", "cwd": "str", "env": "list",
-        "e=env": "", "user": "str", "u=user": "", "additional-gids": "list",
-        "g=additional-gids": "", "cap": "list", "c=cap": "", "no-new-privs": "bool",
-        "preserve-fds": "int", "process-label": "str", "apparmor": "str", "cgroup": "str",
+        "process": "str",
+        "p=process": "",
+        "tty": "bool",
+        "t=tty": "",
+        "console-socket": "str",
+        "detach": "bool",
+        "d=detach": "",
+        "pid-file": "str",
+        "cwd": "str",
+        "env": "list",
+        "e=env": "",
+        "user": "str",
+        "u=user": "",
+        "additional-gids": "list",
+        "g=additional-gids": "",
+        "cap": "list",
+        "c=cap": "",
+        "no-new-privs": "bool",
+        "preserve-fds": "int",
+        "process-label": "str",
+        "apparmor": "str",
+        "cgroup": "str",
         "ignore-paused": "bool",
     },
     "pause": {},
     "resume": {},
     "events": {"stats": "bool", "interval": "str"},
     "update": {
-        "resources": "str", "r=resources": "", "blkio-weight": "str", "cpu-period": "str",
-        "cpu-quota": "str", "cpu-share": "str", "cpu-rt-period": "str", "cpu-rt-runtime": "str",
-        "cpuset-cpus": "str", "cpuset-mems": "str", "kernel-memory": "str",
-        "kernel-memory-tcp": "str", "memory": "str", "memory-reservation": "str",
-        "memory-swap": "str", "pids-limit": "str", "l3-cache-schema": "str",
+        "resources": "str",
+        "r=resources": "",
+        "blkio-weight": "str",
+        "cpu-period": "str",
+        "cpu-quota": "str",
+        "cpu-share": "str",
+        "cpu-rt-period": "str",
+        "cpu-rt-runtime": "str",
+        "cpuset-cpus": "str",
+        "cpuset-mems": "str",
+        "kernel-memory": "str",
+        "kernel-memory-tcp": "str",
+        "memory": "str",
+        "memory-reservation": "str",
+        "memory-swap": "str",
+        "pids-limit": "str",
+        "l3-cache-schema": "str",
         "mem-bw-schema": "str",
     },
     "features": {},
 }
 MIN_ARGS = {
-    "create": 1, "run": 1, "start": 1, "state": 1, "kill": 1, "delete": 1, "ps": 1, "exec": 1,
-    "pause": 1, "resume": 1, "events": 1, "update": 1,
+    "create": 1,
+    "run": 1,
+    "start": 1,
+    "state": 1,
+    "kill": 1,
+    "delete": 1,
+    "ps": 1,
+    "exec": 1,
+    "pause": 1,
+    "resume": 1,
+    "events": 1,
+    "update": 1,
 }
 USAGE = """usage: corral-runc [global options] COMMAND [options] [ARGS]
 
@@ -84,7 +138,7 @@ global options: --root DIR  --log FILE  --log-format text|json  --debug  --syste
 
 def parse_flags(
     args: list[str], table: dict[str, str], where: str
-) -> tuple[dict[str, Any], list[str]]:
+) -> "tuple[dict[str, Any], list[str]]":
     """Go-style flag parsing; returns (values, positional arguments)."""
     kinds: dict[str, str] = {}
     for key, kind in table.items():
@@ -172,24 +226,26 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
-def _store(g: dict[str, Any]) -> Any:
+def _store(g: "dict[str, Any]") -> "Any":
     from corral.runtime.state import DEFAULT_ROOT, StateStore
 
-    if g.get("root"):
-        return StateStore(g["root"])
+    if g.get("root") or posix.geteuid() == 0:
+        return StateStore(g.get("root") or DEFAULT_ROOT)
     from corral.runtime.rootless import default_root  # $XDG_RUNTIME_DIR/corral when euid != 0
 
     return StateStore(default_root(DEFAULT_ROOT))
 
 
-def _runtime(g: dict[str, Any]) -> Any:
+def _runtime(g: "dict[str, Any]") -> "Any":
     """The library's facade (corral.runtime.api.Runtime) on this invocation's --root."""
     from corral.runtime.api import Runtime
 
     return Runtime(_store(g).root)
 
 
-def _create_options(g: dict[str, Any], o: dict[str, Any]) -> Any:
+def _create_options(g: "dict[str, Any]", o: "dict[str, Any]") -> "Any":
+    import os
+
     from corral.runtime.lifecycle import CreateOptions
 
     manager = g.get("cgroup-manager", "cgroupfs")
@@ -217,7 +273,7 @@ def _create_options(g: dict[str, Any], o: dict[str, Any]) -> Any:
     )
 
 
-def cmd_create(g: dict[str, Any], o: dict[str, Any], a: list[str]) -> int:
+def cmd_create(g: "dict[str, Any]", o: "dict[str, Any]", a: list[str]) -> int:
     if o.get("dry-run"):  # print what create would do to build the filesystem; do nothing
         from corral.runtime import lifecycle
 
@@ -228,43 +284,53 @@ def cmd_create(g: dict[str, Any], o: dict[str, Any], a: list[str]) -> int:
     return 0
 
 
-def cmd_start(g: dict[str, Any], o: dict[str, Any], a: list[str]) -> int:
+def cmd_start(g: "dict[str, Any]", o: "dict[str, Any]", a: list[str]) -> int:
     _runtime(g).start(a[0])
     return 0
 
 
-def cmd_run(g: dict[str, Any], o: dict[str, Any], a: list[str]) -> int:
-    return int(_runtime(g).run(
-        a[0], o.get("bundle") or ".", _create_options(g, o),
-        detach=bool(o.get("detach")), keep=bool(o.get("keep")),
-    ))
+def cmd_run(g: "dict[str, Any]", o: "dict[str, Any]", a: list[str]) -> int:
+    return int(
+        _runtime(g).run(
+            a[0],
+            o.get("bundle") or ".",
+            _create_options(g, o),
+            detach=bool(o.get("detach")),
+            keep=bool(o.get("keep")),
+        )
+    )
 
 
-def cmd_state(g: dict[str, Any], o: dict[str, Any], a: list[str]) -> int:
+def cmd_state(g: "dict[str, Any]", o: "dict[str, Any]", a: list[str]) -> int:
     from corral import _json
 
     print(_json.dumps(_store(g).load(a[0]).oci_state(), indent=2))
     return 0
 
 
-def cmd_kill(g: dict[str, Any], o: dict[str, Any], a: list[str]) -> int:
-    from corral.spec.signals import parse_signal
-
+def cmd_kill(g: "dict[str, Any]", o: "dict[str, Any]", a: list[str]) -> int:
     if len(a) > 2:
         raise UsageError("kill: too many arguments (usage: kill [--all] ID [SIGNAL])")
-    sig = parse_signal(a[1]) if len(a) > 1 else 15
+    sig = 15
+    if len(a) > 1:  # a number (what containerd sends: "9") needs no table of names
+        if a[1].isascii() and a[1].isdigit() and 1 <= int(a[1]) <= 64:
+            sig = int(a[1])
+        else:
+            from corral.spec.signals import parse_signal
+
+            sig = parse_signal(a[1])
     _runtime(g).kill(a[0], sig, all_processes=bool(o.get("all")))
     return 0
 
 
-def cmd_delete(g: dict[str, Any], o: dict[str, Any], a: list[str]) -> int:
+def cmd_delete(g: "dict[str, Any]", o: "dict[str, Any]", a: list[str]) -> int:
     runtime = _runtime(g)
     for container_id in a:
         runtime.delete(container_id, force=bool(o.get("force")))
     return 0
 
 
-def cmd_list(g: dict[str, Any], o: dict[str, Any], a: list[str]) -> int:
+def cmd_list(g: "dict[str, Any]", o: "dict[str, Any]", a: list[str]) -> int:
     from corral import _json
 
     fmt = o.get("format", "table")
@@ -303,7 +369,7 @@ def tabulate(rows: list[list[str]], minwidth: int = 12, padding: int = 3) -> str
     )
 
 
-def cmd_ps(g: dict[str, Any], o: dict[str, Any], a: list[str]) -> int:
+def cmd_ps(g: "dict[str, Any]", o: "dict[str, Any]", a: list[str]) -> int:
     from corral import _json
     from corral.runtime.ops import container_pids
 
@@ -320,17 +386,17 @@ def cmd_ps(g: dict[str, Any], o: dict[str, Any], a: list[str]) -> int:
     return 0
 
 
-def cmd_pause(g: dict[str, Any], o: dict[str, Any], a: list[str]) -> int:
+def cmd_pause(g: "dict[str, Any]", o: "dict[str, Any]", a: list[str]) -> int:
     _runtime(g).pause(a[0])
     return 0
 
 
-def cmd_resume(g: dict[str, Any], o: dict[str, Any], a: list[str]) -> int:
+def cmd_resume(g: "dict[str, Any]", o: "dict[str, Any]", a: list[str]) -> int:
     _runtime(g).resume(a[0])
     return 0
 
 
-def cmd_events(g: dict[str, Any], o: dict[str, Any], a: list[str]) -> int:
+def cmd_events(g: "dict[str, Any]", o: "dict[str, Any]", a: list[str]) -> int:
     from corral.cli.runc_values import parse_duration
     from corral.runtime.ops import events
 
@@ -338,14 +404,20 @@ def cmd_events(g: dict[str, Any], o: dict[str, Any], a: list[str]) -> int:
     return events(_store(g), a[0], bool(o.get("stats")), interval)
 
 
-def cmd_update(g: dict[str, Any], o: dict[str, Any], a: list[str]) -> int:
-    from corral.cli.runc_values import update_resources
+def cmd_update(g: "dict[str, Any]", o: "dict[str, Any]", a: list[str]) -> int:
+    from corral.cli.runc_values import FLAG_OF, update_resources
+    from corral.errors import SpecError
 
-    _runtime(g).update(a[0], update_resources(o))
+    try:
+        _runtime(g).update(a[0], update_resources(o))
+    except SpecError as err:  # checked before anything changed; name the flag that gave it
+        if err.path not in FLAG_OF:
+            raise
+        raise UsageError(f"{FLAG_OF[err.path]}: {err.detail}") from None
     return 0
 
 
-def cmd_exec(g: dict[str, Any], o: dict[str, Any], a: list[str]) -> int:
+def cmd_exec(g: "dict[str, Any]", o: "dict[str, Any]", a: list[str]) -> int:
     """The process comes from --process (a runtime-spec process.json) or from the flags."""
     runtime = _runtime(g)
     if o.get("process"):
@@ -359,14 +431,22 @@ def cmd_exec(g: dict[str, Any], o: dict[str, Any], a: list[str]) -> int:
 
         base = runtime.store.load(a[0]).config.get("process") or {}
         process = exec_process(base, a[1:], o)
-    return int(runtime.exec(
-        a[0], process=process, detach=bool(o.get("detach")),
-        console_socket=o.get("console-socket"), pid_file=o.get("pid-file"),
-        preserve_fds=int(o.get("preserve-fds", 0)), ignore_paused=bool(o.get("ignore-paused")),
-    ))
+    return int(
+        runtime.exec(
+            a[0],
+            process=process,
+            detach=bool(o.get("detach")),
+            console_socket=o.get("console-socket"),
+            pid_file=o.get("pid-file"),
+            preserve_fds=int(o.get("preserve-fds", 0)),
+            ignore_paused=bool(o.get("ignore-paused")),
+        )
+    )
 
 
-def cmd_spec(g: dict[str, Any], o: dict[str, Any], a: list[str]) -> int:
+def cmd_spec(g: "dict[str, Any]", o: "dict[str, Any]", a: list[str]) -> int:
+    import os
+
     from corral import _json
     from corral.spec.defaults import default_spec
 
@@ -383,7 +463,7 @@ def cmd_spec(g: dict[str, Any], o: dict[str, Any], a: list[str]) -> int:
     return 0
 
 
-def cmd_features(g: dict[str, Any], o: dict[str, Any], a: list[str]) -> int:
+def cmd_features(g: "dict[str, Any]", o: "dict[str, Any]", a: list[str]) -> int:
     from corral import _json
     from corral.spec.features import features
 
@@ -391,12 +471,24 @@ def cmd_features(g: dict[str, Any], o: dict[str, Any], a: list[str]) -> int:
     return 0
 
 
-COMMANDS: dict[str, Callable[[dict[str, Any], dict[str, Any], list[str]], int]] = {
-    "spec": cmd_spec, "create": cmd_create, "start": cmd_start, "run": cmd_run,
-    "state": cmd_state, "kill": cmd_kill, "delete": cmd_delete, "list": cmd_list, "ps": cmd_ps,
-    "exec": cmd_exec, "pause": cmd_pause, "resume": cmd_resume, "events": cmd_events,
-    "update": cmd_update, "features": cmd_features,
+COMMANDS: "dict[str, Callable[[dict[str, Any], dict[str, Any], list[str]], int]]" = {
+    "spec": cmd_spec,
+    "create": cmd_create,
+    "start": cmd_start,
+    "run": cmd_run,
+    "state": cmd_state,
+    "kill": cmd_kill,
+    "delete": cmd_delete,
+    "list": cmd_list,
+    "ps": cmd_ps,
+    "exec": cmd_exec,
+    "pause": cmd_pause,
+    "resume": cmd_resume,
+    "events": cmd_events,
+    "update": cmd_update,
+    "features": cmd_features,
 }
+
 
 def run() -> None:
     """The command's entry point: ``main()``, then exit at once.
@@ -411,7 +503,7 @@ def run() -> None:
         sys.stderr.flush()
     except OSError:
         code = code or 1
-    os._exit(code)
+    posix._exit(code)
 
 
 if __name__ == "__main__":

@@ -41,6 +41,7 @@ def update_resources(o: dict[str, Any]) -> dict[str, Any]:
     def put(section: str, key: str, flag: str, conv: Any) -> None:
         if o.get(flag) is not None:
             out.setdefault(section, {})[key] = conv(o[flag], f"--{flag}")
+            FLAG_OF[f"linux.resources.{section}.{key}"] = f"--{flag}"
 
     put("blockIO", "weight", "blkio-weight", _int)
     put("cpu", "period", "cpu-period", _int)
@@ -62,6 +63,11 @@ def update_resources(o: dict[str, Any]) -> dict[str, Any]:
     if not out:
         raise UsageError("update: nothing to update (give --resources or a resource flag)")
     return out
+
+
+#: The flag that gave each field of the resources (filled by update_resources), so that an
+#: error about a value (corral.spec.validate names the field) names what the user typed.
+FLAG_OF: dict[str, str] = {}
 
 
 def _int(value: str, flag: str) -> int:

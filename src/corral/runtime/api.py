@@ -13,12 +13,13 @@ the same code and no subprocess per call::
     rt.kill("web", 15); rt.delete("web", force=True)
 
 Errors are corral's exception tree (``corral.CorralError``); nothing is printed.
+
+``create`` and ``run`` load the machinery that builds a container (corral.runtime.lifecycle)
+when called; ``state``, ``start``, ``kill`` and ``delete`` need only corral.runtime.state and
+corral.runtime.control, which is what ``corral-runc``'s start-up pays for those verbs.
 """
 
-from __future__ import annotations
-
-from corral.runtime import lifecycle
-from corral.runtime.lifecycle import CreateOptions
+from corral.runtime import control
 from corral.runtime.state import DEFAULT_ROOT, StateStore
 
 TYPE_CHECKING = False
@@ -26,6 +27,8 @@ if TYPE_CHECKING:
     import builtins
     from collections.abc import Callable
     from typing import Any
+
+    from corral.runtime.lifecycle import CreateOptions
 
 
 class Runtime:
@@ -35,37 +38,39 @@ class Runtime:
         self.store = StateStore(root)
         self.cgroups = cgroups
 
-    def _options(self, options: CreateOptions | None) -> CreateOptions:
+    def _options(self, options: "CreateOptions | None") -> "CreateOptions":
         if options is None:
+            from corral.runtime.lifecycle import CreateOptions
+
             options = CreateOptions()
         if not self.cgroups:
             options.cgroup_manager = "disabled"
         return options
 
-    def create(
-        self, container_id: str, bundle: str, options: CreateOptions | None = None
-    ) -> int:
+    def create(self, container_id: str, bundle: str, options: "CreateOptions | None" = None) -> int:
         """Set the container up; its program waits for :meth:`start`. Returns the init's pid.
 
         The container keeps the caller's stdio (as ``runc create``), or gets a terminal sent to
         ``options.console_socket``.
         """
+        from corral.runtime import lifecycle
+
         opts = self._options(options)
         opts.detach = True
         return lifecycle.create(self.store, container_id, bundle, opts).container.pid
 
     def start(self, container_id: str) -> None:
-        lifecycle.start(self.store, container_id)
+        control.start(self.store, container_id)
 
     def run(
         self,
         container_id: str,
         bundle: str,
-        options: CreateOptions | None = None,
+        options: "CreateOptions | None" = None,
         *,
         detach: bool = False,
         keep: bool = False,
-        started: Callable[[int], None] | None = None,
+        started: "Callable[[int], None] | None" = None,
     ) -> int:
         """Create and start; unless ``detach``, wait and return the exit code (128+N if killed
         by signal N), then delete unless ``keep``.
@@ -75,6 +80,8 @@ class Runtime:
         it keeps our stdio. ``started(pid)`` is called once the program runs. Returns 0 when
         detached.
         """
+        from corral.runtime import lifecycle
+
         opts = self._options(options)
         opts.detach = detach
         ours = None
@@ -89,7 +96,7 @@ class Runtime:
         pid = created.container.pid
         try:
             try:
-                lifecycle.start(self.store, container_id)
+                control.start(self.store, container_id)
                 if started is not None:
                     started(pid)
             except BaseException:
@@ -97,7 +104,7 @@ class Runtime:
                     from corral.runtime.stdio import close
 
                     close(ours)
-                lifecycle.delete(self.store, container_id, force=True)
+                control.delete(self.store, container_id, force=True)
                 raise
             if detach:
                 return 0
@@ -105,30 +112,30 @@ class Runtime:
                 return lifecycle.wait_and_forward(pid, created.pty_master, ours)
             finally:
                 if not keep:
-                    lifecycle.delete(self.store, container_id, force=True)
+                    control.delete(self.store, container_id, force=True)
         finally:
             lifecycle.restore_signals(handlers)
 
-    def state(self, container_id: str) -> dict[str, Any]:
+    def state(self, container_id: str) -> "dict[str, Any]":
         """The OCI state: ociVersion, id, status, pid, bundle, ..."""
         return self.store.load(container_id).oci_state()
 
-    def list(self) -> builtins.list[dict[str, Any]]:
+    def list(self) -> "builtins.list[dict[str, Any]]":
         return [self.store.load(cid).oci_state() for cid in self.store.ids()]
 
     def kill(self, container_id: str, signal: int = 15, *, all_processes: bool = False) -> None:
-        lifecycle.kill(self.store, container_id, signal, all_processes)
+        control.kill(self.store, container_id, signal, all_processes)
 
     def delete(self, container_id: str, *, force: bool = False) -> None:
-        lifecycle.delete(self.store, container_id, force)
+        control.delete(self.store, container_id, force)
 
     def exec(
         self,
         container_id: str,
-        args: builtins.list[str] | None = None,
+        args: "builtins.list[str] | None" = None,
         *,
-        process: dict[str, Any] | None = None,
-        env: builtins.list[str] | None = None,
+        process: "dict[str, Any] | None" = None,
+        env: "builtins.list[str] | None" = None,
         cwd: str | None = None,
         user: tuple[int, int] | None = None,
         terminal: bool = False,
@@ -152,12 +159,21 @@ class Runtime:
             if not args:
                 raise UsageError("exec: args must not be empty (give a command or a process)")
             process = process_like(
-                container.config.get("process") or {}, args, env=env, cwd=cwd, user=user,
+                container.config.get("process") or {},
+                args,
+                env=env,
+                cwd=cwd,
+                user=user,
                 terminal=terminal,
             )
         return run_exec(
-            container, process, detach=detach, console_socket=console_socket,
-            pid_file=pid_file, preserve_fds=preserve_fds, ignore_paused=ignore_paused,
+            container,
+            process,
+            detach=detach,
+            console_socket=console_socket,
+            pid_file=pid_file,
+            preserve_fds=preserve_fds,
+            ignore_paused=ignore_paused,
         )
 
     def pause(self, container_id: str) -> None:
@@ -170,19 +186,19 @@ class Runtime:
 
         resume(self.store, container_id)
 
-    def update(self, container_id: str, resources: dict[str, Any]) -> None:
+    def update(self, container_id: str, resources: "dict[str, Any]") -> None:
         """Change linux.resources of a live container (memory, cpu, pids, ...)."""
         from corral.runtime.ops import update
 
         update(self.store, container_id, resources)
 
-    def stats(self, container_id: str) -> dict[str, Any]:
+    def stats(self, container_id: str) -> "dict[str, Any]":
         """The cgroup's counters, shaped like runc's ``events --stats`` data."""
         from corral.runtime.ops import stats
 
         return stats(self.store, container_id)
 
-    def pids(self, container_id: str) -> builtins.list[int]:
+    def pids(self, container_id: str) -> "builtins.list[int]":
         from corral.runtime.ops import container_pids
 
         return container_pids(self.store, container_id)

@@ -394,9 +394,9 @@ def _await_exec(
                 try:
                     _forward_seccomp_fd(container.config, _fd_from(anc), state, pid)
                 except BaseException:
-                    from corral.runtime.lifecycle import _kill_and_reap
+                    from corral.runtime.control import kill_and_reap
 
-                    _kill_and_reap(pid)
+                    kill_and_reap(pid)
                     raise
             elif said.startswith(msg.ERROR):
                 try:

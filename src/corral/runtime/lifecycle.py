@@ -1,6 +1,7 @@
-"""The OCI lifecycle as library calls: create, start, state, kill, delete (runtime.md).
+"""The OCI lifecycle as library calls: create, and what run adds to it (runtime.md); start,
+kill and delete are corral.runtime.control's, state is corral.runtime.state's.
 
-``corral-runc`` is a thin shell over these; the engine calls them directly.
+corral.runtime.api.Runtime is the facade over these, for ``corral-runc`` and the engine.
 
 ::
 
@@ -24,12 +25,11 @@ from corral.errors import (
     ContainerInitError,
     CorralError,
     HookError,
-    NotFoundError,
     SpecError,
-    StateError,
     UsageError,
 )
 from corral.runtime import messages as msg
+from corral.runtime.control import destroy, kill_and_reap
 from corral.runtime.state import (
     Container,
     StateStore,
@@ -156,7 +156,7 @@ def create(store: StateStore, container_id: str, bundle: str, opts: CreateOption
         return Created(container, pty)
     except BaseException:
         if pid:
-            _kill_and_reap(pid)
+            kill_and_reap(pid)
         try:
             destroy(container)
         except CorralError as err:  # the create's own error is the one to report
@@ -208,7 +208,7 @@ def _spawn_init(
             _join_early(cfg, pid, parent_sock, cgroup)
         pid, pty = _serve_init(container, parent_sock, pid, cfg, cgroup)
     except BaseException:
-        _kill_and_reap(container.data.get("pid") or pid)  # the init must not outlive us
+        kill_and_reap(container.data.get("pid") or pid)  # the init must not outlive us
         raise
     finally:
         parent_sock.close()
@@ -555,253 +555,6 @@ def _setup_cgroup(
 
 def _owner() -> str:
     return "" if os.geteuid() == 0 else str(os.geteuid())
-
-
-# -- start ---------------------------------------------------------------------------------
-
-
-def start(store: StateStore, container_id: str) -> Container:
-    """Let a created container's launcher exec the program, then run poststart hooks.
-
-    The launcher waits on a pipe (corral.runtime.init.start_pipe); we open it through
-    /proc/<init>/fd/N and write to it. The init is held by a pidfd from before that, so a
-    program that exits at once (and is reaped by whoever inherited it) cannot make its pid
-    vanish under us, and a pid reused meanwhile is told apart. Removing the ``created`` marker
-    is the claim: of two racing starts, one wins.
-    """
-    container = store.load(container_id)
-    container.require("start")
-    try:
-        pidfd = os.pidfd_open(container.pid)
-    except ProcessLookupError:
-        raise StateError("cannot start a container that has stopped") from None
-    try:
-        if not container.init_alive():
-            raise StateError("cannot start a container that has stopped")
-        hooks = container.config.get("hooks") or {}
-        if hooks.get("startContainer"):
-            from corral.runtime.exec import run_start_hooks
-
-            run_start_hooks(container, hooks["startContainer"], container.hook_state("created"))
-        try:
-            os.unlink(container.created_marker)
-        except FileNotFoundError:
-            raise StateError("cannot start an already running container") from None
-        _release(pidfd, container.pid, int(container.data["start_fd"]))
-    finally:
-        os.close(pidfd)
-    from corral.runtime import log
-
-    log.debug(f"started container {container_id} pid {container.pid}")
-    poststart = hooks.get("poststart") or []
-    if poststart:
-        _warn_hooks(poststart, container.hook_state("running"), "poststart")
-    return container
-
-
-def _release(pidfd: int, pid: int, start_fd: int) -> None:
-    """Write 8 bytes to the pipe the init's launcher waits on (its fd ``start_fd``)."""
-    import select
-    import stat
-
-    stopped = "cannot start a container that has stopped"
-    try:  # non-blocking: with no reader left (the init died) a FIFO open fails at once
-        fd = os.open(f"/proc/{pid}/fd/{start_fd}", os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError:  # ENOENT: gone, or no such fd; ENXIO: nobody reads
-        raise StateError(stopped) from None
-    try:
-        poller = select.poll()  # the pid is our init's only while our init lives
-        poller.register(pidfd, select.POLLIN)
-        if poller.poll(0) or not stat.S_ISFIFO(os.fstat(fd).st_mode):
-            raise StateError(stopped)
-        os.write(fd, bytes(8))
-    finally:
-        os.close(fd)
-
-
-def _warn_hooks(hooks: list[dict[str, Any]], state: dict[str, Any], kind: str) -> None:
-    """poststart and poststop failures are warnings (runtime.md): log and go on."""
-    from corral import _json
-    from corral.runtime.hooks import run_hook
-
-    payload = _json.dumps(state).encode()
-    for index, hook in enumerate(hooks):  # the remaining hooks run after a failed one
-        try:
-            run_hook(hook, payload, f"hooks.{kind}[{index}]")
-        except HookError as err:
-            from corral.runtime import log
-
-            log.warning(str(err))
-
-
-# -- kill ------------------------------------------------------------------------------------
-
-
-def kill(store: StateStore, container_id: str, sig: int, all_processes: bool = False) -> None:
-    """Signal the init, or with ``all_processes`` every process of the container's cgroup.
-
-    ``--all`` also succeeds on a stopped container, as runc's does (containerd's shim calls it
-    after the init died, to reach what the init left behind).
-    """
-    container = store.load(container_id)
-    status = container.require("kill --all" if all_processes else "kill")
-    if all_processes and container.data.get("cgroup"):
-        from corral import cgroups
-
-        manager = cgroups.from_state(container.data["cgroup"])
-        if status != "stopped" or manager.exists():
-            manager.kill(sig)
-        return
-    if status == "stopped":
-        return
-    try:
-        pidfd = os.pidfd_open(container.pid)
-    except ProcessLookupError:
-        raise StateError("container not running") from None
-    try:
-        # A pidfd cannot hit a recycled pid; check it is still our init, then signal.
-        if not container.init_alive():
-            raise StateError("container not running")
-        import _signal
-
-        _signal.pidfd_send_signal(pidfd, sig)
-    finally:
-        os.close(pidfd)
-
-
-# -- delete ----------------------------------------------------------------------------------
-
-
-def delete(store: StateStore, container_id: str, force: bool = False) -> None:
-    try:
-        container = store.load(container_id)
-    except NotFoundError:
-        path = store.dir(container_id)
-        if os.path.isdir(path):  # a create killed before it wrote its state
-            _rmtree(path)
-            if force:
-                return
-        if force:
-            return
-        raise
-    status = container.status() if force else container.require("delete")
-    # A stopped container may still have processes: without a pid namespace of its own the
-    # init's children outlive it. They go too (as in runc), before the cgroup is removed.
-    _stop_everything(container, init_alive=status != "stopped")
-    hooks = (container.config.get("hooks") or {}).get("poststop") or []
-    if hooks:
-        _warn_hooks(hooks, container.hook_state("stopped"), "poststop")
-    destroy(container)
-
-
-def _stop_everything(container: Container, init_alive: bool = True) -> None:
-    """SIGKILL every process of the container and wait until they are gone."""
-    cg = container.data.get("cgroup")
-    if cg:
-        from corral import cgroups
-
-        manager = cgroups.from_state(cg)
-        if manager.exists() and (init_alive or manager.pids()):
-            manager.kill(9)
-    pid = container.pid
-    if init_alive and pid and container.init_alive():
-        _kill_and_reap(pid)
-
-
-def _kill_and_reap(pid: int) -> None:
-    """SIGKILL ``pid`` and wait for it to die (reaping it if it is our child)."""
-    import select
-
-    try:
-        pidfd = os.pidfd_open(pid)
-    except ProcessLookupError:
-        return
-    try:
-        import _signal
-
-        try:
-            _signal.pidfd_send_signal(pidfd, 9)
-        except ProcessLookupError:
-            return
-        poller = select.poll()
-        poller.register(pidfd, select.POLLIN)
-        poller.poll(10_000)
-        try:
-            os.waitpid(pid, os.WNOHANG)
-        except ChildProcessError:
-            pass
-    finally:
-        os.close(pidfd)
-
-
-def destroy(container: Container) -> None:
-    """Remove what the container left on the host: its mounts in a mount namespace it shared,
-    its cgroups and its state directory."""
-    if container.data.get("rootfs_stack") is not None:
-        _detach_rootfs(container)
-    cg = container.data.get("cgroup")
-    if cg:
-        from corral import cgroups
-
-        manager = cgroups.from_state(cg)
-        try:
-            manager.destroy()
-        except CorralError:
-            pids = manager.pids() if manager.exists() else []
-            if pids:
-                manager.kill(9)
-            manager.destroy()
-        manager.prune_parent("/" + cgroups.DEFAULT_PARENT)
-    _rmtree(container.dir)
-
-
-def _detach_rootfs(container: Container) -> None:
-    """A container without a mount namespace of its own made its mounts in the caller's or in
-    one it joined by path: detach them there (runc leaves them behind)."""
-    from corral.runtime.rootfs import detach_above
-
-    rootfs, keep = container.data["rootfs"], int(container.data["rootfs_stack"])
-    namespaces = (container.config.get("linux") or {}).get("namespaces") or []
-    joined = next((ns["path"] for ns in namespaces if ns["type"] == "mount"), None)
-    if joined is None:
-        detach_above(rootfs, keep)
-        return
-    try:
-        fd = os.open(joined, os.O_RDONLY | os.O_CLOEXEC)
-    except OSError:
-        return  # the namespace is gone, and its mounts with it
-    try:
-        pid = os.fork()
-        if pid == 0:
-            try:
-                k.setns(fd, k.CLONE_NEWNS)
-                detach_above(rootfs, keep)
-                os._exit(0)
-            except BaseException:
-                os._exit(1)
-        _, status = os.waitpid(pid, 0)
-    finally:
-        os.close(fd)
-    if status != 0:
-        from corral.runtime import log
-
-        log.warning(f"could not unmount the rootfs {rootfs} in {joined}")
-
-
-def _rmtree(path: str) -> None:
-    try:
-        names = os.listdir(path)
-    except FileNotFoundError:
-        return
-    for name in names:
-        try:
-            os.unlink(os.path.join(path, name))
-        except FileNotFoundError:
-            pass
-    try:
-        os.rmdir(path)
-    except FileNotFoundError:
-        pass
 
 
 # -- run -------------------------------------------------------------------------------------

@@ -8,13 +8,9 @@ to its user, so every error is written there as one JSON object per line::
 Without ``--log``, errors go to stderr as the bare message and warnings as text lines.
 """
 
-from __future__ import annotations
-
-import os
+import posix
 import sys
 import time
-
-from corral import _json
 
 _path: str | None = None
 _format = "text"
@@ -31,6 +27,8 @@ def _now() -> str:
 
 
 def _line(level: str, msg: str) -> str:
+    from corral import _json
+
     if _format == "json":
         return _json.dumps({"level": level, "msg": msg, "time": _now()}) + "\n"
     return f'time="{_now()}" level={level} msg={_json.dumps(msg)}\n'
@@ -41,13 +39,14 @@ def _write(level: str, msg: str) -> bool:
     if not _path:
         return False
     try:
-        fd = os.open(_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        flags = posix.O_WRONLY | posix.O_APPEND | posix.O_CREAT | posix.O_CLOEXEC
+        fd = posix.open(_path, flags, 0o644)
     except OSError:
         return False
     try:
-        os.write(fd, _line(level, msg).encode())
+        posix.write(fd, _line(level, msg).encode())
     finally:
-        os.close(fd)
+        posix.close(fd)
     return True
 
 

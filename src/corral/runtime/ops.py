@@ -145,16 +145,30 @@ def _emit(event: dict[str, Any]) -> None:
 
 def update(store: StateStore, container_id: str, resources: dict[str, Any]) -> None:
     """Apply new linux.resources to a live container and record them in its state."""
+    from corral.spec.validate import validate_resources
+
     container = store.load(container_id)
     container.require("update")
-    _manager(container).set(resources)
     linux = container.config.setdefault("linux", {})
-    merged = linux.setdefault("resources", {})
+    merged = {
+        key: dict(value) if isinstance(value, dict) else value
+        for key, value in (linux.get("resources") or {}).items()
+    }
     for key, value in resources.items():
         if isinstance(value, dict) and isinstance(merged.get(key), dict):
             merged[key].update(value)
         else:
             merged[key] = value
+    # The new values are checked as a config's are, together with the ones they join (a new
+    # swap limit against the memory limit the container has), before anything is written.
+    validate_resources(merged)
+    memory = resources.get("memory") or {}
+    if memory.get("swap") and "limit" not in memory and merged["memory"].get("limit"):
+        # swap is memory+swap: the managers work out the swap alone (v2) and the order of the
+        # writes (v1) from the memory limit, which is the container's when not given here.
+        resources = {**resources, "memory": {**memory, "limit": merged["memory"]["limit"]}}
+    _manager(container).set(resources)
+    linux["resources"] = merged
     container.save()
 
 

@@ -77,6 +77,19 @@ def validate_config(cfg: object, source: str | None = None, *, need_process: boo
     return spec
 
 
+def validate_resources(resources: object, source: str | None = None) -> dict[str, Any]:
+    """Check a ``linux.resources`` object on its own, as ``update`` gets it (``--resources``
+    JSON or runc's flags, merged with what the container has), by the same rules as in a
+    config: the shapes, the values the kernel takes, and the rules between fields (swap and
+    memory). The cgroup managers take the result as it is."""
+    try:
+        checked = _resources(resources, "linux.resources")
+        _check_resources(checked, "linux.resources")
+    except SpecError as err:
+        raise _with_source(err, source) from None
+    return checked
+
+
 def validate_process(proc: object, source: str | None = None, path: str = "process") -> Process:
     """Check one process object (``process`` of config.json, or ``exec --process`` JSON).
 
@@ -562,7 +575,12 @@ def _device_rule(value: object, path: str) -> dict[str, Any]:
         "minor": _limit,
         "access": _access,
     }
-    return _fields(value, path, table, {"allow": "true or false"})
+    rule = _fields(value, path, table, {"allow": "true or false"})
+    if rule.get("type") == "a" and set(rule.get("access") or "rwm") != set("rwm"):
+        # The v1 kernel reads type "a" as "all devices, all access" whatever follows; refuse
+        # rather than silently widen (v2 emulates v1, so the same holds there).
+        _fail(_at(path, "access"), 'a rule for all devices (type "a") needs "rwm"')
+    return rule
 
 
 def _access(value: object, path: str) -> str:
@@ -578,22 +596,42 @@ _MEMORY: dict[str, Check] = {
     "swap": _limit,
     "kernel": _limit,
     "kernelTCP": _limit,
-    "swappiness": _u64,
+    "swappiness": lambda value, path: _integer(value, path, 0, 100),
     "disableOOMKiller": _boolean,
     "useHierarchy": _boolean,
     "checkBeforeUpdate": _boolean,
 }
 _CPU: dict[str, Check] = {
-    "shares": _u64,
+    "shares": lambda value, path: _zero_or(value, path, 2, 262144),
     "quota": _limit,
     "burst": _u64,
     "period": _u64,
     "realtimeRuntime": _limit,
     "realtimePeriod": _u64,
-    "cpus": _cstring,
-    "mems": _cstring,
-    "idle": _i64,
+    "cpus": lambda value, path: _cpu_list(value, path),
+    "mems": lambda value, path: _cpu_list(value, path),
+    "idle": lambda value, path: _integer(value, path, 0, 1),
 }
+
+
+def _zero_or(value: object, path: str, low: int, high: int) -> int:
+    """0 ("not set", as in runc) or an integer in [low, high]."""
+    if type(value) is not int or (value != 0 and not low <= value <= high):
+        _expected(path, f"0 (not set) or {low} to {high}", value)
+    return value
+
+
+def _cpu_list(value: object, path: str) -> str:
+    """A kernel CPU or NUMA node list such as "0-3,8"; "" means not set."""
+    text = _cstring(value, path)
+    for part in text.split(",") if text else ():
+        low, dash, high = part.partition("-")
+        ok = low.isascii() and low.isdigit()
+        if dash:
+            ok = ok and high.isascii() and high.isdigit() and int(low) <= int(high)
+        if not ok:
+            _expected(path, 'a list such as "0-3,8"', text)
+    return text
 
 
 def _memory(value: object, path: str) -> dict[str, Any]:
@@ -613,19 +651,29 @@ _BLOCK_DEVICE = {"major": "an integer", "minor": "an integer"}
 
 
 def _weight_device(value: object, path: str) -> dict[str, Any]:
-    table: dict[str, Check] = {"major": _i64, "minor": _i64, "weight": _u16, "leafWeight": _u16}
+    table: dict[str, Check] = {
+        "major": _u32,
+        "minor": _u32,
+        "weight": _blkio_weight,
+        "leafWeight": _blkio_weight,
+    }
     return _fields(value, path, table, _BLOCK_DEVICE)
 
 
+def _blkio_weight(value: object, path: str) -> int:
+    """A block I/O weight: 10..1000, 0 meaning not set."""
+    return _zero_or(value, path, 10, 1000)
+
+
 def _throttle_device(value: object, path: str) -> dict[str, Any]:
-    table: dict[str, Check] = {"major": _i64, "minor": _i64, "rate": _u64}
+    table: dict[str, Check] = {"major": _u32, "minor": _u32, "rate": _u64}
     return _fields(value, path, table, _BLOCK_DEVICE)
 
 
 _throttles = _list_of(_throttle_device)
 _BLOCK_IO: dict[str, Check] = {
-    "weight": _u16,
-    "leafWeight": _u16,
+    "weight": _blkio_weight,
+    "leafWeight": _blkio_weight,
     "weightDevice": _list_of(_weight_device),
     "throttleReadBpsDevice": _throttles,
     "throttleWriteBpsDevice": _throttles,
@@ -655,8 +703,15 @@ def _hugepage_limit(value: object, path: str) -> dict[str, Any]:
 
 
 def _priority(value: object, path: str) -> dict[str, Any]:
-    table: dict[str, Check] = {"name": _cstring, "priority": _u32}
+    table: dict[str, Check] = {"name": _interface_name, "priority": _u32}
     return _fields(value, path, table, {"name": "an interface name", "priority": "an integer"})
+
+
+def _interface_name(value: object, path: str) -> str:
+    text = _cstring(value, path)
+    if not text or any(char.isspace() or char == "/" for char in text):
+        _expected(path, "a network interface name", text)
+    return text
 
 
 def _network(value: object, path: str) -> dict[str, Any]:
@@ -669,6 +724,8 @@ def _rdma(value: object, path: str) -> dict[str, Any]:
     devices = _object(value, path)
     table: dict[str, Check] = {"hcaHandles": _u32, "hcaObjects": _u32}
     for name, limits in devices.items():
+        if not name or any(char.isspace() for char in name) or "\0" in name:
+            _fail(_entry(path, name), "must be an RDMA device name")
         _fields(limits, _entry(path, name), table)
     return devices
 
@@ -682,8 +739,17 @@ _RESOURCES: dict[str, Check] = {
     "hugepageLimits": _list_of(_hugepage_limit),
     "network": _network,
     "rdma": _rdma,
-    "unified": _file_map,
+    "unified": lambda value, path: _unified(value, path),
 }
+
+
+def _unified(value: object, path: str) -> dict[str, str]:
+    """cgroup v2 files by name (``memory.high``), each written as given."""
+    files = _file_map(value, path)
+    for name in files:
+        if "/" in name or name in (".", "..") or "." not in name:
+            _fail(_entry(path, name), "must name a file of the cgroup, such as memory.high")
+    return files
 
 
 def _resources(value: object, path: str) -> dict[str, Any]:
@@ -829,6 +895,23 @@ def _check_rules(spec: dict[str, Any]) -> None:
     _check_time_offsets(linux, namespaces)
     for name in linux.get("sysctl", {}):
         _check_sysctl(name, namespaces)
+    if "resources" in linux:
+        _check_resources(linux["resources"], "linux.resources")
+
+
+def _check_resources(resources: dict[str, Any], path: str) -> None:
+    """linux.resources' rule between fields: ``memory.swap`` is memory+swap (runc's and v1's
+    meaning), so it needs a memory limit and must not be below it. 0 means "not set" and -1
+    "unlimited", for both."""
+    memory = resources.get("memory") or {}
+    limit, swap = memory.get("limit", 0), memory.get("swap", 0)
+    if swap in (0, -1):
+        return
+    where = _at(_at(path, "memory"), "swap")
+    if limit in (0, -1):
+        _fail(where, "a swap limit (memory+swap) needs a memory limit (memory.limit)")
+    if swap < limit:
+        _fail(where, f"is memory+swap and must not be below memory.limit ({limit}), got {swap}")
 
 
 def _check_id_mappings(linux: dict[str, Any], namespaces: dict[str, str]) -> None:

@@ -33,7 +33,7 @@ def run_logged(
     started: Callable[[int], None],
 ) -> int:
     """Create, start and wait for the container; its exit code (128+N if killed by N)."""
-    from corral.runtime import lifecycle
+    from corral.runtime import control, lifecycle
     from corral.runtime.stdio import Pipes
 
     pipes = Pipes(3)
@@ -51,11 +51,11 @@ def run_logged(
     handlers = lifecycle.forward_signals(pid)
     try:
         try:
-            lifecycle.start(store, container_id)
+            control.start(store, container_id)
             started(pid)
         except BaseException:
             pipes.close()
-            lifecycle.delete(store, container_id, force=True)
+            control.delete(store, container_id, force=True)
             raise
         writer = LogWriter(log_path, config.log_max_size, config.log_max_file)
         try:

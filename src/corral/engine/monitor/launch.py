@@ -82,7 +82,7 @@ def _child(  # pragma: no cover - runs in the forked C
 ) -> None:
     from corral.engine.monitor.waiter import become_waiter
     from corral.errors import CorralError
-    from corral.runtime import lifecycle
+    from corral.runtime import control, lifecycle
 
     out_r, out_w, err_r, err_w = pipes
     try:
@@ -97,7 +97,7 @@ def _child(  # pragma: no cover - runs in the forked C
         opts.detach = True
         opts.stdio = (_high(null), _high(out_w), _high(err_w))
         created = lifecycle.create(store, container_id, bundle, opts)
-        lifecycle.start(store, container_id)
+        control.start(store, container_id)
         os.close(out_w)
         os.close(err_w)
         os.write(report, f"ok {os.getpid()} {created.container.pid}".encode())

@@ -1,0 +1,84 @@
+"""What ``corral-runc``'s verbs load at start-up: containerd runs one for every step of a
+container, so each must start within 1 ms of the bare interpreter (issue 8).
+
+Each verb runs here as the lean launcher runs it (``python3 -I -S``, this checkout's src first)
+under ``-X importtime``, on a real container, and the modules it loaded are checked: no ``os``
+(1 ms: corral._posix says why), no ``__future__`` (0.2 ms), no ``_json`` shared library
+(0.3 ms: the state is marshal), and nothing of ``create``'s machinery.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from pathlib import Path
+
+from helpers import SRC, VENV_PYTHON, Bundle, Runc
+
+# Never on the path of state, start, kill, delete or --version.
+FORBIDDEN = {
+    "os",
+    "__future__",
+    "_json",
+    "corral.runtime.lifecycle",
+    "corral.runtime.init",
+    "corral.spec",
+    "corral.plan",
+    "corral.sys",
+    "corral.cgroups.systemd",
+}
+LAUNCHER = (
+    f"import sys; sys.path.insert(0, {str(SRC)!r}); sys.argv[0] = 'corral-runc';"
+    " from corral.cli.runc import run; run()"
+)
+
+
+def loaded_by(root: Path, *args: str) -> tuple[set[str], str]:
+    """Run one verb the way the lean launcher does; (modules it imported, its stdout)."""
+    done = subprocess.run(
+        [
+            str(VENV_PYTHON),
+            "-I",
+            "-S",
+            "-X",
+            "importtime",
+            "-c",
+            LAUNCHER,
+            "--root",
+            str(root),
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    lines = done.stderr.splitlines()
+    other = [line for line in lines if not line.startswith("import time:")]
+    assert done.returncode == 0, (args, done.stdout, other)
+    modules = {line.rsplit("|", 1)[-1].strip() for line in lines[1:] if "|" in line}
+    return modules, done.stdout
+
+
+def test_the_verbs_load_no_os_no_json_and_nothing_of_create(
+    corral_runc: Runc, runc_root: Path, bundle: Bundle, cid: str
+) -> None:
+    bundle.set(args=["sleep", "30"])
+    corral_runc("create", "--bundle", bundle, cid, check=True)
+    seen = {}
+    seen["--version"], _ = loaded_by(runc_root, "--version")
+    seen["state (created)"], out = loaded_by(runc_root, "state", cid)
+    assert json.loads(out)["status"] == "created"
+    seen["start"], _ = loaded_by(runc_root, "start", cid)
+    seen["state (running)"], out = loaded_by(runc_root, "state", cid)
+    assert json.loads(out)["status"] == "running"
+    seen["kill"], _ = loaded_by(runc_root, "kill", cid, "9")
+    deadline = time.monotonic() + 10
+    while json.loads(corral_runc("state", cid, check=True).stdout)["status"] != "stopped":
+        assert time.monotonic() < deadline, "the container did not stop after SIGKILL"
+        time.sleep(0.02)
+    seen["delete"], _ = loaded_by(runc_root, "delete", cid)
+    assert corral_runc("state", cid).returncode == 1  # deleted
+    found = {verb: sorted(modules & FORBIDDEN) for verb, modules in seen.items()}
+    assert found == {verb: [] for verb in seen}
