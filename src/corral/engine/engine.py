@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from corral.engine.filters import Filters
     from corral.engine.images.store import DiskUsage, ImageStore
     from corral.engine.snapshots.overlay import Snapshotter
+    from corral.engine.volumes import Volumes
 
 
 @dataclass(frozen=True)
@@ -153,6 +154,12 @@ class Engine:
         from corral.engine.containers.manager import Containers
 
         return Containers(self)
+
+    @cached_property
+    def volumes(self) -> Volumes:
+        from corral.engine.volumes import Volumes
+
+        return Volumes(self.layout.volumes, lambda: self.db)
 
     # -- what spans them -------------------------------------------------------------------------
 

@@ -36,8 +36,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from corral.engine.containers import netns
-from corral.engine.containers.spec import RunOptions, build_spec
+from corral.engine.containers import netns, prepare
+from corral.engine.containers.spec import RunOptions
 from corral.engine.db import transaction
 from corral.engine.layout import remove_tree
 from corral.errors import (
@@ -55,6 +55,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
     from corral.engine.engine import Engine
+    from corral.engine.volumes import Volumes
     from corral.runtime.api import Runtime
     from corral.runtime.state import StateStore
 
@@ -136,6 +137,9 @@ class Containers:
 
         return StateStore(str(self.runtime_root))
 
+    def volumes(self) -> Volumes:
+        return self.engine.volumes
+
     def runtime_api(self) -> Runtime:
         """The OCI runtime the engine drives, as a library (corral.Runtime on our state root)."""
         from corral.runtime.api import Runtime
@@ -204,16 +208,21 @@ class Containers:
                     "to reuse that name."
                 )
             path = self.dir(cid)
-            spec = build_spec(image_config, opts, container_id=cid, netns=str(path / "netns"))
-            record = Record(
-                cid, name, image_ref, image.id, list(spec["process"]["args"]), time.time(),
-                auto_remove,
-            )  # fmt: skip
             parent = image.layers[-1].chain_id if image.layers else None
+            layers = [str(layer.path) for layer in images.snapshots.stack(parent)] if parent else []
+            volumes = self.volumes()
             self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
             try:
                 path.mkdir(mode=0o700)
                 (path / "rootfs").mkdir(mode=0o755)
+                spec = prepare.config(
+                    image_config, layers, opts, container_id=cid, container_dir=path,
+                    volumes=volumes,
+                )  # fmt: skip
+                record = Record(
+                    cid, name, image_ref, image.id, list(spec["process"]["args"]), time.time(),
+                    auto_remove,
+                )  # fmt: skip
                 _write_json(path / "config.json", spec)
                 _write_json(path / "engine.json", record.to_json())
                 images.snapshots.prepare(cid, parent)
@@ -224,6 +233,7 @@ class Containers:
             except BaseException:
                 with contextlib.suppress(CorralError):
                     images.snapshots.remove(cid)
+                volumes.detach(cid, remove_anonymous=True)
                 remove_tree(path)
                 raise
         return record
@@ -265,6 +275,7 @@ class Containers:
             rootfs = path / "rootfs"
             if not _is_mountpoint(rootfs):
                 mount(mounts, rootfs)
+            prepare.after_mount(path, str(rootfs))
             netns.remove(str(path / "netns"))
             netns.create(str(path / "netns"))
         except BaseException:
@@ -300,7 +311,7 @@ class Containers:
         """Start the container and wait for it here; its exit code (128+N if killed by N)."""
         code = self._run(record)
         if record.auto_remove:
-            self.remove(record.id, force=True)
+            self.remove(record.id, force=True, volumes=True)
         return code
 
     def start_detached(self, record: Record) -> None:
@@ -363,7 +374,7 @@ class Containers:
             os._exit(1)
         if record.auto_remove:
             try:
-                mine.remove(record.id, force=True)
+                mine.remove(record.id, force=True, volumes=True)
             except BaseException:  # nobody to tell but the debug log
                 _debug_log(path)
         os._exit(0)
@@ -487,8 +498,9 @@ class Containers:
                 return False
             time.sleep(_POLL)
 
-    def remove(self, ref: str, force: bool = False) -> str:
-        """``rm``: refused while running unless ``force`` (then SIGKILLed first)."""
+    def remove(self, ref: str, force: bool = False, volumes: bool = False) -> str:
+        """``rm``: refused while running unless ``force`` (then SIGKILLed first); ``volumes``
+        (``rm -v``, ``run --rm``) also removes the container's anonymous volumes."""
         record = self.record(ref)
         if self.status(record).state == "running":
             if not force:
@@ -504,6 +516,7 @@ class Containers:
                 images.snapshots.remove(record.id)
             remove_tree(self.dir(record.id))
             self._remove_row(record.id)
+            self.engine.volumes.detach(record.id, remove_anonymous=volumes)
             images.snapshots.collect()
         return record.id
 
