@@ -36,7 +36,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from corral.engine.root import remove_tree
+from corral.engine.layout import remove_tree
 from corral.errors import CorralError, ExistsError, NotFoundError, StateError, UsageError
 
 SCHEMA = """
@@ -187,6 +187,10 @@ class Volumes:
                     pass
         return total
 
+    def usage(self) -> builtins.list[tuple[str, int, int]]:
+        """``system df``: (name, containers using it, bytes) of every volume."""
+        return [(v.name, len(self.users(v.name)), self.size(v.name)) for v in self.list()]
+
     # -- containers' use ----------------------------------------------------------------------
 
     def attach(self, container_id: str, names: Iterable[str]) -> None:
@@ -303,4 +307,3 @@ def seed(volume_data: Path, rootfs: str, target: str) -> bool:
             f"{message[-1] if message else done.returncode}"
         )
     return True
-
