@@ -91,7 +91,8 @@ def resolve(
     users = parse_passwd(passwd or "")
     groups = parse_group(group or "")
     user_text, has_group, group_text = spec.strip().partition(":")
-    user_text = user_text or "0"
+    if not user_text or (user_text == "root" and not any(u.name == "root" for u in users)):
+        user_text = "0"  # an image without /etc/passwd (scratch): root is still uid 0
     uid_number = _number(user_text)
     found = next(
         (
