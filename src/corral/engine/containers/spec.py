@@ -221,9 +221,7 @@ def working_dir(image_config: dict[str, Any], opts: RunOptions) -> str:
 
 def capabilities(opts: RunOptions) -> list[str]:
     """docker's default set with ``--cap-drop`` then ``--cap-add``; everything if privileged."""
-    from corral.spec.tables import CAPABILITIES
-
-    every = sorted(CAPABILITIES)
+    every = host_capabilities()
     if opts.privileged:
         return every
     caps = list(DOCKER_CAPS)
@@ -235,6 +233,22 @@ def capabilities(opts: RunOptions) -> list[str]:
         elif name not in caps:
             caps.append(name)
     return caps
+
+
+def host_capabilities() -> list[str]:
+    """The capabilities this process may hand on: its bounding set (podman's rule for
+    ``--privileged``; a sandboxed host may lack some, such as CAP_SYS_RESOURCE)."""
+    from corral.spec.tables import CAPABILITIES
+
+    mask = (1 << 64) - 1
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("CapBnd:"):
+                    mask = int(line.split()[1], 16)
+    except OSError:
+        pass
+    return sorted(name for name, bit in CAPABILITIES.items() if mask >> bit & 1)
 
 
 def resources(opts: RunOptions) -> dict[str, Any]:
