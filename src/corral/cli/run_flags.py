@@ -23,7 +23,7 @@ Value grammars (docker's ``opts`` package and ``docker run --help``)::
     --device-cgroup-rule  'c 1:3 mr' | 'a *:* rwm'
     --add-host NAME:IP | NAME=IP
     --security-opt  no-new-privileges[:true|false], seccomp=unconfined, seccomp=PROFILE.json,
-               label=..., apparmor=... (accepted: no SELinux/AppArmor labels are applied)
+               label=disable, apparmor=unconfined (no SELinux/AppArmor labels are applied)
 """
 
 from __future__ import annotations
@@ -418,10 +418,13 @@ def parse_security_opt(options: list[str], opts: RunOptions) -> None:
                 opts.seccomp_profile = profile
             else:
                 raise UsageError(f"--security-opt {option}: seccomp needs a value")
-        elif key in ("label", "apparmor", "systempaths", "mask", "unmask"):
-            if key == "systempaths" and value == "unconfined":
-                raise UsageError(f"--security-opt {option}: not supported")
-            continue  # no LSM labels on this engine (docs/security.md)
+        elif (key, value) in (("label", "disable"), ("apparmor", "unconfined")):
+            continue  # nothing to turn off: this engine applies no SELinux/AppArmor labels
+        elif key in ("label", "apparmor"):
+            raise UsageError(
+                f"--security-opt {option}: not supported (corral applies no SELinux or AppArmor "
+                "labels; label=disable and apparmor=unconfined are accepted)"
+            )
         else:
             raise UsageError(f"Invalid --security-opt: {option!r}")
 
