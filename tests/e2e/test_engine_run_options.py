@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from helpers.engine import corral
-from helpers.host import cgroup_files
+from helpers.host import cgroup_files, cgroup_mode, hierarchy
 
 PROC_PY = """
 import os, time
@@ -306,3 +306,27 @@ def test_bad_input_exits_125_leaving_nothing(root: Path, flags: list[str], messa
     assert leftovers(root) == {
         "containers": [], "rows": 0, "active_snapshots": 0, "volumes": [], "mounts": []
     }  # fmt: skip
+
+
+def test_update_changes_a_running_container_and_is_kept(root: Path) -> None:
+    corral(root, "run", "-d", "--name", "up", "-m", "64m", "--pids-limit", "10", "busybox",
+           "sleep", "60")  # fmt: skip
+    assert corral(root, "update", "-m", "128m", "--pids-limit", "20", "up").stdout == "up\n"
+    corral(root, "container", "update", "--cpus", "0.5", "up")
+    cid = corral(root, "ps", "-q", "--no-trunc").stdout.strip()
+
+    v2 = cgroup_mode() == "v2"
+
+    def kernel(controller: str, v1: str, v2_name: str) -> str:
+        name = v2_name if v2 else v1
+        return Path(f"{hierarchy(controller)}/corral/{cid}/{name}").read_text().split()[0]
+
+    assert kernel("memory", "memory.limit_in_bytes", "memory.max") == str(128 << 20)
+    assert kernel("pids", "pids.max", "pids.max") == "20"
+    assert kernel("cpu", "cpu.cfs_quota_us", "cpu.max") == "50000"
+    corral(root, "stop", "-t", "0", "up")
+    done = corral(root, "update", "-m", "12q", "up", check=False)
+    assert done.returncode != 0 and "invalid size: '12q'" in done.stderr
+    corral(root, "start", "up")  # the new limits are in its config now
+    assert kernel("pids", "pids.max", "pids.max") == "20"
+    corral(root, "rm", "-f", "up")

@@ -62,6 +62,7 @@ NOUNS = (
     "corral.cli.images",
     "corral.cli.registry",
     "corral.cli.containers",
+    "corral.cli.update",
     "corral.cli.volumes",
     "corral.cli.system",
 )

@@ -38,6 +38,7 @@ from corral.engine.containers.spec import (
 from corral.errors import UsageError
 
 if TYPE_CHECKING:
+    from corral.engine.containers.manager import Containers
     from corral.engine.volumes import Volumes
 
 #: The file in the container's directory that lists volumes to seed on the first start.
@@ -231,3 +232,33 @@ def _mkdir_in_root(rootfs: str, path: str) -> None:
         if parent is None:  # pragma: no cover - the loop made it
             raise UsageError(f"-w {path}: cannot create it")
         os.mkdir(os.path.join(parent, parts[i - 1]), 0o755)
+
+
+def update(containers: Containers, ref: str, opts: RunOptions) -> str:
+    """``corral update``: new limits for a container, running or not (docker's verb).
+
+    A running container gets them in its cgroups at once (the runtime's ``update``); either way
+    its config.json keeps them, so the next start has them too. The container's id.
+    """
+    from corral.engine.containers.spec import resources
+
+    record = containers.record(ref)
+    wanted = resources(opts)
+    if opts.memory is not None and opts.memory_swap is None:
+        wanted.get("memory", {}).pop("swap", None)  # leave the swap limit as it is
+    if not wanted:
+        raise UsageError("update: give at least one limit (-m, --cpus, --pids-limit...)")
+    if containers.status(record).state == "running":
+        containers.runtime_api().update(record.id, dict(wanted))
+    path = containers.dir(record.id) / "config.json"
+    spec = json.loads(path.read_text())
+    current = spec.setdefault("linux", {}).setdefault("resources", {})
+    for key, value in wanted.items():
+        if isinstance(value, dict) and isinstance(current.get(key), dict):
+            current[key].update(value)
+        else:
+            current[key] = value
+    tmp = path.with_name("config.json.tmp")
+    tmp.write_text(json.dumps(spec, indent=1))
+    os.rename(tmp, path)
+    return record.id
