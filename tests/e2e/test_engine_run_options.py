@@ -330,3 +330,23 @@ def test_update_changes_a_running_container_and_is_kept(root: Path) -> None:
     corral(root, "start", "up")  # the new limits are in its config now
     assert kernel("pids", "pids.max", "pids.max") == "20"
     corral(root, "rm", "-f", "up")
+
+
+def test_stop_signal_and_stop_timeout(root: Path) -> None:
+    # the program traps USR1 and says so; stop must send USR1, not TERM
+    script = "trap 'echo got-usr1; exit 0' USR1; trap 'echo got-term; exit 0' TERM; " \
+             "while true; do sleep 0.1; done"  # fmt: skip
+    corral(root, "run", "-d", "--name", "sig", "--stop-signal", "USR1", "busybox", "sh", "-c",
+           script)  # fmt: skip
+    time.sleep(0.5)
+    corral(root, "stop", "sig")
+    assert corral(root, "logs", "sig").stdout == "got-usr1\n"
+    # a program that ignores TERM is killed after --stop-timeout seconds, not 10
+    corral(root, "run", "-d", "--name", "deaf", "--stop-timeout", "1", "busybox", "sh", "-c",
+           "trap '' TERM; while true; do sleep 0.1; done")  # fmt: skip
+    time.sleep(0.5)
+    began = time.monotonic()
+    corral(root, "stop", "deaf")
+    assert 1 <= time.monotonic() - began < 6
+    assert "Exited (137)" in corral(root, "ps", "-a").stdout
+    corral(root, "rm", "sig", "deaf")

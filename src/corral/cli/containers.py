@@ -299,7 +299,9 @@ def _register(sub: Any, grouped: bool) -> None:
 
     p = sub.add_parser("stop", help="stop running containers")
     p.add_argument("containers", nargs="+", metavar="CONTAINER")
-    p.add_argument("-t", "--time", type=float, default=10.0, help="seconds before SIGKILL")
+    p.add_argument(
+        "-t", "--time", type=float, help="seconds before SIGKILL (default: --stop-timeout or 10)"
+    )
     p.set_defaults(func=cmd_stop)
 
     p = sub.add_parser("rm", help="remove containers")

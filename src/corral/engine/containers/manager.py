@@ -474,14 +474,18 @@ class Containers:
 
     # -- stop and remove ---------------------------------------------------------------------------
 
-    def stop(self, ref: str, timeout: float = 10.0) -> str:
-        """SIGTERM the program, SIGKILL everything after ``timeout`` seconds; wait for the exit."""
+    def stop(self, ref: str, timeout: float | None = None) -> str:
+        """Send the stop signal (``--stop-signal``, the image's StopSignal, else SIGTERM), SIGKILL
+        everything after ``timeout`` seconds (``--stop-timeout``, else 10); wait for the exit."""
         record = self.record(ref)
         if self.status(record).state != "running":
             return record.id
+        signal, default_timeout = prepare.stop_settings(self.dir(record.id))
+        if timeout is None:
+            timeout = default_timeout
         runtime = self.runtime_api()
         with contextlib.suppress(CorralError):
-            runtime.kill(record.id, 15)
+            runtime.kill(record.id, signal)
         if not self._wait_exited(record, timeout):
             with contextlib.suppress(CorralError):
                 runtime.kill(record.id, 9, all_processes=True)

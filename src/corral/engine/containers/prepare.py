@@ -234,6 +234,30 @@ def _mkdir_in_root(rootfs: str, path: str) -> None:
         os.mkdir(os.path.join(parent, parts[i - 1]), 0o755)
 
 
+def stop_settings(container_dir: Path) -> tuple[int, float]:
+    """The signal ``stop`` sends and the seconds it waits before SIGKILL, from the config."""
+    from corral.engine.containers.spec import STOP_SIGNAL, STOP_TIMEOUT
+    from corral.spec.signals import parse_signal
+
+    try:
+        annotations = json.loads((container_dir / "config.json").read_text()).get("annotations")
+    except (OSError, ValueError):
+        annotations = None
+    annotations = annotations if isinstance(annotations, dict) else {}
+    signal, timeout = 15, 10.0
+    try:
+        signal = parse_signal(str(annotations.get(STOP_SIGNAL) or "SIGTERM"))
+    except UsageError:
+        pass
+    try:
+        timeout = float(annotations.get(STOP_TIMEOUT, 10))
+    except ValueError:
+        pass
+    if timeout < 0:
+        timeout = float(1 << 30)  # -1: wait for ever, as docker
+    return signal, timeout
+
+
 def update(containers: Containers, ref: str, opts: RunOptions) -> str:
     """``corral update``: new limits for a container, running or not (docker's verb).
 

@@ -61,6 +61,10 @@ DOCKER_CAPS = [
 INIT_PATH = "/sbin/docker-init"
 INIT_BINARIES = ("/usr/bin/tini-static", "/usr/bin/catatonit", "/usr/libexec/podman/catatonit")
 
+#: Annotations that keep ``--stop-signal`` / the image's StopSignal and ``--stop-timeout``.
+STOP_SIGNAL = "io.corral.stop-signal"
+STOP_TIMEOUT = "io.corral.stop-timeout"
+
 #: docker's /dev/shm: a 64 MiB tmpfs unless ``--shm-size`` says otherwise.
 DEFAULT_SHM_SIZE = 64 * 1024 * 1024
 #: The CFS period docker uses with ``--cpus``: 100 ms.
@@ -404,6 +408,11 @@ def build_spec(
         else:
             linux["seccomp"] = default_seccomp(caps)
     annotations = {"io.corral.engine": "1"}
+    stop_signal = opts.stop_signal or cfg.get("StopSignal")
+    if stop_signal:
+        annotations[STOP_SIGNAL] = str(stop_signal)
+    if opts.stop_timeout is not None:
+        annotations[STOP_TIMEOUT] = str(opts.stop_timeout)
     annotations.update({f"io.corral.label.{k}": v for k, v in opts.labels.items()})
     spec["annotations"] = annotations
     return spec
