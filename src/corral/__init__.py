@@ -8,6 +8,7 @@ from __future__ import annotations
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from corral.engine.engine import Engine
     from corral.errors import (
         CgroupError,
         ContainerInitError,
@@ -22,7 +23,6 @@ if TYPE_CHECKING:
         UsageError,
         UserError,
     )
-    from corral.engine.engine import Engine
     from corral.runtime.api import Runtime
     from corral.sandbox import Container, Result, create, run
 
