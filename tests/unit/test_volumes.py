@@ -79,3 +79,21 @@ def test_seed_copies_the_image_content_once(tmp_path: Path) -> None:
     )
     os.symlink("/etc", rootfs / "escape")
     assert resolve_in_root(str(rootfs), "/escape/passwd") is None
+
+
+def test_image_volumes_become_anonymous_unless_covered(volumes: Volumes, tmp_path: Path) -> None:
+    from corral.engine.containers.prepare import _mounts
+    from corral.engine.containers.spec import MountOption, RunOptions
+
+    image = {"config": {"Volumes": {"/var/lib/db": {}, "/cache": {}}}}
+    opts = RunOptions(mounts=[MountOption("volume", "/cache", "named"),
+                              MountOption("tmpfs", "/var/lib/db/tmp", size=1024)])  # fmt: skip
+    mounts, seeds = _mounts(image, opts, "c1", volumes)
+    by_target = {m["destination"]: m for m in mounts}
+    assert [m["destination"] for m in mounts][-1] == "/var/lib/db/tmp"  # parents first
+    assert by_target["/cache"]["source"] == str(tmp_path / "volumes" / "named" / "_data")
+    anon = next(v for v in volumes.list() if v.anonymous)
+    assert by_target["/var/lib/db"]["source"] == str(anon.path)
+    assert by_target["/var/lib/db/tmp"]["options"] == ["nosuid", "nodev", "noexec", "size=1024"]
+    assert {s["target"] for s in seeds} == {"/cache", "/var/lib/db"}
+    assert sorted(volumes.users("named")) == ["c1"]
