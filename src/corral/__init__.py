@@ -8,6 +8,7 @@ first import of ``__future__`` costs 0.2 ms) and without ``os`` (see corral._pos
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from corral.engine.engine import Engine
     from corral.errors import (
         CgroupError,
         ContainerInitError,
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
         UserError,
     )
     from corral.runtime.api import Runtime
+    from corral.sandbox import Container, Result, create, run
 
 __version__ = "0.1.0"
 
@@ -40,16 +42,24 @@ _LAZY = {
     "UsageError": "corral.errors",
     "UserError": "corral.errors",
     "Runtime": "corral.runtime.api",
+    "Engine": "corral.engine.engine",
+    "Container": "corral.sandbox",
+    "Result": "corral.sandbox",
+    "create": "corral.sandbox",
+    "run": "corral.sandbox",
 }
 
 __all__ = [
     "CgroupError",
+    "Container",
     "ContainerInitError",
     "CorralError",
+    "Engine",
     "ExistsError",
     "HookError",
     "KernelError",
     "NotFoundError",
+    "Result",
     "Runtime",
     "RuntimeFailure",
     "SpecError",
@@ -57,6 +67,8 @@ __all__ = [
     "UsageError",
     "UserError",
     "__version__",
+    "create",
+    "run",
 ]
 
 

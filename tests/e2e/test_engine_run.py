@@ -160,7 +160,7 @@ def test_errors_are_one_line_with_dockers_exit_codes(root: Path) -> None:
         (["run", "nope:1", "true"], 125, "No such image"),
         (["create", "nope:1", "true"], 125, "No such image"),
         (["run", "--bogus", "busybox", "true"], 125, "--bogus"),
-        (["run", "-u", "alice", "busybox", "true"], 125, "numeric"),
+        (["run", "-u", "alice", "busybox", "true"], 125, "unable to find user alice"),
         (["run", "--rm", "busybox", "/no/such"], 127, "/no/such"),
         (["run", "--rm", "busybox", "nope"], 127, "executable file not found"),
         (["run", "-d", "--rm", "busybox", "/no/such"], 127, "/no/such"),

@@ -10,7 +10,8 @@ import os
 import sys
 
 from corral.cli.common import confirm, engine, format_rows
-from corral.cli.network import add_run_flags, request_from
+from corral.cli.network import add_run_flags as add_network_flags
+from corral.cli.network import request_from
 from corral.errors import UsageError
 
 TYPE_CHECKING = False
@@ -22,28 +23,11 @@ if TYPE_CHECKING:
 
 
 def _options(ns: argparse.Namespace) -> Any:
-    from corral.engine.containers import RunOptions
+    import dataclasses
 
-    return RunOptions(
-        command=list(ns.command),
-        env=list(ns.env or []),
-        workdir=ns.workdir,
-        user=ns.user,
-        hostname=ns.hostname,
-        entrypoint=ns.entrypoint,
-        seccomp=_seccomp_opt(ns.security_opt or []),
-        network=request_from(ns),
-    )
+    from corral.cli.run_flags import run_options
 
-
-def _seccomp_opt(options: list[str]) -> bool:
-    """--security-opt: only ``seccomp=unconfined`` (no filter) is understood so far."""
-    for option in options:
-        key, _, value = option.replace(":", "=", 1).partition("=")
-        if key == "seccomp" and value == "unconfined":
-            return False
-        raise UsageError(f"--security-opt {option!r}: only seccomp=unconfined is supported")
-    return True
+    return dataclasses.replace(run_options(ns), network=request_from(ns))
 
 
 def _start_failure_status(err: BaseException) -> int:
@@ -215,7 +199,7 @@ def cmd_rm(ns: argparse.Namespace) -> int:
     failed: CorralError | None = None
     for ref in ns.containers:
         try:
-            containers.remove(ref, force=ns.force)
+            containers.remove(ref, force=ns.force, volumes=ns.volumes)
             print(ref)
         except CorralError as err:
             print(f"Error: {err}", file=sys.stderr)
@@ -423,13 +407,16 @@ def _run_flags(p: Any, run: bool) -> None:
         "-e", "--env", action="append", metavar="K=V", help="set an environment variable"
     )
     p.add_argument("-w", "--workdir", metavar="DIR", help="working directory in the container")
-    p.add_argument("-u", "--user", metavar="UID[:GID]", help="numeric user (and group)")
+    p.add_argument("-u", "--user", metavar="USER[:GROUP]", help="user (and group), name or id")
     p.add_argument("--hostname", metavar="NAME", help="hostname (default: the short id)")
     p.add_argument("--entrypoint", metavar="CMD", help="replace the image's Entrypoint")
     p.add_argument(
-        "--security-opt", action="append", metavar="OPT", help="seccomp=unconfined: no filter"
+        "--security-opt", action="append", metavar="OPT", help="seccomp=..., no-new-privileges"
     )
+    from corral.cli.run_flags import add_run_flags
+
     add_run_flags(p)
+    add_network_flags(p)
     p.add_argument("-i", "--interactive", action="store_true", help="keep stdin attached")
     p.add_argument("-t", "--tty", action="store_true", help="a terminal (not supported yet)")
     p.add_argument("--restart", default="no", metavar="POLICY",
@@ -441,8 +428,6 @@ def _run_flags(p: Any, run: bool) -> None:
     p.add_argument("--health-start-period", metavar="DURATION",
                    help="failures not counted before this")  # fmt: skip
     p.add_argument("--no-healthcheck", action="store_true", help="not even the image's")
-    p.add_argument("--stop-signal", metavar="SIGNAL", help="signal to stop (SIGTERM)")
-    p.add_argument("--stop-timeout", type=int, metavar="SECONDS", help="before SIGKILL (10)")
     p.add_argument("--log-opt", action="append", metavar="K=V", help="max-size=10m, max-file=3")
     if run:
         p.add_argument("-d", "--detach", action="store_true", help="run in the background")
@@ -521,6 +506,7 @@ def _register(sub: Any, grouped: bool) -> None:
     p = sub.add_parser("rm", help="remove containers")
     p.add_argument("containers", nargs="+", metavar="CONTAINER")
     p.add_argument("-f", "--force", action="store_true", help="kill a running container first")
+    p.add_argument("-v", "--volumes", action="store_true", help="also its anonymous volumes")
     p.set_defaults(func=cmd_rm)
 
     p = sub.add_parser("ps", aliases=["ls", "list"] if grouped else [], help="list containers")

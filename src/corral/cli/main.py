@@ -63,6 +63,8 @@ NOUNS = (
     "corral.cli.registry",
     "corral.cli.containers",
     "corral.cli.network",
+    "corral.cli.update",
+    "corral.cli.volumes",
     "corral.cli.system",
     "corral.cli.build",
 )

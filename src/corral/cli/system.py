@@ -123,7 +123,9 @@ def cmd_df(ns: argparse.Namespace) -> int:
         table(["CONTAINER ID", "IMAGE", "LOCAL VOLUMES", "SIZE", "STATUS", "NAMES"], container_rows)
     )
     print("\nLocal Volumes space usage:\n")
-    sys.stdout.write(table(["VOLUME NAME", "LINKS", "SIZE"], []))
+    volumes = engine(ns).volumes.usage()
+    volume_rows = [[name, str(links), human_size(size)] for name, links, size in volumes]
+    sys.stdout.write(table(["VOLUME NAME", "LINKS", "SIZE"], volume_rows))
     print("\nBuild cache usage: 0B\n")
     sys.stdout.write(
         table(["CACHE ID", "CACHE TYPE", "SIZE", "CREATED", "LAST USED", "USAGE", "SHARED"], [])

@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from corral.engine.images.store import DiskUsage, ImageStore
     from corral.engine.network import Networks
     from corral.engine.snapshots.overlay import Snapshotter
+    from corral.engine.volumes import Volumes
 
 
 @dataclass(frozen=True)
@@ -184,6 +185,12 @@ class Engine:
         except NotFoundError:
             return False
 
+    @cached_property
+    def volumes(self) -> Volumes:
+        from corral.engine.volumes import Volumes
+
+        return Volumes(self.layout.volumes, lambda: self.db)
+
     # -- what spans them -------------------------------------------------------------------------
 
     def info(self) -> Info:
@@ -214,8 +221,19 @@ class Engine:
         )
 
     def df(self) -> DiskUsage:
-        """docker's ``system df``: images (shared layers counted once), containers' upper dirs."""
-        return self.images.disk_usage()
+        """docker's ``system df``: images (shared layers counted once), containers' upper dirs,
+        volumes (a volume no container uses is reclaimable)."""
+        from corral.engine.images.store import DiskUsageRow
+
+        usage = self.images.disk_usage()
+        volumes = self.volumes.usage()
+        unused = sum(size for _, links, size in volumes if not links)
+        rows = [r for r in usage.rows if r.kind != "Local Volumes"]
+        active = sum(1 for _, links, _ in volumes if links)
+        total = sum(size for _, _, size in volumes)
+        rows.insert(2, DiskUsageRow("Local Volumes", len(volumes), active, total, unused))
+        usage.rows = rows
+        return usage
 
     def prune(self, all_images: bool = False) -> PruneReport:
         """docker's ``system prune``: stopped containers, then dangling (``all_images``: every

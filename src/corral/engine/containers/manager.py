@@ -37,8 +37,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from corral.engine.containers import netns
-from corral.engine.containers.spec import RunOptions, build_spec
+from corral.engine.containers import netns, prepare
+from corral.engine.containers.spec import RunOptions
 from corral.engine.db import transaction
 from corral.engine.layout import remove_tree
 from corral.engine.monitor import state as runstate
@@ -59,6 +59,7 @@ if TYPE_CHECKING:
 
     from corral.engine.containers.logs import Entry
     from corral.engine.engine import Engine
+    from corral.engine.volumes import Volumes
     from corral.runtime.api import Runtime
     from corral.runtime.state import StateStore
 
@@ -146,6 +147,9 @@ class Containers:
 
         return StateStore(str(self.runtime_root))
 
+    def volumes(self) -> Volumes:
+        return self.engine.volumes
+
     def runtime_api(self) -> Runtime:
         """The OCI runtime the engine drives, as a library (corral.Runtime on our state root)."""
         from corral.runtime.api import Runtime
@@ -217,16 +221,21 @@ class Containers:
                     "to reuse that name."
                 )
             path = self.dir(cid)
-            spec = build_spec(image_config, opts, container_id=cid, netns=str(path / "netns"))
-            record = Record(
-                cid, name, image_ref, image.id, list(spec["process"]["args"]), time.time(),
-                auto_remove,
-            )  # fmt: skip
             parent = image.layers[-1].chain_id if image.layers else None
+            layers = [str(layer.path) for layer in images.snapshots.stack(parent)] if parent else []
+            volumes = self.volumes()
             self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
             try:
                 path.mkdir(mode=0o700)
                 (path / "rootfs").mkdir(mode=0o755)
+                spec = prepare.config(
+                    image_config, layers, opts, container_id=cid, container_dir=path,
+                    volumes=volumes,
+                )  # fmt: skip
+                record = Record(
+                    cid, name, image_ref, image.id, list(spec["process"]["args"]), time.time(),
+                    auto_remove,
+                )  # fmt: skip
                 self.engine.networks.create_container(
                     cid, opts.network, image_config, spec, path, self.resolve
                 )
@@ -245,6 +254,7 @@ class Containers:
                     self.engine.networks.forget(cid)
                 with contextlib.suppress(CorralError):
                     images.snapshots.remove(cid)
+                volumes.detach(cid, remove_anonymous=True)
                 remove_tree(path)
                 with contextlib.suppress(sqlite3.Error), transaction(self.engine.db):
                     self.engine.db.execute("DELETE FROM containers WHERE id = ?", (cid,))
@@ -286,6 +296,7 @@ class Containers:
             rootfs = path / "rootfs"
             if not _is_mountpoint(rootfs):
                 mount(mounts, rootfs)
+            prepare.after_mount(path, str(rootfs))
             netns.remove(str(path / "netns"))
             netns.create(str(path / "netns"))
             self.engine.networks.setup(record.id, record.name, str(path / "netns"), path)
@@ -356,7 +367,7 @@ class Containers:
         if claimed:
             self._teardown(record.id)
             if record.auto_remove:
-                self.remove(record.id, force=True)
+                self.remove(record.id, force=True, volumes=True)
         return code
 
     def start_detached(self, record: Record) -> None:
@@ -680,8 +691,9 @@ class Containers:
             runstate.update(self.db, record.id, status="running")
         return record.id
 
-    def remove(self, ref: str, force: bool = False) -> str:
-        """``rm``: refused while running unless ``force`` (then SIGKILLed first)."""
+    def remove(self, ref: str, force: bool = False, volumes: bool = False) -> str:
+        """``rm``: refused while running unless ``force`` (then SIGKILLed first); ``volumes``
+        (``rm -v``, ``run --rm``) also removes the container's anonymous volumes."""
         record = self.record(ref)
         state = self.status(record).state
         if state in ("running", "paused", "restarting"):
@@ -701,6 +713,7 @@ class Containers:
             self._remove_row(record.id)
             with transaction(self.db):
                 runstate.delete(self.db, record.id)
+            self.engine.volumes.detach(record.id, remove_anonymous=volumes)
             images.snapshots.collect()
         return record.id
 

@@ -3,23 +3,37 @@
 ::
 
     default_spec()                      runc's config.json: namespaces, mounts, masked paths
-      + image config  Env, Entrypoint, Cmd, WorkingDir, User
-      + run flags     -e K=V, -w DIR, -u UID[:GID], --hostname, CMD...
-      = config.json   process.{args, env, cwd, user, terminal: false}, docker's 14 capabilities,
-                      root "rootfs" (read-write: the overlay's upper dir takes the writes),
-                      network namespace: the file the engine made (loopback only, for now)
+      + image config  Env, Entrypoint, Cmd, WorkingDir, User, StopSignal
+      + RunOptions    what ``corral run`` was told (corral.cli.run_flags parses the flags)
+      + Resolved      what the engine looked up: the user in the image's /etc/passwd and
+                      /etc/group (users.py), volumes' host paths (volumes.py), the generated
+                      /etc/hosts, /etc/hostname, /etc/resolv.conf (etc_files.py)
+      = config.json   process.{args, env, cwd, user, rlimits, capabilities}, mounts,
+                      linux.{resources, devices, sysctl, seccomp, namespaces}
 
-The rules follow docker: CMD... replaces the image's Cmd, never its Entrypoint; ``-e`` wins over
-the image's Env for the same name; HOSTNAME and HOME are added when missing; ``-u`` and the
-image's User are numeric (names would need the image's /etc/passwd; not supported yet).
+The rules follow docker:
+
+- CMD... replaces the image's Cmd, never its Entrypoint; ``-e`` wins over the image's Env for
+  the same name; HOSTNAME and HOME (the user's home from /etc/passwd) are added when missing.
+- Capabilities: docker's 14, then ``--cap-drop`` (``ALL`` drops them all) and ``--cap-add``
+  (``ALL`` adds every one); ``--privileged`` gives every capability, every host device, no
+  seccomp filter, and leaves /proc and /sys unmasked and writable.
+- Limits map onto linux.resources one to one: ``-m`` memory.limit, ``--memory-swap``
+  memory.swap (memory plus swap; -1 unlimited; unset: twice the memory, as docker),
+  ``--cpus`` a CFS quota per 100 ms period, ``--pids-limit`` pids.limit (0 or -1: none).
+- ``--read-only`` makes the root read-only; docker keeps /dev/shm, /etc/hosts... writable
+  because they are mounts of their own, and so does this.
+- ``--init`` bind-mounts the host's static tini at /sbin/docker-init and runs it as PID 1 in
+  front of the command (``tini -- CMD``): it reaps orphans and forwards signals.
 """
 
 from __future__ import annotations
 
 import copy
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from corral.errors import UsageError
 
@@ -46,37 +60,124 @@ DOCKER_CAPS = [
     "CAP_AUDIT_WRITE",
 ]
 
+#: Where ``--init`` puts the init in the container (docker's path), and the host files tried.
+INIT_PATH = "/sbin/docker-init"
+INIT_BINARIES = ("/usr/bin/tini-static", "/usr/bin/catatonit", "/usr/libexec/podman/catatonit")
+
+#: Annotations that keep ``--stop-signal`` / the image's StopSignal and ``--stop-timeout``.
+STOP_SIGNAL = "io.corral.stop-signal"
+STOP_TIMEOUT = "io.corral.stop-timeout"
+
+#: docker's /dev/shm: a 64 MiB tmpfs unless ``--shm-size`` says otherwise.
+DEFAULT_SHM_SIZE = 64 * 1024 * 1024
+#: The CFS period docker uses with ``--cpus``: 100 ms.
+CPU_PERIOD = 100_000
+
+
+@dataclass(frozen=True)
+class MountOption:
+    """One ``-v``, ``--mount`` or ``--tmpfs``: a bind, a (named or anonymous) volume, a tmpfs.
+
+    ``source`` is the host path of a bind, the volume's name (empty: anonymous), unused for a
+    tmpfs. ``size`` and ``mode`` are a tmpfs' own; ``nocopy`` keeps a new volume empty instead
+    of seeding it from the image.
+    """
+
+    type: Literal["bind", "volume", "tmpfs"]
+    target: str
+    source: str = ""
+    readonly: bool = False
+    size: int | None = None
+    mode: int | None = None
+    nocopy: bool = False
+    options: tuple[str, ...] = ()  # more mount options (tmpfs: exec, noexec; bind: propagation)
+    create: bool = False  # a missing bind source is made (-v does that; --mount refuses)
+
+
+@dataclass(frozen=True)
+class Ulimit:
+    """``--ulimit NAME=SOFT[:HARD]``, NAME as docker spells it (``nofile``, ``nproc``)."""
+
+    name: str
+    soft: int
+    hard: int
+
+
+@dataclass(frozen=True)
+class DeviceOption:
+    """``--device HOST[:CONTAINER[:PERMS]]``."""
+
+    host: str
+    container: str
+    perms: str = "rwm"
+
 
 @dataclass
 class RunOptions:
-    """The ``corral run`` / ``create`` flags that shape the container."""
+    """The ``corral run`` / ``create`` flags that shape the container (docker's meanings)."""
 
     command: list[str] = field(default_factory=list)
     env: list[str] = field(default_factory=list)
     workdir: str | None = None
     user: str | None = None
+    group_add: list[str] = field(default_factory=list)
     hostname: str | None = None
     entrypoint: str | None = None
+    labels: dict[str, str] = field(default_factory=dict)
+    add_hosts: list[tuple[str, str]] = field(default_factory=list)
+    # storage
+    mounts: list[MountOption] = field(default_factory=list)
+    read_only: bool = False
+    # limits (bytes; None: not set)
+    memory: int | None = None
+    memory_swap: int | None = None  # -1: unlimited swap
+    memory_reservation: int | None = None
+    oom_kill_disable: bool = False
+    cpus: float | None = None
+    cpu_shares: int | None = None
+    cpuset_cpus: str | None = None
+    cpuset_mems: str | None = None
+    pids_limit: int | None = None
+    blkio_weight: int | None = None
+    ulimits: list[Ulimit] = field(default_factory=list)
+    shm_size: int | None = None
+    devices: list[DeviceOption] = field(default_factory=list)
+    device_cgroup_rules: list[dict[str, Any]] = field(default_factory=list)
+    # security
+    cap_add: list[str] = field(default_factory=list)
+    cap_drop: list[str] = field(default_factory=list)
+    privileged: bool = False
+    no_new_privileges: bool = False
     seccomp: bool = True  # podman's/docker's default profile; --security-opt seccomp=unconfined
     network: NetworkRequest | None = None  # --network, -p, -P (None: the default bridge)
+    seccomp_profile: dict[str, Any] | None = None  # --security-opt seccomp=PROFILE.json
+    sysctls: dict[str, str] = field(default_factory=dict)
+    # process
+    init: bool = False
+    stop_signal: str | None = None
+    stop_timeout: int | None = None
 
 
-def parse_user(value: str, what: str) -> tuple[int, int]:
-    """``UID[:GID]`` -> (uid, gid); gid defaults to uid's value as docker does for numbers (0)."""
-    text = value.strip()
-    if text in ("", "root"):
-        return 0, 0
-    uid_text, _, gid_text = text.partition(":")
-    try:
-        uid = int(uid_text)
-        gid = int(gid_text) if gid_text else 0
-    except ValueError:
-        raise UsageError(
-            f"{what} {value!r}: only numeric UID[:GID] is supported (user names are not yet)"
-        ) from None
-    if not (0 <= uid < 2**32 - 1 and 0 <= gid < 2**32 - 1):
-        raise UsageError(f"{what} {value!r}: out of range")
-    return uid, gid
+@dataclass(frozen=True)
+class Identity:
+    """Who the container's process is: ``-u`` (or the image's User) looked up in the image."""
+
+    uid: int = 0
+    gid: int = 0
+    additional_gids: tuple[int, ...] = ()
+    home: str = "/root"
+
+
+@dataclass
+class Resolved:
+    """What the engine looked up for ``build_spec``: the user and the mounts' host side."""
+
+    identity: Identity = field(default_factory=Identity)
+    #: OCI mounts for -v/--mount/--tmpfs (sources resolved) and the generated /etc files.
+    mounts: list[dict[str, Any]] = field(default_factory=list)
+    #: host devices for --device / --privileged, as OCI linux.devices entries.
+    devices: list[dict[str, Any]] = field(default_factory=list)
+    init_binary: str | None = None
 
 
 def merge_env(image_env: Sequence[str], overrides: Sequence[str]) -> list[str]:
@@ -90,8 +191,6 @@ def merge_env(image_env: Sequence[str], overrides: Sequence[str]) -> list[str]:
         if not key:
             raise UsageError(f"-e {item!r}: the variable name is empty")
         if not eq:
-            import os
-
             if key in os.environ:  # docker: -e NAME passes the caller's value through
                 out[key] = os.environ[key]
             continue
@@ -99,16 +198,8 @@ def merge_env(image_env: Sequence[str], overrides: Sequence[str]) -> list[str]:
     return [f"{k}={v}" for k, v in out.items()]
 
 
-def build_spec(
-    image_config: dict[str, Any],
-    opts: RunOptions,
-    *,
-    container_id: str,
-    netns: str | None,
-) -> dict[str, Any]:
-    """The OCI config.json for a container of an image whose config is ``image_config``."""
-    from corral.spec.defaults import default_spec
-
+def command_args(image_config: dict[str, Any], opts: RunOptions) -> list[str]:
+    """Entrypoint + Cmd after ``--entrypoint`` and CMD... as docker combines them."""
     cfg = image_config.get("config") or {}
     entrypoint = list(cfg.get("Entrypoint") or [])
     if opts.entrypoint is not None:
@@ -119,10 +210,114 @@ def build_spec(
     args = entrypoint + cmd
     if not args:
         raise UsageError("no command specified (the image has no Cmd or Entrypoint; give one)")
-    uid, gid = parse_user(
-        opts.user if opts.user is not None else str(cfg.get("User") or ""),
-        "-u" if opts.user is not None else "the image's User",
+    return args
+
+
+def image_user(image_config: dict[str, Any], opts: RunOptions) -> tuple[str, str]:
+    """The user spec to resolve and what to call it in errors: ``-u`` or the image's User."""
+    if opts.user is not None:
+        return opts.user, "-u"
+    return str((image_config.get("config") or {}).get("User") or ""), "the image's User"
+
+
+def working_dir(image_config: dict[str, Any], opts: RunOptions) -> str:
+    cwd = opts.workdir or (image_config.get("config") or {}).get("WorkingDir") or "/"
+    if not str(cwd).startswith("/"):
+        raise UsageError(f"-w {cwd!r}: the working directory must be an absolute path")
+    return os.path.normpath(str(cwd))
+
+
+def capabilities(opts: RunOptions) -> list[str]:
+    """docker's default set with ``--cap-drop`` then ``--cap-add``; everything if privileged."""
+    every = host_capabilities()
+    if opts.privileged:
+        return every
+    caps = list(DOCKER_CAPS)
+    for name in opts.cap_drop:
+        caps = [] if name == "ALL" else [c for c in caps if c != name]
+    for name in opts.cap_add:
+        if name == "ALL":
+            caps = list(every)
+        elif name not in caps:
+            caps.append(name)
+    return caps
+
+
+def host_capabilities() -> list[str]:
+    """The capabilities this process may hand on: its bounding set (podman's rule for
+    ``--privileged``; a sandboxed host may lack some, such as CAP_SYS_RESOURCE)."""
+    from corral.spec.tables import CAPABILITIES
+
+    mask = (1 << 64) - 1
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("CapBnd:"):
+                    mask = int(line.split()[1], 16)
+    except OSError:
+        pass
+    return sorted(name for name, bit in CAPABILITIES.items() if mask >> bit & 1)
+
+
+def resources(opts: RunOptions) -> dict[str, Any]:
+    """linux.resources for the limits that were given (nothing for those that were not)."""
+    out: dict[str, Any] = {}
+    memory: dict[str, Any] = {}
+    if opts.memory is not None:
+        memory["limit"] = opts.memory
+        if opts.memory_swap is not None:
+            memory["swap"] = opts.memory_swap
+        elif _swap_accounting():
+            memory["swap"] = 2 * opts.memory  # docker: as much swap as memory
+    if opts.memory_reservation is not None:
+        memory["reservation"] = opts.memory_reservation
+    if opts.oom_kill_disable:
+        memory["disableOOMKiller"] = True
+    if memory:
+        out["memory"] = memory
+    cpu: dict[str, Any] = {}
+    if opts.cpus is not None and opts.cpus > 0:
+        cpu["period"] = CPU_PERIOD
+        cpu["quota"] = round(opts.cpus * CPU_PERIOD)
+    if opts.cpu_shares is not None:
+        cpu["shares"] = opts.cpu_shares
+    if opts.cpuset_cpus is not None:
+        cpu["cpus"] = opts.cpuset_cpus
+    if opts.cpuset_mems is not None:
+        cpu["mems"] = opts.cpuset_mems
+    if cpu:
+        out["cpu"] = cpu
+    if opts.pids_limit is not None and opts.pids_limit > 0:
+        out["pids"] = {"limit": opts.pids_limit}
+    if opts.blkio_weight:
+        out["blockIO"] = {"weight": opts.blkio_weight}
+    return out
+
+
+def _swap_accounting() -> bool:
+    """Can this host limit memory+swap? (docker leaves swap alone where it cannot.)"""
+    return os.path.exists("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes") or os.path.exists(
+        "/sys/fs/cgroup/user.slice/memory.swap.max"
     )
+
+
+def build_spec(
+    image_config: dict[str, Any],
+    opts: RunOptions,
+    *,
+    container_id: str,
+    netns: str | None,
+    resolved: Resolved | None = None,
+) -> dict[str, Any]:
+    """The OCI config.json for a container of an image whose config is ``image_config``."""
+    from corral.spec.defaults import default_spec
+
+    resolved = resolved or Resolved()
+    who = resolved.identity
+    cfg = image_config.get("config") or {}
+    args = command_args(image_config, opts)
+    if opts.init:
+        args = [INIT_PATH, "--", *args]
     hostname = opts.hostname or container_id[:12]
     env = merge_env(list(cfg.get("Env") or [DEFAULT_PATH]), opts.env)
     names = {item.partition("=")[0] for item in env}
@@ -131,28 +326,52 @@ def build_spec(
     if "HOSTNAME" not in names:
         env.append(f"HOSTNAME={hostname}")
     if "HOME" not in names:
-        env.append("HOME=/root" if uid == 0 else "HOME=/")
-    cwd = opts.workdir or cfg.get("WorkingDir") or "/"
-    if not cwd.startswith("/"):
-        raise UsageError(f"-w {cwd!r}: the working directory must be an absolute path")
+        env.append(f"HOME={who.home}")
 
     spec: dict[str, Any] = copy.deepcopy(default_spec())
     process = spec["process"]
+    user: dict[str, Any] = {"uid": who.uid, "gid": who.gid}
+    if who.additional_gids:
+        user["additionalGids"] = list(who.additional_gids)
     process.update(
         terminal=False,
-        user={"uid": uid, "gid": gid},
+        user=user,
         args=args,
         env=env,
-        cwd=cwd,
-        noNewPrivileges=False,
+        cwd=working_dir(image_config, opts),
+        noNewPrivileges=opts.no_new_privileges,
     )
-    process["capabilities"] = {
-        "bounding": list(DOCKER_CAPS),
-        "effective": list(DOCKER_CAPS),
-        "permitted": list(DOCKER_CAPS),
-    }
-    spec["root"] = {"path": "rootfs", "readonly": False}
+    caps = capabilities(opts)
+    process["capabilities"] = {"bounding": caps, "effective": caps, "permitted": caps}
+    if opts.ulimits:
+        given = {"RLIMIT_" + u.name.upper(): u for u in opts.ulimits}
+        rlimits = [r for r in process.get("rlimits") or [] if r["type"] not in given]
+        rlimits += [{"type": t, "soft": u.soft, "hard": u.hard} for t, u in given.items()]
+        process["rlimits"] = rlimits
+    spec["root"] = {"path": "rootfs", "readonly": opts.read_only}
     spec["hostname"] = hostname
+
+    mounts: list[dict[str, Any]] = []
+    for mount in spec["mounts"]:
+        if mount["destination"] == "/dev/shm":
+            size = opts.shm_size or DEFAULT_SHM_SIZE
+            kept = [o for o in mount["options"] if not o.startswith("size=")]
+            mount = {**mount, "options": [*kept, f"size={size}"]}
+        if opts.privileged and mount["destination"] in ("/sys", "/sys/fs/cgroup"):
+            mount = {**mount, "options": [o for o in mount["options"] if o != "ro"] + ["rw"]}
+        mounts.append(mount)
+    mounts += resolved.mounts
+    if opts.init and resolved.init_binary:
+        mounts.append(
+            {
+                "destination": INIT_PATH,
+                "type": "bind",
+                "source": resolved.init_binary,
+                "options": ["rbind", "ro", "nosuid", "nodev"],
+            }
+        )
+    spec["mounts"] = mounts
+
     linux = spec["linux"]
     namespaces = []
     for ns in linux["namespaces"]:
@@ -162,9 +381,42 @@ def build_spec(
             namespaces.append(ns)
     linux["namespaces"] = namespaces
     linux["cgroupsPath"] = f"/corral/{container_id}"
-    if opts.seccomp:
-        from corral.engine.seccomp_default import default_seccomp
+    res = linux.setdefault("resources", {})
+    res.update(resources(opts))
+    rules = list(res.get("devices") or [{"allow": False, "access": "rwm"}])
+    if opts.privileged:
+        rules = [{"allow": True, "access": "rwm"}]
+        linux["maskedPaths"] = []
+        linux["readonlyPaths"] = []
+    for device in resolved.devices:
+        rules.append(
+            {
+                "allow": True,
+                "type": device["type"],
+                "major": device["major"],
+                "minor": device["minor"],
+                "access": device.pop("access", "rwm"),
+            }
+        )
+    rules += opts.device_cgroup_rules
+    res["devices"] = rules
+    if resolved.devices:
+        linux["devices"] = resolved.devices
+    if opts.sysctls:
+        linux["sysctl"] = dict(opts.sysctls)
+    if opts.seccomp and not opts.privileged:
+        from corral.engine.seccomp_default import default_seccomp, to_oci
 
-        linux["seccomp"] = default_seccomp(list(DOCKER_CAPS))
-    spec["annotations"] = {"io.corral.engine": "1"}
+        if opts.seccomp_profile is not None:
+            linux["seccomp"] = to_oci(opts.seccomp_profile, caps)
+        else:
+            linux["seccomp"] = default_seccomp(caps)
+    annotations = {"io.corral.engine": "1"}
+    stop_signal = opts.stop_signal or cfg.get("StopSignal")
+    if stop_signal:
+        annotations[STOP_SIGNAL] = str(stop_signal)
+    if opts.stop_timeout is not None:
+        annotations[STOP_TIMEOUT] = str(opts.stop_timeout)
+    annotations.update({f"io.corral.label.{k}": v for k, v in opts.labels.items()})
+    spec["annotations"] = annotations
     return spec

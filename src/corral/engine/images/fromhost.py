@@ -1,9 +1,11 @@
 """Images without a registry: copy host programs and exactly the libraries they need.
 
-``corral image from-host py /usr/bin/python3.11 --add /usr/lib/python3.11`` makes a tiny image
-that runs the host's Python: the program, its dynamic loader and shared libraries (found by
-``corral.engine.images.elf`` as the loader would find them), the extra paths, and a skeleton
-(``/etc/passwd``, ``/tmp``, mount points for ``/proc``, ``/sys``, ``/dev``).
+``corral image from-host py python3`` makes a small image that runs the host's Python: the
+program (a bare name is looked up on ``$PATH``), its dynamic loader and shared libraries (found
+by ``corral.engine.images.elf`` as the loader would find them), for a Python interpreter its
+standard library (asked of the interpreter, without site-packages and tests) and the libraries
+its extension modules need, the ``--add`` paths, and a skeleton (``/etc/passwd``, ``/tmp``,
+mount points for ``/proc``, ``/sys``, ``/dev``).
 
 Paths are kept as they are on the host, *including the symlinks on the way*: on Debian 12
 ``/lib64/ld-linux-x86-64.so.2`` is reached through ``/lib64 -> usr/lib64`` and is itself a
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import stat
 import subprocess
 import tarfile
@@ -121,7 +124,9 @@ class RootfsBuilder:
             ),
         )
 
-    def add_host_path(self, host_path: str, recursive: bool = False) -> None:
+    def add_host_path(
+        self, host_path: str, recursive: bool = False, skip: frozenset[str] = frozenset()
+    ) -> None:
         """Copy ``host_path`` to the same path in the image, with the symlinks on the way."""
         path = os.path.abspath(host_path)
         hops = 0
@@ -149,7 +154,7 @@ class RootfsBuilder:
                 self.add_dir(current, stat.S_IMODE(st.st_mode), st.st_mtime)
                 done = current
                 if not parts and recursive:
-                    self._add_tree(current)
+                    self._add_tree(current, skip)
                 continue
             if parts:
                 raise UserError(f"{host_path}: {current} is not a directory")
@@ -159,8 +164,9 @@ class RootfsBuilder:
                 raise UserError(f"{host_path}: not a regular file, directory or symlink")
             done = current
 
-    def _add_tree(self, top: str) -> None:
+    def _add_tree(self, top: str, skip: frozenset[str] = frozenset()) -> None:
         for dirpath, dirnames, filenames in os.walk(top):
+            dirnames[:] = [d for d in dirnames if d not in skip]
             for name in sorted(dirnames + filenames):
                 full = os.path.join(dirpath, name)
                 st = os.lstat(full)
@@ -229,9 +235,8 @@ def from_host(programs: Sequence[str], extra: Sequence[str] = ()) -> RootfsBuild
         raise UserError("from-host: name at least one PROGRAM")
     builder = RootfsBuilder()
     resolver = elf.Resolver()
-    for program in programs:
-        if not os.path.isfile(program):
-            raise UserError(f"{program}: no such file")
+    for name in programs:
+        program = find_program(name)
         builder.add_host_path(program)
         if elf.is_elf(program):
             info = elf.parse(program)
@@ -239,12 +244,81 @@ def from_host(programs: Sequence[str], extra: Sequence[str] = ()) -> RootfsBuild
                 builder.add_host_path(lib)
             if info.static and os.path.basename(program) == "busybox":
                 _add_applets(builder, program, "/" + builder.realize(program.lstrip("/")))
+            for library_dir in python_stdlib(program):
+                _add_with_libraries(builder, resolver, library_dir)
     for path in extra:
         if not os.path.lexists(path):
             raise UserError(f"--add {path}: no such file or directory")
         builder.add_host_path(path, recursive=True)
     builder.add_skeleton()
     return builder
+
+
+def find_program(name: str) -> str:
+    """``name`` itself when it has a slash, else its first match on ``$PATH``, preferring an
+    ELF executable to a script (a version manager's shim, such as pyenv's, is a shell script
+    that would be useless in the image without its own interpreter and tree)."""
+    if "/" in name:
+        if not os.path.isfile(name):
+            raise UserError(f"{name}: no such file")
+        return os.path.abspath(name)
+    found: list[str] = []
+    for directory in (os.environ.get("PATH") or "/usr/local/bin:/usr/bin:/bin").split(":"):
+        candidate = os.path.join(directory or ".", name)
+        if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+            found.append(os.path.abspath(candidate))
+    for candidate in found:
+        if elf.is_elf(candidate):
+            return candidate
+    if found:
+        return found[0]
+    raise UserError(f"{name}: executable file not found in $PATH")
+
+
+_PYTHON = re.compile(r"^python[0-9]*(\.[0-9]+)?$")
+
+
+def python_stdlib(program: str) -> list[str]:
+    """A Python interpreter's standard library directories (asked of the interpreter itself),
+    so that ``from-host python3`` makes an image whose python3 runs; [] for other programs."""
+    if not _PYTHON.match(os.path.basename(os.path.realpath(program))):
+        return []
+    code = "import sysconfig; p = sysconfig.get_paths(); print(p['stdlib']); print(p['platstdlib'])"
+    try:
+        done = subprocess.run(
+            [program, "-I", "-S", "-c", code],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            check=False,
+            timeout=30,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    if done.returncode != 0:
+        return []
+    dirs: list[str] = []
+    for line in done.stdout.decode().splitlines():
+        if line and os.path.isdir(line) and line not in dirs:
+            dirs.append(line)
+    return dirs
+
+
+#: What of a Python standard library tree the image leaves out: installed packages, tests.
+_STDLIB_SKIP = frozenset({"site-packages", "dist-packages", "test", "idlelib", "tkinter"})
+
+
+def _add_with_libraries(builder: RootfsBuilder, resolver: elf.Resolver, top: str) -> None:
+    """``top`` recursively, and the shared libraries its ELF files (extension modules) need."""
+    builder.add_host_path(top, recursive=True, skip=_STDLIB_SKIP)
+    for dirpath, dirnames, filenames in os.walk(top):
+        dirnames[:] = [d for d in dirnames if d not in _STDLIB_SKIP]
+        for name in filenames:
+            if ".so" not in name:
+                continue
+            path = os.path.join(dirpath, name)
+            if os.path.isfile(path) and elf.is_elf(path):
+                for lib in elf.resolve_libraries(path, resolver):
+                    builder.add_host_path(lib)
 
 
 def busybox_rootfs(busybox: str = "/bin/busybox") -> RootfsBuilder:

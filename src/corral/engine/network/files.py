@@ -29,7 +29,11 @@ HOSTS, HOSTNAME, RESOLV = "hosts", "hostname", "resolv.conf"
 FALLBACK_NAMESERVERS = ("8.8.8.8", "8.8.4.4")  # docker's, when the host's are all loopback
 
 
-def hosts_text(hostname: str, own: Iterable[Endpoint], peers: Iterable[Endpoint]) -> str:
+def hosts_text(
+    hostname: str, own: Iterable[Endpoint], peers: Iterable[Endpoint], extra: str = ""
+) -> str:
+    """The container's /etc/hosts: loopback, its own addresses, its peers' (``extra``: the
+    ``--add-host`` lines, engine.containers.etc_files keeps them in ``hosts.extra``)."""
     lines = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback"]
     mine = list(own)
     for ep in mine:
@@ -40,6 +44,7 @@ def hosts_text(hostname: str, own: Iterable[Endpoint], peers: Iterable[Endpoint]
     for ep in peers:
         names = _unique([ep.name, ep.container_id[:12], *ep.aliases])
         lines.append(f"{ep.address}\t{' '.join(names)}")
+    lines += extra.splitlines()
     return "\n".join(lines) + "\n"
 
 
@@ -88,6 +93,14 @@ def spec_mounts(container_dir: Path) -> list[dict[str, object]]:
          "options": ["rbind", "rprivate"]}
         for name in (HOSTS, HOSTNAME, RESOLV)
     ]  # fmt: skip
+
+
+def read_extra_hosts(container_dir: Path) -> str:
+    from corral.engine.containers.etc_files import EXTRA_HOSTS
+
+    with contextlib.suppress(OSError):
+        return (container_dir / EXTRA_HOSTS).read_text()
+    return ""
 
 
 def read_hostname(container_dir: Path, default: str) -> str:

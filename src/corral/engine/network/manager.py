@@ -254,10 +254,12 @@ class Networks:
         elif req.mode != "host":
             spaces.append({"type": "network", "path": str(container_dir / "netns")})
         linux["namespaces"] = spaces
-        if req.mode != "host":
+        mounts = spec.setdefault("mounts", [])
+        have = {m.get("destination") for m in mounts}
+        if req.mode != "host" and "/etc/hosts" not in have:  # else etc_files made them
             hostname = str(spec.get("hostname") or container_id[:12])
             files.write_initial(container_dir, hostname)
-            spec.setdefault("mounts", []).extend(files.spec_mounts(container_dir))
+            mounts.extend(files.spec_mounts(container_dir))
 
     def mode(self, container_id: str) -> str:
         req = self.store.request(container_id)
@@ -407,7 +409,8 @@ class Networks:
                     if other.container_id != container_id:
                         peers.setdefault(f"{other.network}/{other.container_id}", other)
         hostname = files.read_hostname(cdir, container_id[:12])
-        files.write_in_place(cdir / files.HOSTS, files.hosts_text(hostname, own, peers.values()))
+        text = files.hosts_text(hostname, own, peers.values(), files.read_extra_hosts(cdir))
+        files.write_in_place(cdir / files.HOSTS, text)
 
 
 def _new_id() -> str:
