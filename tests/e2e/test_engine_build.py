@@ -12,7 +12,6 @@ import os
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -52,16 +51,6 @@ needs_x86_binutils = pytest.mark.skipif(
     os.uname().machine != "x86_64" or not (shutil.which("as") and shutil.which("ld")),
     reason="the test program is x86-64 assembly, built with the host's binutils",
 )
-
-
-@pytest.fixture
-def root(tmp_path: Path) -> Iterator[Path]:
-    root = tmp_path / "root"
-    yield root
-    if (root / "corral.db").exists():
-        ids = corral(root, "ps", "-aq", check=False).stdout.split()
-        if ids:
-            corral(root, "rm", "-f", *ids, check=False)
 
 
 def build(

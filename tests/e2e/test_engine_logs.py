@@ -7,12 +7,12 @@ import time
 from pathlib import Path
 
 import pytest
-from test_engine_run import NOTHING, leftovers, root  # noqa: F401  (root: the fixture)
+from test_engine_run import NOTHING, leftovers
 
 from helpers.engine import corral
 
 
-def wait_for_output(root: Path, name: str, text: str) -> None:  # noqa: F811
+def wait_for_output(root: Path, name: str, text: str) -> None:
     deadline = time.monotonic() + 10
     while text not in corral(root, "logs", name).stdout:
         assert time.monotonic() < deadline, corral(root, "logs", name)
@@ -29,7 +29,7 @@ def wait_for_output(root: Path, name: str, text: str) -> None:  # noqa: F811
         ["lg", "--tail", "2"],
     ],
 )
-def test_logs_tail(root: Path, args: list[str]) -> None:  # noqa: F811
+def test_logs_tail(root: Path, args: list[str]) -> None:
     script = "for i in 1 2 3 4 5; do echo l$i; done"
     corral(root, "run", "-d", "--name", "lg", "busybox", "sh", "-c", script)
     wait_for_output(root, "lg", "l5")
@@ -41,7 +41,7 @@ def test_logs_tail(root: Path, args: list[str]) -> None:  # noqa: F811
     assert leftovers(root) == NOTHING
 
 
-def test_logs_follow_ends_with_the_container(root: Path) -> None:  # noqa: F811
+def test_logs_follow_ends_with_the_container(root: Path) -> None:
     corral(
         root, "run", "-d", "--name", "lg", "busybox", "sh", "-c", "echo a; echo b; sleep 1; echo c"
     )
@@ -53,7 +53,7 @@ def test_logs_follow_ends_with_the_container(root: Path) -> None:  # noqa: F811
     corral(root, "rm", "lg")
 
 
-def test_logs_bad_flags_are_one_line(root: Path) -> None:  # noqa: F811
+def test_logs_bad_flags_are_one_line(root: Path) -> None:
     corral(root, "create", "--name", "lg", "busybox", "true")
     for args, fragment in [
         (["--tail", "x", "lg"], "--tail 'x'"),

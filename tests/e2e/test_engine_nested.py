@@ -8,26 +8,13 @@ on overlayfs): as podman's and docker's in-container setups do, it goes on a vol
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from helpers.engine import corral
 from helpers.paths import REPO
 
 SRC = REPO / "src"
 INNER = "import sys; from corral.cli.main import main; sys.exit(main(sys.argv[1:]))"
-
-
-@pytest.fixture
-def root(tmp_path: Path) -> Iterator[Path]:
-    root = tmp_path / "root"
-    yield root
-    if (root / "corral.db").exists():
-        ids = corral(root, "ps", "-aq", check=False).stdout.split()
-        if ids:
-            corral(root, "rm", "-f", *ids, check=False)
 
 
 def test_corral_in_a_privileged_corral_container(root: Path) -> None:

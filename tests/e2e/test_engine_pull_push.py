@@ -58,16 +58,6 @@ def one_line_error(done: subprocess.CompletedProcess[str], *fragments: str) -> s
 
 
 @pytest.fixture
-def root(tmp_path: Path) -> Iterator[Path]:
-    root = tmp_path / "root"
-    yield root
-    if (root / "corral.db").exists():
-        ids = corral(root, "ps", "-aq", check=False).stdout.split()
-        if ids:
-            corral(root, "rm", "-f", *ids, check=False)
-
-
-@pytest.fixture
 def rootfs(tmp_path: Path) -> Path:
     """A tiny busybox root filesystem with a marker file."""
     r = tmp_path / "rootfs"

@@ -8,22 +8,11 @@ import json
 import os
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from helpers.engine import corral
-
-
-@pytest.fixture
-def root(tmp_path: Path) -> Iterator[Path]:
-    root = tmp_path / "root"
-    yield root
-    if (root / "corral.db").exists():  # whatever a failed test left running
-        ids = corral(root, "ps", "-aq", check=False).stdout.split()
-        if ids:
-            corral(root, "rm", "-f", *ids, check=False)
 
 
 def mounts_under(path: Path) -> list[str]:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -41,16 +40,6 @@ for step in range(1, 11):
     blocks.append(bytearray(100 * 1024 * 1024))
     print(f"step {step}: {step * 100} MB", flush=True)
 """
-
-
-@pytest.fixture
-def root(tmp_path: Path) -> Iterator[Path]:
-    root = tmp_path / "root"
-    yield root
-    if (root / "corral.db").exists():
-        ids = corral(root, "ps", "-aq", check=False).stdout.split()
-        if ids:
-            corral(root, "rm", "-f", *ids, check=False)
 
 
 def run(root: Path, *args: str) -> str:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from test_engine_run import root  # noqa: F401  (the fixture)
-
 from helpers.engine import corral
 
 
@@ -13,13 +11,13 @@ def _status(text: str, key: str) -> str:
     return next(line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith(key))
 
 
-def test_run_loads_the_default_filter(root: Path) -> None:  # noqa: F811
+def test_run_loads_the_default_filter(root: Path) -> None:
     done = corral(root, "run", "--rm", "busybox", "cat", "/proc/self/status")
     assert _status(done.stdout, "Seccomp:") == "2"  # SECCOMP_MODE_FILTER
     assert int(_status(done.stdout, "Seccomp_filters:")) >= 1
 
 
-def test_the_filter_blocks_what_podman_blocks(root: Path) -> None:  # noqa: F811
+def test_the_filter_blocks_what_podman_blocks(root: Path) -> None:
     """personality(ADDR_NO_RANDOMIZE) is outside the profile's allowed arguments: ENOSYS with
     the default filter, allowed with --security-opt seccomp=unconfined (the control)."""
     probe = ["busybox", "sh", "-c", "linux64 -R true 2>&1; echo personality=$?"]
@@ -29,7 +27,7 @@ def test_the_filter_blocks_what_podman_blocks(root: Path) -> None:  # noqa: F811
     assert "personality=0" in free.stdout, free.stdout
 
 
-def test_unknown_security_opt_is_one_line(root: Path) -> None:  # noqa: F811
+def test_unknown_security_opt_is_one_line(root: Path) -> None:
     done = corral(
         root, "run", "--rm", "--security-opt", "apparmor=x", "busybox", "true", check=False
     )

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_engine_run import NOTHING, leftovers, root  # noqa: F401  (root: the fixture)
+from test_engine_run import NOTHING, leftovers
 
 from helpers.engine import corral
 
@@ -39,7 +39,7 @@ def cpu_load() -> Iterator[None]:
             proc.wait()
 
 
-def test_rm_force_and_stop_do_not_stall_under_load(root: Path, cpu_load: None) -> None:  # noqa: F811
+def test_rm_force_and_stop_do_not_stall_under_load(root: Path, cpu_load: None) -> None:
     took = []
     for i in range(TRIES):
         name = f"c{i}"

@@ -5,12 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from test_engine_run import root  # noqa: F401  (the fixture)
 
 from helpers.engine import corral
 
 
-def test_system_prune_keeps_what_runs_and_what_it_uses(root: Path) -> None:  # noqa: F811
+def test_system_prune_keeps_what_runs_and_what_it_uses(root: Path) -> None:
     corral(root, "run", "--name", "done", "busybox", "sh", "-c", "echo x > /made")
     corral(root, "run", "-d", "--name", "up", "busybox", "sleep", "60")
     out = corral(root, "system", "prune", "-a", "-f").stdout
@@ -32,12 +31,12 @@ SYSTEM_WARNING = (
 )
 
 
-def names(root: Path) -> list[str]:  # noqa: F811
+def names(root: Path) -> list[str]:
     return [line.split()[-1] for line in corral(root, "ps", "-a").stdout.splitlines()[1:]]
 
 
 @pytest.mark.parametrize("answer", ["n\n", "", "nope\n", "\n"])
-def test_system_prune_asks_and_anything_but_yes_aborts(root: Path, answer: str) -> None:  # noqa: F811
+def test_system_prune_asks_and_anything_but_yes_aborts(root: Path, answer: str) -> None:
     """As docker: the question is asked whatever stdin is; no, an empty line or the end of
     input (also /dev/null) remove nothing and exit 0."""
     corral(root, "run", "--name", "done", "busybox", "true")
@@ -50,7 +49,7 @@ def test_system_prune_asks_and_anything_but_yes_aborts(root: Path, answer: str) 
     corral(root, "rm", "done")
 
 
-def test_system_prune_yes_removes(root: Path) -> None:  # noqa: F811
+def test_system_prune_yes_removes(root: Path) -> None:
     corral(root, "run", "--name", "done", "busybox", "true")
     done = corral(root, "system", "prune", "-a", input="y\n")
     assert done.stdout.startswith(SYSTEM_WARNING + "Deleted Containers:\n")
@@ -59,7 +58,7 @@ def test_system_prune_yes_removes(root: Path) -> None:  # noqa: F811
     assert "busybox" not in corral(root, "images").stdout
 
 
-def test_image_prune_asks(root: Path) -> None:  # noqa: F811
+def test_image_prune_asks(root: Path) -> None:
     corral(root, "image", "busybox")
     warning = (
         "WARNING! This will remove all images without at least one container associated to"

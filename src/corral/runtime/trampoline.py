@@ -97,7 +97,13 @@ def launcher_elf(machine: str | None = None) -> bytes | None:
     if entry is None:
         return None
     e_machine, hexcode = entry
-    code = bytes.fromhex(hexcode)
+    return static_elf(e_machine, bytes.fromhex(hexcode))
+
+
+def static_elf(e_machine: int, code: bytes) -> bytes:
+    """The smallest static ELF executable around ``code`` (position-dependent, entered at its
+    first byte): a 64-byte header, one PT_LOAD program header mapping the whole file read and
+    execute at ``_BASE``, then the code. The engine's waiter is built the same way."""
     size = 64 + 56 + len(code)
 
     def u(value: int, width: int) -> bytes:

@@ -52,7 +52,9 @@ CREATE TABLE IF NOT EXISTS container_state (
 """
 
 LIVE = ("running", "paused")
-_ready: set[int] = set()
+#: Connections whose table exists, by id; the connection is kept so its id cannot be reused
+#: by a later connection (to another database) while it is listed here.
+_ready: dict[int, sqlite3.Connection] = {}
 
 
 @dataclass
@@ -83,9 +85,9 @@ class RunState:
 
 def ensure(db: sqlite3.Connection) -> None:
     """Create the table on first use (once per connection)."""
-    if id(db) not in _ready:
+    if _ready.get(id(db)) is not db:
         db.execute(_SCHEMA)  # one statement: fine inside a transaction
-        _ready.add(id(db))
+        _ready[id(db)] = db
 
 
 def _row(row: sqlite3.Row) -> RunState:

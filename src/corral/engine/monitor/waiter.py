@@ -57,7 +57,6 @@ _CODE = {
         "0000d4000080d2c80b80d2010000d4",
     ),
 }
-_BASE = 0x400000
 _MFD_EXEC = 0x10
 
 # The same loop in Python, for an architecture without the assembled one.
@@ -78,28 +77,13 @@ select.select([6], [], [], 5)
 
 def waiter_elf(machine: str | None = None) -> bytes | None:
     """The waiter as a static ELF executable for ``machine`` (uname -m); None if unknown."""
+    from corral.runtime.trampoline import static_elf
+
     entry = _CODE.get(machine or os.uname().machine)
     if entry is None:
         return None
     e_machine, hexcode = entry
-    code = bytes.fromhex(hexcode)
-    size = 64 + 56 + len(code)
-
-    def u(value: int, width: int) -> bytes:
-        return value.to_bytes(width, "little")
-
-    header = (
-        b"\x7fELF\x02\x01\x01" + bytes(9)  # 64-bit, little-endian, version 1, System V ABI
-        + u(2, 2) + u(e_machine, 2) + u(1, 4)  # ET_EXEC
-        + u(_BASE + 120, 8) + u(64, 8) + u(0, 8)  # entry, program headers at 64, no sections
-        + u(0, 4) + u(64, 2) + u(56, 2) + u(1, 2) + u(0, 2) + u(0, 2) + u(0, 2)
-    )  # fmt: skip
-    program = (
-        u(1, 4) + u(5, 4)  # PT_LOAD, PF_R | PF_X
-        + u(0, 8) + u(_BASE, 8) + u(_BASE, 8)  # the whole file, mapped at _BASE
-        + u(size, 8) + u(size, 8) + u(0x10000, 8)
-    )  # fmt: skip
-    return header + program + code
+    return static_elf(e_machine, bytes.fromhex(hexcode))
 
 
 def become_waiter(exit_fd: int, stdout_r: int, stderr_r: int) -> NoReturn:
