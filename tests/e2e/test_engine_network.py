@@ -57,6 +57,8 @@ class Host:
             enter = ["nsenter", f"--net=/run/netns/{self.name}"]
         self.enter = enter
         self.sh("ip", "link", "set", "lo", "up")
+        if self.own:  # a new namespace copies ip_forward from the host's: start from "off"
+            self.sh("sh", "-c", "echo 0 > /proc/sys/net/ipv4/ip_forward")
 
     def sh(self, *argv: str, check: bool = True, timeout: float = 60
            ) -> subprocess.CompletedProcess[str]:  # fmt: skip
@@ -401,8 +403,12 @@ def test_dockerd_beside(tmp_path: Path) -> None:
         remote = None
         try:
             host.corral("image", "busybox")
+            # dockerd sets the FORWARD policy to DROP when it finds forwarding off; a new
+            # namespace copies ip_forward from the host's, which may have it on: set what
+            # dockerd sets on a fresh host, so the test does not depend on the host's state.
+            host.sh("iptables", "-P", "FORWARD", "DROP")
             policy = host.sh("iptables", "-S", "FORWARD").stdout
-            assert "-P FORWARD DROP" in policy  # what dockerd does to every other router
+            assert "-P FORWARD DROP" in policy
             before = _docker_rules(host)
             remote = Remote(host)
             remote.serve()
