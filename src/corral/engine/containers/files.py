@@ -706,7 +706,31 @@ def diff(engine: Engine, ref: str) -> list[Change]:
     finally:
         for fd in fds:
             os.close(fd)
-    return out
+    return _without_mountpoints(out, _mount_destinations(engine, record.id))
+
+
+def _mount_destinations(engine: Engine, container_id: str) -> set[str]:
+    import json
+
+    try:
+        spec = json.loads((engine.containers.dir(container_id) / "config.json").read_text())
+        return {posixpath.normpath("/" + str(m["destination"])) for m in spec.get("mounts") or []}
+    except (OSError, ValueError, KeyError, TypeError):
+        return set()
+
+
+def _without_mountpoints(changes: list[Change], mountpoints: set[str]) -> list[Change]:
+    """docker keeps what the engine makes for its mounts (an empty /etc/hosts to bind over) in
+    a hidden init layer; here it is in the upper dir, so leave those out of ``diff``, and a
+    directory changed only because of them."""
+    hidden = {c.path for c in changes if c.path in mountpoints and c.kind == "A"}
+    kept = [c for c in changes if c.path not in hidden]
+    paths = [c.path for c in kept]
+    return [
+        c for c in kept
+        if not (c.kind == "C" and any(h.startswith(c.path + "/") for h in hidden)
+                and not any(p.startswith(c.path + "/") for p in paths))
+    ]  # fmt: skip
 
 
 # -- commit ----------------------------------------------------------------------------------------
