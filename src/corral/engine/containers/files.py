@@ -306,7 +306,7 @@ class _Extract:
     def _one(self, name: str, info: tarfile.TarInfo, data: Readable | None,
              dirs: list[tuple[str, tarfile.TarInfo]]) -> None:  # fmt: skip
         parent, base = _split(self._path(name))
-        pfd = _open_in_root(self.root, parent, os.O_PATH | os.O_DIRECTORY)
+        pfd = self._parent(parent)
         try:
             try:
                 old: os.stat_result | None = os.stat(base, dir_fd=pfd, follow_symlinks=False)
@@ -324,6 +324,26 @@ class _Extract:
                                     f'directory "{info.name}"')  # fmt: skip
                 os.unlink(base, dir_fd=pfd)
             self._create(pfd, base, name, info, data, dirs)
+        finally:
+            os.close(pfd)
+
+    def _parent(self, path: str) -> int:
+        """An fd on directory ``path`` (in the root), made with its missing parents (0755,
+        owned by the owner given, as docker's extraction makes them)."""
+        try:
+            return _open_in_root(self.root, path, os.O_PATH | os.O_DIRECTORY)
+        except FileNotFoundError:
+            if path == "." or (self.base != "." and not path.startswith(self.base + "/")):
+                raise
+        up, base = _split(path)
+        pfd = self._parent(up)
+        try:
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(base, 0o755, dir_fd=pfd)
+                if self.chown:
+                    os.chown(base, *(self.owner or (0, 0)), dir_fd=pfd, follow_symlinks=False)
+            return os.open(base, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
+                           dir_fd=pfd)  # fmt: skip
         finally:
             os.close(pfd)
 
@@ -714,7 +734,8 @@ def _mount_destinations(engine: Engine, container_id: str) -> set[str]:
 
     try:
         spec = json.loads((engine.containers.dir(container_id) / "config.json").read_text())
-        return {posixpath.normpath("/" + str(m["destination"])) for m in spec.get("mounts") or []}
+        mounts = spec.get("mounts") or []
+        return {"/" + posixpath.normpath(str(m["destination"])).lstrip("/") for m in mounts}
     except (OSError, ValueError, KeyError, TypeError):
         return set()
 
