@@ -1,5 +1,5 @@
 """``corral create | run | start | stop | restart | kill | pause | unpause | wait | rm | ps | logs
-| inspect`` (and ``container ...``): containers.
+| inspect | cp | diff | export | commit`` (and ``container ...``): containers.
 
 Thin (DESIGN.md): parse, call ``Engine.containers``, print as docker prints.
 """
@@ -77,6 +77,7 @@ def _monitor_options(ns: argparse.Namespace) -> Any:
 
 
 def _create(ns: argparse.Namespace) -> Any:
+    _ensure_image(ns)
     return engine(ns).containers.create(
         ns.image, _options(ns), name=ns.name, auto_remove=ns.rm, monitor=_monitor_options(ns)
     )
@@ -397,6 +398,153 @@ def cmd_container_prune(ns: argparse.Namespace) -> int:
     return 0
 
 
+# -- files: run/create --pull, cp, diff, export, commit -------------------------------------------
+
+PULL_POLICIES = ("missing", "always", "never")
+
+
+def _ensure_image(ns: argparse.Namespace) -> None:
+    """``run``/``create --pull``: as the docker CLI does, pull the image when it is missing
+    (``Unable to find image 'x:latest' locally``, the progress on stderr), always, or never.
+    ``busybox:latest`` is made from the host's busybox when missing (``create`` does it)."""
+    from corral.engine.images.reference import normalize
+    from corral.errors import NotFoundError
+
+    if ns.pull not in PULL_POLICIES:
+        raise UsageError(f"invalid pull option: {ns.pull!r}: must be one of \"always\", "
+                         "\"missing\" or \"never\"")  # fmt: skip
+    name = normalize(ns.image) if "@" not in ns.image else ns.image
+    images = engine(ns).images
+    if ns.pull != "always":
+        try:
+            images.get(ns.image)
+            return
+        except NotFoundError:
+            if name == "busybox:latest":
+                return
+            if ns.pull == "never":
+                raise NotFoundError(f"No such image: {name}") from None
+        print(f"Unable to find image '{name}' locally", file=sys.stderr)
+    from corral.cli.progress import Progress
+    from corral.engine.distribution import Options, default_auth_file, pull
+
+    options = Options(tls_verify=ns.tls_verify, auth_file=default_auth_file(engine(ns).layout))
+    pull(images, ns.image, options, Progress(sys.stderr))
+
+
+def _cp_arg(text: str) -> tuple[str | None, str]:
+    """docker's split of a ``cp`` argument: ``CONTAINER:PATH``, or a local path (one that
+    starts with / or . is always local, so ``./a:b`` names a file)."""
+    if text == "-" or text.startswith(("/", ".")) or ":" not in text:
+        return None, text
+    name, _, path = text.partition(":")
+    return name, path
+
+
+def cmd_cp(ns: argparse.Namespace) -> int:
+    from corral.engine.containers import files
+    from corral.errors import UserError
+
+    (src_ctr, src), (dst_ctr, dst) = _cp_arg(ns.src), _cp_arg(ns.dest)
+    if src_ctr is not None and dst_ctr is not None:
+        raise UserError("copying between containers is not supported")
+    if src_ctr is None and dst_ctr is None:
+        raise UserError("must specify at least one container source")
+    if src_ctr is not None:
+        if dst == "-":
+            sys.stdout.flush()
+        done = files.copy_from(engine(ns), src_ctr, src, dst, follow=ns.follow_link,
+                               out=sys.stdout.buffer)  # fmt: skip
+    else:
+        assert dst_ctr is not None
+        done = files.copy_to(engine(ns), dst_ctr, src, dst, follow=ns.follow_link,
+                             archive=ns.archive, source=sys.stdin.buffer)  # fmt: skip
+    if not ns.quiet and sys.stderr.isatty():
+        from corral.engine.format import human_size
+
+        print(f"Successfully copied {human_size(done.size, 3)} to {done.where}", file=sys.stderr)
+    return 0
+
+
+def cmd_diff(ns: argparse.Namespace) -> int:
+    from corral.engine.containers import files
+
+    for change in files.diff(engine(ns), ns.container):
+        print(change)
+    return 0
+
+
+def cmd_export(ns: argparse.Namespace) -> int:
+    from corral.engine.containers import files
+    from corral.errors import UserError
+
+    if ns.output is None:
+        if sys.stdout.isatty():
+            raise UserError("cowardly refusing to save to a terminal. Use the -o flag or "
+                            "redirect")  # fmt: skip
+        sys.stdout.flush()
+        files.export(engine(ns), ns.container, sys.stdout.buffer)
+        return 0
+    engine(ns).containers.record(ns.container)  # no such container: no file made
+    tmp = f"{ns.output}.corral-tmp"
+    try:
+        with open(tmp, "wb") as out:
+            files.export(engine(ns), ns.container, out)
+        os.rename(tmp, ns.output)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return 0
+
+
+def cmd_commit(ns: argparse.Namespace) -> int:
+    from corral.engine.containers import files
+
+    image = files.commit(engine(ns), ns.container, ns.repository, message=ns.message or "",
+                         author=ns.author or "", changes=ns.change or [],
+                         pause=ns.pause)  # fmt: skip
+    print(image.id)
+    return 0
+
+
+def _register_files(sub: Any) -> None:
+    p = sub.add_parser("cp", help="copy files between a container and the host (or a tar on -)")
+    p.add_argument("-a", "--archive", action="store_true", help="keep uid/gid (default: 0:0)")
+    p.add_argument("-L", "--follow-link", action="store_true", help="follow a symlink in SRC")
+    p.add_argument("-q", "--quiet", action="store_true", help="no closing line on a terminal")
+    p.add_argument("src", metavar="CONTAINER:SRC_PATH|SRC_PATH|-")
+    p.add_argument("dest", metavar="DEST_PATH|-|CONTAINER:DEST_PATH")
+    p.set_defaults(func=cmd_cp)
+
+    p = sub.add_parser("diff", help="files a container added (A), changed (C), deleted (D)")
+    p.add_argument("container", metavar="CONTAINER")
+    p.set_defaults(func=cmd_diff)
+
+    p = sub.add_parser("export", help="a tar of a container's filesystem")
+    p.add_argument("-o", "--output", metavar="FILE", help="write to FILE, not stdout")
+    p.add_argument("container", metavar="CONTAINER")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("commit", help="a new image from a container's changes")
+    p.add_argument("-a", "--author", metavar="TEXT", help='e.g. "Jo <jo@example.com>"')
+    p.add_argument("-c", "--change", action="append", metavar="INSTRUCTION",
+                   help="CMD, ENTRYPOINT, ENV, EXPOSE, LABEL, ONBUILD, USER, VOLUME, WORKDIR")
+    p.add_argument("-m", "--message", metavar="TEXT", help="the commit message")
+    p.add_argument("-p", "--pause", default=True, type=_true_false, metavar="BOOL",
+                   help="pause the container meanwhile (default true)")  # fmt: skip
+    p.add_argument("container", metavar="CONTAINER")
+    p.add_argument("repository", nargs="?", metavar="REPOSITORY[:TAG]")
+    p.set_defaults(func=cmd_commit)
+
+
+def _true_false(text: str) -> bool:
+    if text.lower() in ("true", "1"):
+        return True
+    if text.lower() in ("false", "0"):
+        return False
+    raise UsageError(f"--pause {text!r}: want true or false")
+
+
 # -- the parser ------------------------------------------------------------------------------------
 
 
@@ -429,10 +577,20 @@ def _run_flags(p: Any, run: bool) -> None:
                    help="failures not counted before this")  # fmt: skip
     p.add_argument("--no-healthcheck", action="store_true", help="not even the image's")
     p.add_argument("--log-opt", action="append", metavar="K=V", help="max-size=10m, max-file=3")
+    p.add_argument("--pull", default="missing", metavar="POLICY",
+                   help="pull the image: missing (default), always, never")  # fmt: skip
+    p.add_argument("--tls-verify", default=True, type=_tls_verify, nargs="?", const=True,
+                   metavar="BOOL", help="for --pull: HTTPS with verified certificates")  # fmt: skip
     if run:
         p.add_argument("-d", "--detach", action="store_true", help="run in the background")
     p.add_argument("image", metavar="IMAGE")
     p.add_argument("command", nargs="...", metavar="CMD")  # argparse.REMAINDER
+
+
+def _tls_verify(text: str) -> bool:
+    from corral.cli.registry import _bool
+
+    return _bool(text)
 
 
 def register(commands: Commands) -> None:
@@ -565,6 +723,8 @@ def _register(sub: Any, grouped: bool) -> None:
     p.add_argument("container", metavar="CONTAINER")
     p.add_argument("new_name", metavar="NEW_NAME")
     p.set_defaults(func=cmd_rename)
+
+    _register_files(sub)
 
     if grouped:
         p = sub.add_parser("prune", help="remove all stopped containers")

@@ -51,7 +51,6 @@ from corral.engine.containers.spec import DEFAULT_PATH
 from corral.engine.format import rfc3339
 from corral.engine.images.diff import write_diff
 from corral.engine.images.layers import apply_layer
-from corral.engine.images.media import OCI_LAYER_TAR as MEDIA_TAR
 from corral.engine.layout import remove_tree
 from corral.errors import CorralError, NotFoundError, UserError
 
@@ -625,17 +624,13 @@ class Builder:
         with self._mounted(parent) as (rootfs, snapshot):
             work(rootfs, snapshot)
             upper = self.engine.snapshots.upper(snapshot)
-            content = self.images.content
             self.containers.release(snapshot)  # unmounted before its upper dir is read
-            with content.writer(what="layer") as writer:
-                stats = write_diff(upper, writer)  # type: ignore[arg-type]
-                blob = writer.commit()
-            with content.open(blob) as f:
-                layer, _ = self.engine.snapshots.unpack(f, parent, stats.diff_id, what=by)
-        entry = CacheEntry(key, layer.chain_id, stats.diff_id, blob, MEDIA_TAR, stats.size,
-                           created)  # fmt: skip
+            layer = self.images.add_layer(upper, parent, what=by)
+        entry = CacheEntry(key, layer.chain_id, layer.diff_id, layer.blob, layer.media_type,
+                           layer.blob_size, created)  # fmt: skip
         self.cache.put(entry)
-        state.layers.append(LayerBlob(blob, MEDIA_TAR, stats.size, stats.diff_id, layer.chain_id))
+        state.layers.append(LayerBlob(layer.blob, layer.media_type, layer.blob_size,
+                                      layer.diff_id, layer.chain_id))  # fmt: skip
         state.add_history(created, by, empty=False)
         stage.key = key
         self.say(f"--> {layer.chain_id[7:19]}")
@@ -687,12 +682,12 @@ class Builder:
             if not self.images.content.exists(x.blob):
                 raise BuildError(f"layer blob {x.blob} is missing from the store")
         self.say(f"COMMIT {tags[0] if tags else ''}".rstrip())
-        image = self.images._commit_image(config, blobs, tags[0] if tags else None)
+        image = self.images.commit(config, blobs, tags[0] if tags else None)
         for tag in tags[1:]:
             self.images.tag(image.id, tag)
         for tag in tags:
             self.say(f"Successfully tagged {tag}")
-        return self.images._image(image.id)
+        return self.images.get(image.id)
 
     # set by build(); declared for the type checker
     file: Containerfile

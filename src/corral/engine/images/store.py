@@ -34,7 +34,7 @@ from corral.engine.format import rfc3339
 from corral.engine.images.content import ContentStore
 from corral.engine.images.digest import chain_ids, is_digest, short_id
 from corral.engine.images.layers import DecompressingReader, detect
-from corral.engine.images.media import OCI_LAYER_TYPE, OCI_MANIFEST, oci_manifest
+from corral.engine.images.media import OCI_LAYER_TAR, OCI_LAYER_TYPE, OCI_MANIFEST, oci_manifest
 from corral.engine.images.reference import normalize, parse
 from corral.errors import NotFoundError, StateError, UsageError, UserError
 
@@ -72,6 +72,17 @@ class LayerRef:
     diff_id: str
     chain_id: str
     size: int
+
+
+@dataclass(frozen=True)
+class NewLayer:
+    """A layer ``add_layer`` made: its blob (an uncompressed tar) and its unpacked snapshot."""
+
+    blob: str
+    media_type: str
+    blob_size: int
+    diff_id: str
+    chain_id: str
 
 
 @dataclass
@@ -437,6 +448,35 @@ class ImageStore:
             return self.get(ref)
         except NotFoundError:
             return self.busybox(ref)
+
+    def add_layer(
+        self, upper: str | os.PathLike[str], parent: str | None, what: str = "layer"
+    ) -> NewLayer:
+        """Turn the overlay upper directory ``upper`` into a layer on top of chain ``parent``.
+
+        Its tar (corral.engine.images.diff) becomes a blob, and the blob is unpacked once as a
+        committed snapshot (nothing read again if that chain exists). ``build`` does this for
+        each RUN/COPY step, ``commit`` for a container. Hold the lock, and make sure nothing
+        writes to ``upper`` meanwhile (unmounted, or the container paused).
+        """
+        from corral.engine.images.diff import write_diff
+
+        with self.content.writer(what=what) as writer:
+            stats = write_diff(upper, writer)  # type: ignore[arg-type]
+            blob = writer.commit()
+        with self.content.open(blob) as f:
+            layer, _ = self.snapshots.unpack(f, parent, stats.diff_id, what=what)
+        return NewLayer(blob, OCI_LAYER_TAR, stats.size, stats.diff_id, layer.chain_id)
+
+    def commit(
+        self, config: dict[str, Any], layers: Sequence[tuple[str, str, int]], tag: str | None
+    ) -> Image:
+        """Record the image ``config`` describes, made of ``layers`` (blob, media type, size:
+        blobs in the store, unpacked), tagged ``tag``: the end of ``build`` and ``commit``.
+        The config and manifest are written here; hold the lock."""
+        if tag is not None:
+            tag = normalize(tag)
+        return self._commit_image(config, layers, tag)
 
     def _commit_image(
         self,
