@@ -8,23 +8,10 @@ from __future__ import annotations
 import io
 import os
 import tarfile
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from helpers.engine import corral
 from helpers.registry import push_image
-
-
-@pytest.fixture
-def root(tmp_path: Path) -> Iterator[Path]:
-    root = tmp_path / "root"
-    yield root
-    if (root / "corral.db").exists():
-        ids = corral(root, "ps", "-aq", check=False).stdout.split()
-        if ids:
-            corral(root, "rm", "-f", *ids, check=False)
 
 
 def _layer(marker: str) -> bytes:
@@ -91,3 +78,23 @@ def test_busybox_latest_is_made_from_the_host_when_missing(root: Path) -> None:
     assert (done.stdout, done.stderr) == ("hi\n", "")
     done = corral(root, "run", "--rm", "--pull", "never", "busybox:latest", "true")
     assert done.returncode == 0
+
+
+def test_build_pulls_a_missing_base_and_pull_fetches_again(root: Path, registry: str,
+                                                           tmp_path: Path) -> None:  # fmt: skip
+    """``corral build``: a FROM image missing from the store is pulled (docker's rule);
+    ``--pull`` fetches it again even when present."""
+    ref = f"{registry}/pullmissing/base:{os.getpid()}"
+    push_image(registry, "pullmissing/base", str(os.getpid()), [_layer("one\n")])
+    context = tmp_path / "ctx"
+    context.mkdir()
+    (context / "Containerfile").write_text(f"FROM {ref}\nRUN cat /marker > /seen\n")
+
+    def build(*flags: str) -> str:
+        corral(root, "build", "--tls-verify=false", *flags, "-t", "built", str(context))
+        return corral(root, "run", "--rm", "built", "cat", "/seen").stdout
+
+    assert build() == "one\n"  # pulled: it was not in the store
+    push_image(registry, "pullmissing/base", str(os.getpid()), [_layer("two\n")])
+    assert build() == "one\n"  # present: used as it is
+    assert build("--pull") == "two\n"  # --pull: the tag's new content

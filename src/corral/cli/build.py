@@ -1,7 +1,10 @@
 """``corral build`` and ``corral builder prune``: thin, as the rest of the CLI (parse, call
 ``corral.engine.build``, print).
 
-    corral build -t NAME[:TAG] [-f FILE] [--build-arg K=V] [--target STAGE] [--no-cache] CONTEXT
+    corral build -t NAME[:TAG] [-f FILE] [--build-arg K=V] [--target STAGE] [--no-cache]
+                 [--pull] [--tls-verify=false] CONTEXT
+
+A FROM image missing from the store is pulled (``--pull``: every FROM image is pulled again).
 
 Progress goes to stdout in podman's plain format (``STEP 2/7: RUN make``), then the image id;
 ``-q`` prints only the id. A RUN step's stdin is /dev/null, as docker's.
@@ -10,6 +13,7 @@ Progress goes to stdout in podman's plain format (``STEP 2/7: RUN make``), then 
 from __future__ import annotations
 
 import os
+import sys
 
 from corral.errors import UsageError
 
@@ -18,6 +22,7 @@ if TYPE_CHECKING:
     import argparse
 
     from corral.cli.common import Commands
+    from corral.engine.images.store import Image
 
 
 def cmd_build(ns: argparse.Namespace) -> int:
@@ -36,6 +41,15 @@ def cmd_build(ns: argparse.Namespace) -> int:
                 continue
             value = os.environ[key]
         build_args[key] = value
+    the_engine = engine(ns)
+
+    def puller(ref: str) -> Image:
+        from corral.cli.progress import Progress
+        from corral.engine.distribution import Options, default_auth_file, pull
+
+        options = Options(tls_verify=ns.tls_verify, auth_file=default_auth_file(the_engine.layout))
+        return pull(the_engine.images, ref, options, None if ns.quiet else Progress(sys.stderr))
+
     opts = BuildOptions(
         context=Path(ns.context),
         file=Path(ns.file) if ns.file else None,
@@ -43,15 +57,23 @@ def cmd_build(ns: argparse.Namespace) -> int:
         build_args=build_args,
         target=ns.target,
         no_cache=ns.no_cache,
+        pull=ns.pull,
         quiet=ns.quiet,
+        puller=puller,
     )
     null = os.open("/dev/null", os.O_RDONLY)
     os.dup2(null, 0)
     os.close(null)
-    result = engine(ns).builds.build(opts)
+    result = the_engine.builds.build(opts)
     if ns.quiet:
         print(result.image.id)
     return 0
+
+
+def _bool(text: str) -> bool:
+    from corral.cli.registry import _bool as parse
+
+    return parse(text)
 
 
 def cmd_builder_prune(ns: argparse.Namespace) -> int:
@@ -73,6 +95,11 @@ def register(commands: Commands) -> None:
     p.add_argument("--build-arg", action="append", metavar="NAME=VALUE", help="set an ARG")
     p.add_argument("--target", metavar="STAGE", help="build up to this stage")
     p.add_argument("--no-cache", action="store_true", help="run every step again")
+    p.add_argument("--pull", action="store_true", help="pull every FROM image, even if present")
+    p.add_argument(
+        "--tls-verify", type=_bool, nargs="?", const=True, default=True, metavar="BOOL",
+        help="verify registries' certificates (false: also allow plain HTTP)",
+    )  # fmt: skip
     p.add_argument("-q", "--quiet", action="store_true", help="print only the image id")
     p.set_defaults(func=cmd_build)
 

@@ -81,8 +81,11 @@ class BuildOptions:
     build_args: dict[str, str] = field(default_factory=dict)
     target: str | None = None
     no_cache: bool = False
-    pull: bool = False
+    pull: bool = False  # --pull: fetch every FROM image again, even one in the store
     quiet: bool = False
+    #: How to fetch a base image from its registry (the CLI's: TLS flags, progress on
+    #: stderr). None: only images already in the store can be used.
+    puller: Callable[[str], Image] | None = None
 
 
 @dataclass
@@ -162,6 +165,7 @@ class Builder:
         from corral.engine.images.reference import normalize
 
         self.quiet = opts.quiet
+        self.opts = opts
         tags = [normalize(t, "-t") for t in opts.tags]
         context = opts.context
         if not context.is_dir():
@@ -400,13 +404,20 @@ class Builder:
         self._run_onbuild(stage, stages, config)
 
     def _base_image(self, ref: str) -> Image:
+        """A FROM image: docker's rules, pulled when missing (or always with ``--pull``);
+        ``busybox:latest`` is made from the host's static busybox when missing."""
         from corral.engine.images.reference import normalize
 
+        puller = self.opts.puller
+        if self.opts.pull and puller is not None:
+            return puller(ref)
         try:
             return self.images.get(ref)
         except NotFoundError:
             if normalize(ref) == "busybox:latest":
                 return self.images.ensure_busybox()
+            if puller is not None:
+                return puller(ref)
             raise NotFoundError(
                 f"base image {ref!r} is not in the store (corral pull {ref}, or corral load)"
             ) from None
