@@ -128,6 +128,7 @@ class Monitor:
         self.clients: dict[int, _Client] = {}
         self.listeners: dict[int, _Watch] = {}
         self.rescan = True
+        self.rescan_at = 0.0  # a container to adopt again shortly
         self.db: sqlite3.Connection | None = None
 
     # -- the loop ------------------------------------------------------------------------------
@@ -149,6 +150,8 @@ class Monitor:
         idle_since = time.monotonic()
         while True:
             self._reap()
+            if self.rescan_at and self.rescan_at <= time.time():
+                self.rescan, self.rescan_at = True, 0.0
             if self.rescan:
                 self.rescan = False
                 self._scan()
@@ -216,6 +219,8 @@ class Monitor:
         times = [w.next_probe for w in self.watches.values() if w.next_probe and not w.probe]
         times += list(self.restarts.values())
         times += [c.deadline for c in self.clients.values() if c.deadline]
+        if self.rescan_at:
+            times.append(self.rescan_at)
         if not busy:
             times.append(now + self.linger)
         if not times:
@@ -268,6 +273,10 @@ class Monitor:
             if watch.pidfd >= 0:
                 os.close(watch.pidfd)
             self._helper("finish", cid, str(waiter))  # the waiter is gone already
+            return
+        if not _is_waiter(waiter):  # it reported "ok" and is about to exec the waiter:
+            os.close(watch.pidfd)  # its fds 4-7 are not the waiter's yet
+            self.rescan_at = time.time() + 0.01
             return
         config = json.loads(row["config"] or "{}")
         try:
@@ -325,6 +334,8 @@ class Monitor:
             del self.by_fd[fd]
             del watch.fds[fd]
             os.close(fd)
+            if fd == watch.master:
+                watch.master = -1
             return
         if watch.writer is not None:
             watch.writer.write(stream, data)
@@ -575,6 +586,16 @@ class Monitor:
 
 def _flag(_signum: int, _frame: object) -> None:
     """Signals only wake the loop (through the wakeup fd)."""
+
+
+def _is_waiter(pid: int) -> bool:
+    """Whether ``pid`` runs the waiter program (the assembled one, or the Python loop)."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            cmdline = f.read()
+    except OSError:
+        return True  # gone: the pidfd says so
+    return cmdline.startswith(b"corral-waiter\0") or b"os.wait4" in cmdline
 
 
 def _start_time(pid: int) -> int:
