@@ -15,7 +15,6 @@ import struct
 import subprocess
 import termios
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -26,14 +25,9 @@ PROMPT = b"# "
 DETACH = b"\x10\x11"  # ctrl-p ctrl-q
 
 
-@pytest.fixture
-def root(tmp_path: Path) -> Iterator[Path]:
-    root = tmp_path / "root"
+@pytest.fixture(autouse=True)
+def _busybox(root: Path) -> None:
     corral(root, "image", "busybox")
-    yield root
-    ids = corral(root, "ps", "-aq", check=False).stdout.split()
-    if ids:
-        corral(root, "rm", "-f", *ids, check=False)
 
 
 class Terminal:
