@@ -1,7 +1,7 @@
 """The engine against podman (runc, ``--network none``), command by command, and the memory
 each running container adds: corral's monitor and waiters against podman's conmon.
 
-    .venv/bin/python bench/engine.py [--runs N] [--containers N]
+    .venv/bin/python bench/engine.py [--runs N] [--containers N] [--memory-only]
 
 Run as root. Both get private roots in a temporary directory and the same busybox image
 (corral's built-in one, saved and loaded into podman). podman on this host needs its own
@@ -14,6 +14,8 @@ Timings alternate corral and podman run by run and print medians and the ratio c
 (/proc/<pid>/smaps_rollup) of everything that stays behind for them is summed and divided by
 N: for corral the root's monitor and every waiter, for podman every conmon (runc does not
 stay). The containers' own processes are not counted, nor podman's or corral's CLI (gone).
+Measured twice: containers run ``-d``, and run ``-dit`` (a pty each, held by the waiter or
+conmon, and the attach socket).
 Exit 0 whatever the figures.
 """
 
@@ -118,9 +120,10 @@ def run_exec_rm(tool: Tool) -> Callable[[], object]:
     return go
 
 
-def start_many(tool: Tool, n: int) -> list[str]:
+def start_many(tool: Tool, n: int, tty: bool = False) -> list[str]:
     net = [] if tool.name == "corral" else ["--network", "none"]
-    return [tool("run", "-d", *net, image(tool), "sleep", "100000").strip() for _ in range(n)]
+    run = ["run", "-dit"] if tty else ["run", "-d"]
+    return [tool(*run, *net, image(tool), "sleep", "100000").strip() for _ in range(n)]
 
 
 def remove(tool: Tool, ids: list[str]) -> None:
@@ -156,9 +159,9 @@ def processes(match: Callable[[str, str], bool]) -> list[int]:
     return out
 
 
-def memory(corral: Tool, podman: Tool, n: int, base: Path) -> None:
+def memory(corral: Tool, podman: Tool, n: int, base: Path, tty: bool = False) -> None:
     root = str(base / "corral")
-    ids = start_many(corral, n)
+    ids = start_many(corral, n, tty)
     time.sleep(1.0)
     waiters = processes(lambda comm, cmd: cmd.strip() == "corral-waiter")
     monitors = processes(lambda comm, cmd: "corral.engine.monitor" in cmd and root in cmd)
@@ -166,12 +169,13 @@ def memory(corral: Tool, podman: Tool, n: int, base: Path) -> None:
     corral_total = sum(pss_kb(p) for p in monitors) + sum(pss_kb(p) for p in mine)
     monitor_kb = sum(pss_kb(p) for p in monitors)
     remove(corral, ids)
-    ids = start_many(podman, n)
+    ids = start_many(podman, n, tty)
     time.sleep(1.0)
     conmons = processes(lambda comm, cmd: comm == "conmon" and str(base) in cmd)
     conmon_total = sum(pss_kb(p) for p in conmons)
     remove(podman, ids)
-    print(f"memory per running container ({n} containers, sum of PSS / {n}):")
+    kind = "-dit" if tty else "-d"
+    print(f"memory per running container ({n} containers run {kind}, sum of PSS / {n}):")
     print(
         f"  corral: monitor {monitor_kb} kB ({len(monitors)} process) + {len(mine)} waiters "
         f"{corral_total - monitor_kb} kB = {corral_total / n:.0f} kB per container"
@@ -186,11 +190,16 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=10)
     parser.add_argument("--containers", type=int, default=20)
+    parser.add_argument("--memory-only", action="store_true", help="no timings")
     ns = parser.parse_args()
     base = Path(tempfile.mkdtemp(prefix="cb-", dir="/tmp"))
     try:
         corral, podman = setup(base)
         tools = (corral, podman)
+        if ns.memory_only:
+            memory(corral, podman, ns.containers, base)
+            memory(corral, podman, ns.containers, base, tty=True)
+            return 0
         for tool in tools:  # warm up
             run_rm(tool)()
         compare("run --rm true", ns.runs, tools, run_rm)
@@ -208,6 +217,7 @@ def main() -> int:
         for tool in tools:
             remove(tool, many[tool.name])
         memory(corral, podman, ns.containers, base)
+        memory(corral, podman, ns.containers, base, tty=True)
     finally:
         subprocess.run(["umount", "-R", str(base / "pm" / "root" / "overlay")],
                        capture_output=True, check=False)  # fmt: skip

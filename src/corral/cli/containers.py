@@ -1,5 +1,5 @@
-"""``corral create | run | start | stop | restart | kill | pause | unpause | wait | rm | ps | logs
-| inspect | cp | diff | export | commit`` (and ``container ...``): containers.
+"""``corral create | run | start | attach | stop | restart | kill | pause | unpause | wait | rm |
+ps | logs | inspect | cp | diff | export | commit`` (and ``container ...``): containers.
 
 Thin (DESIGN.md): parse, call ``Engine.containers``, print as docker prints.
 """
@@ -27,7 +27,7 @@ def _options(ns: argparse.Namespace) -> Any:
 
     from corral.cli.run_flags import run_options
 
-    return dataclasses.replace(run_options(ns), network=request_from(ns))
+    return dataclasses.replace(run_options(ns), network=request_from(ns), tty=ns.tty)
 
 
 def _start_failure_status(err: BaseException) -> int:
@@ -48,6 +48,7 @@ def _monitor_options(ns: argparse.Namespace) -> Any:
     from corral.spec.signals import parse_signal
 
     config = MonitorConfig()
+    config.tty, config.open_stdin = ns.tty, ns.interactive
     config.restart, config.max_retries = parse_restart(ns.restart)
     if ns.restart != "no" and ns.rm:
         raise UsageError("--restart and --rm: conflicting options (a restarted container is "
@@ -89,10 +90,26 @@ def cmd_create(ns: argparse.Namespace) -> int:
 
 
 def cmd_run(ns: argparse.Namespace) -> int:
-    if ns.tty:
-        raise UsageError("-t: terminals are not supported by corral run yet")
+    from corral.engine.monitor.attach import parse_detach_keys
+
+    keys = parse_detach_keys(ns.detach_keys)
+    sig_proxy = _bool_flag(ns.sig_proxy, "--sig-proxy")
+    if ns.tty and ns.interactive and not ns.detach and not os.isatty(0):
+        print("the input device is not a TTY", file=sys.stderr)  # docker's words and status
+        return 1
     containers = engine(ns).containers
     record = _create(ns)
+    if ns.tty and not ns.detach:  # attached to its pty through the monitor, as docker
+        sys.stdout.flush()
+        try:
+            code = containers.start_attached(
+                record, stdin=ns.interactive, detach_keys=keys, sig_proxy=sig_proxy
+            )
+        except BaseException:
+            if record.auto_remove:
+                containers.remove(record.id, force=True)
+            raise
+        return 0 if code is None else code
     if ns.detach:
         try:
             containers.start_detached(record)
@@ -118,10 +135,52 @@ def cmd_run(ns: argparse.Namespace) -> int:
 
 def cmd_start(ns: argparse.Namespace) -> int:
     containers = engine(ns).containers
+    if ns.attach or ns.interactive:  # start -a [-i]: attached from the start, as run -it
+        from corral.engine.monitor.attach import parse_detach_keys
+
+        keys = parse_detach_keys(ns.detach_keys)
+        if len(ns.containers) > 1:
+            raise UsageError("you cannot start and attach multiple containers at once")
+        sys.stdout.flush()
+        code = containers.start_attached(
+            containers.record(ns.containers[0]), stdin=ns.interactive, detach_keys=keys
+        )
+        return 0 if code is None else code
     for ref in ns.containers:
         containers.start_detached(containers.record(ref))
         print(ref)
     return 0
+
+
+def cmd_attach(ns: argparse.Namespace) -> int:
+    """docker's ``attach``: our terminal to a running container until it exits (its exit
+    code) or the detach keys are typed (0, it runs on)."""
+    from corral.engine.monitor.attach import parse_detach_keys
+
+    keys = parse_detach_keys(ns.detach_keys)
+    sig_proxy = _bool_flag(ns.sig_proxy, "--sig-proxy")
+    sys.stdout.flush()
+    code = engine(ns).containers.attach(
+        ns.container, stdin=not ns.no_stdin, detach_keys=keys, sig_proxy=sig_proxy
+    )
+    return 0 if code is None else code
+
+
+def _bool_flag(text: str, flag: str) -> bool:
+    """A Go-style boolean flag's value (``--sig-proxy=false``)."""
+    value = text.lower()
+    if value in ("true", "1", "t"):
+        return True
+    if value in ("false", "0", "f"):
+        return False
+    raise UsageError(f"{flag} {text!r}: want true or false")
+
+
+def _add_attach_flags(p: Any) -> None:
+    p.add_argument("--detach-keys", metavar="KEYS",
+                   help="keys that detach, leaving it running (ctrl-p,ctrl-q)")  # fmt: skip
+    p.add_argument("--sig-proxy", nargs="?", const="true", default="true", metavar="BOOL",
+                   help="pass our signals on to it (without -t; default true)")  # fmt: skip
 
 
 def _each(ns: argparse.Namespace, action: Any) -> int:
@@ -566,7 +625,7 @@ def _run_flags(p: Any, run: bool) -> None:
     add_run_flags(p)
     add_network_flags(p)
     p.add_argument("-i", "--interactive", action="store_true", help="keep stdin attached")
-    p.add_argument("-t", "--tty", action="store_true", help="a terminal (not supported yet)")
+    p.add_argument("-t", "--tty", action="store_true", help="allocate a terminal (a pty)")
     p.add_argument("--restart", default="no", metavar="POLICY",
                    help="no | on-failure[:N] | always | unless-stopped")  # fmt: skip
     p.add_argument("--health-cmd", metavar="CMD", help="command to check health (sh -c)")
@@ -583,6 +642,7 @@ def _run_flags(p: Any, run: bool) -> None:
                    metavar="BOOL", help="for --pull: HTTPS with verified certificates")  # fmt: skip
     if run:
         p.add_argument("-d", "--detach", action="store_true", help="run in the background")
+        _add_attach_flags(p)
     p.add_argument("image", metavar="IMAGE")
     p.add_argument("command", nargs="...", metavar="CMD")  # argparse.REMAINDER
 
@@ -608,9 +668,19 @@ def _register(sub: Any, grouped: bool) -> None:
     _run_flags(p, run=True)
     p.set_defaults(func=cmd_run, error_status=_start_failure_status)
 
-    p = sub.add_parser("start", help="start created or stopped containers (detached)")
+    p = sub.add_parser("start", help="start created or stopped containers")
     p.add_argument("containers", nargs="+", metavar="CONTAINER")
+    p.add_argument("-a", "--attach", action="store_true", help="attach its output (and wait)")
+    p.add_argument("-i", "--interactive", action="store_true", help="attach its input too")
+    p.add_argument("--detach-keys", metavar="KEYS",
+                   help="keys that detach, leaving it running (ctrl-p,ctrl-q)")  # fmt: skip
     p.set_defaults(func=cmd_start)
+
+    p = sub.add_parser("attach", help="attach our terminal to a running container")
+    p.add_argument("container", metavar="CONTAINER")
+    p.add_argument("--no-stdin", action="store_true", help="do not attach stdin")
+    _add_attach_flags(p)
+    p.set_defaults(func=cmd_attach)
 
     p = sub.add_parser("stop", help="stop running containers")
     p.add_argument("containers", nargs="+", metavar="CONTAINER")

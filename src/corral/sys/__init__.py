@@ -2,8 +2,9 @@
 
 Every kernel call that the standard library (``os``) does not offer is wrapped here with ctypes:
 mount, umount2, pivot_root, unshare, setns, sethostname, setdomainname, prctl, capget/capset,
-personality, openat2. A failing call raises ``KernelError(op, errno, strerror, path)``; nothing
-else in corral touches ctypes, so the rest reads as plain Python and is unit-tested without root.
+personality, openat2, pidfd_getfd. A failing call raises ``KernelError(op, errno, strerror,
+path)``; nothing else in corral touches ctypes, so the rest reads as plain Python and is
+unit-tested without root.
 
 The binding is loaded on first use, not at import (``corral-runc state`` and ``kill`` never need
 it), and through corral.sys._ffi rather than ctypes itself: see that module for why.
@@ -298,3 +299,23 @@ def mount_setattr(
         c_long(number), c_int(dirfd), path, c_int(flags), byref(attr), c_size_t(32)
     )
     _check("mount_setattr", int(ret), name)
+
+
+# pidfd_getfd(2) (Linux 5.6): a copy of another process's open file, as if it had been sent
+# over a unix socket. Same number on x86_64 and aarch64.
+_PIDFD_GETFD = {"x86_64": 438, "aarch64": 438}
+
+
+def pidfd_getfd(pidfd: int, target_fd: int) -> int:
+    """A close-on-exec duplicate of fd ``target_fd`` of the process ``pidfd`` refers to (the
+    caller must be allowed to ptrace it). The engine's monitor takes a container's pty master
+    from its waiter this way, so the waiter stays the one that keeps it open."""
+    from corral.sys._ffi import c_int, c_long, c_uint32
+
+    number = _PIDFD_GETFD.get(_MACHINE)
+    if number is None:
+        raise KernelError("pidfd_getfd", 38, f"unsupported architecture {_MACHINE}")
+    ret = _lib().function("syscall", c_long)(
+        c_long(number), c_int(pidfd), c_int(target_fd), c_uint32(0)
+    )
+    return _check("pidfd_getfd", int(ret))

@@ -370,9 +370,10 @@ class Containers:
                 self.remove(record.id, force=True, volumes=True)
         return code
 
-    def start_detached(self, record: Record) -> None:
+    def start_detached(self, record: Record, hold: bool = False) -> None:
         """Start the container under a waiter and the root's monitor; return once it runs.
-        The program's own start errors (not found, cannot be invoked) raise here."""
+        The program's own start errors (not found, cannot be invoked) raise here. ``hold``:
+        leave it created, for an attaching caller to start (``start_attached``)."""
         from corral.engine.monitor.launch import ensure_monitor, launch
 
         row = self.run_state(record.id)
@@ -384,7 +385,9 @@ class Containers:
         # (it reopens on next use).
         self.engine.close()
         try:
-            waiter, waiter_start, pid = launch(self.runtime(), record.id, path, lock)
+            waiter, waiter_start, pid = launch(
+                self.runtime(), record.id, path, lock, tty=row.config.tty, start=not hold
+            )
         except BaseException:
             self._teardown(record.id)
             raise
@@ -395,6 +398,114 @@ class Containers:
                 healthcheck=row.config.healthcheck is not None,
             )  # fmt: skip
         ensure_monitor(self.engine.layout.root, self.runtime_root)
+
+    # -- attaching --------------------------------------------------------------------------------
+
+    def start_attached(
+        self, record: Record, *, stdin: bool, detach_keys: bytes, sig_proxy: bool = True
+    ) -> int | None:
+        """``run -it`` (without ``-d``), ``start -a [-i]``: start the container under its
+        waiter and the monitor, as ``start_detached``, but attached from its first byte of
+        output (we connect to its attach socket before it starts). Its exit code, or None
+        when the detach keys left it running. A running one is just attached to."""
+        if self.run_state(record.id).live:
+            return self.attach(record.id, stdin=stdin, detach_keys=detach_keys,
+                               sig_proxy=sig_proxy)  # fmt: skip
+        self._check_input(self.run_state(record.id).config, stdin)
+        self.start_detached(record, hold=True)
+        return self._attached(record, self.run_state(record.id), stdin, detach_keys, sig_proxy,
+                              start=True)  # fmt: skip
+
+    def attach(
+        self, ref: str, *, stdin: bool = True, detach_keys: bytes = b"\x10\x11",
+        sig_proxy: bool = True,
+    ) -> int | None:
+        """docker's ``attach``: our terminal (stdin only if the container was made with
+        ``-i``) to a running container; its exit code, or None when detached."""
+        record = self.record(ref)
+        row = self.reconcile(self.run_state(record.id))
+        if not row.live:
+            raise StateError("You cannot attach to a stopped container, start it first")
+        if row.status == "paused":
+            raise StateError("You cannot attach to a paused container, unpause it first")
+        if not row.detached:
+            raise StateError(f"container {record.name!r}: its output goes to the `corral run` "
+                             "that started it in the foreground; it cannot be attached"
+                             )  # fmt: skip
+        self._check_input(row.config, stdin)
+        return self._attached(record, row, stdin, detach_keys, sig_proxy, start=False)
+
+    @staticmethod
+    def _check_input(config: MonitorConfig, stdin: bool) -> None:
+        if config.tty and config.open_stdin and stdin and not os.isatty(0):
+            raise UsageError("the input device is not a TTY")
+
+    def _attached(
+        self, record: Record, row: RunState, stdin: bool, detach_keys: bytes, sig_proxy: bool,
+        start: bool,
+    ) -> int | None:
+        """Be the client of the container's attach socket until it ends (its exit code, read
+        from the waiter's record) or we detach (None). ``start``: it was launched held; start
+        it once we are connected, whatever happens."""
+        import select
+
+        from corral.engine.monitor.attach import Session, connect
+        from corral.engine.monitor.waiter import exit_code, exit_status
+
+        path = self.dir(record.id)
+        # Opened now: with --rm the directory is gone by the time the exit is known.
+        exit_fd = os.open(path / "exit", os.O_RDONLY | os.O_CLOEXEC)
+        waiter_fd = init_fd = -1
+        session = None
+        try:
+            waiter_fd = os.pidfd_open(row.waiter)
+            with contextlib.suppress(ProcessLookupError):
+                init_fd = os.pidfd_open(row.pid)
+
+            def ended(pidfd: int, timeout: float = 0.0) -> bool:
+                if pidfd < 0:
+                    return True
+                poller = select.poll()
+                poller.register(pidfd, select.POLLIN)
+                return bool(poller.poll(int(timeout * 1000)))
+
+            try:
+                sock = connect(str(path), 10.0, lambda: not ended(waiter_fd))
+                session = Session(
+                    sock, stdin=stdin and row.config.open_stdin, tty=row.config.tty,
+                    detach_keys=detach_keys,
+                    forward=(lambda sig: self.runtime_api().kill(record.id, sig))
+                    if sig_proxy else None,
+                )  # fmt: skip
+                session.send_size()  # before it starts: the program sees it from the start
+            finally:
+                if start:
+                    from corral.runtime import control
+
+                    control.start(self.runtime(), record.id)
+            while True:
+                code = session.run()
+                if code is not None:
+                    return None if code == 0 else code
+                if ended(init_fd) or ended(waiter_fd):
+                    break
+                # The monitor is gone, not the container: reconnect to the next one.
+                session.close()
+                self._ensure_monitor_alive()
+                session.sock = connect(str(path), 10.0, lambda: not ended(waiter_fd))
+            ended(waiter_fd, 30.0)  # it writes the exit record, then waits for the monitor
+            status = exit_status(os.pread(exit_fd, 1 << 16, 0), row.pid)
+        finally:
+            if session is not None:
+                session.close()
+            for fd in (exit_fd, waiter_fd, init_fd):
+                if fd >= 0:
+                    os.close(fd)
+        if status is None:
+            with contextlib.suppress(NotFoundError):
+                return self.wait(record.id)
+            return 255
+        return exit_code(status)
 
     # -- the end of a run ----------------------------------------------------------------------
 

@@ -154,6 +154,7 @@ class RunOptions:
     sysctls: dict[str, str] = field(default_factory=dict)
     # process
     init: bool = False
+    tty: bool = False  # -t: the process's stdio is a pty (and TERM=xterm, as docker)
     stop_signal: str | None = None
     stop_timeout: int | None = None
 
@@ -327,6 +328,8 @@ def build_spec(
         env.append(f"HOSTNAME={hostname}")
     if "HOME" not in names:
         env.append(f"HOME={who.home}")
+    if opts.tty and "TERM" not in names:
+        env.append("TERM=xterm")
 
     spec: dict[str, Any] = copy.deepcopy(default_spec())
     process = spec["process"]
@@ -334,7 +337,7 @@ def build_spec(
     if who.additional_gids:
         user["additionalGids"] = list(who.additional_gids)
     process.update(
-        terminal=False,
+        terminal=opts.tty,
         user=user,
         args=args,
         env=env,

@@ -8,6 +8,7 @@ timeout, log options (pure: parsing of docker's flags and the rules that use the
         --health-start-period D --no-healthcheck      (else the image's Healthcheck)
     --stop-signal SIG --stop-timeout S                (else the image's StopSignal; 10 s)
     --log-opt max-size=10m --log-opt max-file=3
+    -t -i                                             (a pty; stdin open to attached clients)
 
 Durations are Go's (``1m30s``, ``500ms``, ``2h``), as docker takes them.
 """
@@ -80,6 +81,8 @@ class MonitorConfig:
     stop_timeout: int = DEFAULT_STOP_TIMEOUT
     log_max_size: int = DEFAULT_LOG_MAX_SIZE  # 0: never rotate
     log_max_file: int = DEFAULT_LOG_MAX_FILE
+    tty: bool = False  # -t: the container's stdio is a pty whose master its waiter holds
+    open_stdin: bool = False  # -i: attached clients may write to it
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -96,6 +99,8 @@ class MonitorConfig:
             stop_timeout=int(data.get("stop_timeout", DEFAULT_STOP_TIMEOUT)),
             log_max_size=int(data.get("log_max_size", DEFAULT_LOG_MAX_SIZE)),
             log_max_file=int(data.get("log_max_file", DEFAULT_LOG_MAX_FILE)),
+            tty=bool(data.get("tty")),
+            open_stdin=bool(data.get("open_stdin")),
         )
 
     def restart_policy(self) -> dict[str, Any]:

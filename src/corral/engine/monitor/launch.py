@@ -15,6 +15,12 @@ A is there so that the waiter is nobody's child but init's (or a subreaper's): a
 caller (a Python program, the monitor itself when it restarts a container) would otherwise
 have to reap it. C drops the caller's session and stdio at once, so neither the waiter nor the
 container ever holds the caller's terminal.
+
+With a terminal (``-t``) the runtime hands C the pty's master instead of taking pipes: it
+becomes the waiter's fd 4 (fd 5 is /dev/null), held there for the container's whole life; the
+monitor takes its own copy with pidfd_getfd. An attaching start (``run -it``, ``start -a``)
+asks C not to start the container (``start=False``): the caller attaches first, then starts
+it (corral.runtime.control.start), so not a byte of its output is missed.
 """
 
 from __future__ import annotations
@@ -37,10 +43,12 @@ PID_NAME = "monitor.pid"
 
 
 def launch(
-    store: StateStore, container_id: str, bundle: Path, exit_file: Path
+    store: StateStore, container_id: str, bundle: Path, exit_file: Path, *, tty: bool = False,
+    start: bool = True,
 ) -> tuple[int, int, int]:
     """Create and start ``container_id`` (bundle ready: rootfs mounted, netns made) under a
-    new waiter; (waiter pid, waiter start time, init pid). Errors come back as
+    new waiter; (waiter pid, waiter start time, init pid). ``tty``: the config asks for a
+    terminal; ``start=False``: leave it created (the caller starts it). Errors come back as
     ContainerInitError with the runtime's one-line message."""
     from corral.errors import ContainerInitError
     from corral.runtime.state import process_start_time
@@ -56,7 +64,7 @@ def launch(
             if os.fork() != 0:
                 os._exit(0)
             _child(store, container_id, str(bundle), exit_fd, (out_r, out_w, err_r, err_w),
-                   report_w)  # fmt: skip
+                   report_w, tty, start)  # fmt: skip
         finally:
             os._exit(1)
     for fd in (exit_fd, out_r, out_w, err_r, err_w, report_w):
@@ -79,6 +87,8 @@ def _child(  # pragma: no cover - runs in the forked C
     exit_fd: int,
     pipes: tuple[int, int, int, int],
     report: int,
+    tty: bool,
+    start: bool,
 ) -> None:
     from corral.engine.monitor.waiter import become_waiter
     from corral.errors import CorralError
@@ -94,10 +104,17 @@ def _child(  # pragma: no cover - runs in the forked C
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             signal.signal(sig, signal.SIG_DFL)
         opts = lifecycle.CreateOptions()
-        opts.detach = True
+        # With a terminal, "not detached" makes create hand us the pty master (and makes us a
+        # subreaper, which a waiter may as well be); without, the pipes are the stdio.
+        opts.detach = not tty
         opts.stdio = (_high(null), _high(out_w), _high(err_w))
         created = lifecycle.create(store, container_id, bundle, opts)
-        control.start(store, container_id)
+        if created.pty_master is not None:
+            for fd in (out_r, err_r):
+                os.close(fd)
+            out_r, err_r = created.pty_master, null
+        if start:
+            control.start(store, container_id)
         os.close(out_w)
         os.close(err_w)
         os.write(report, f"ok {os.getpid()} {created.container.pid}".encode())
@@ -156,13 +173,15 @@ def spawn_monitor(root: Path, runtime_root: Path) -> None:
                 os.dup2(null, fd)
             os.chdir("/")
             src = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
+            # Our own import path too: its helpers tear down networks with pyroute2, which
+            # lives in site-packages, and -S means no site to find it.
+            path = [src, *(p for p in sys.path if p and p != src and os.path.isdir(p))]
             env = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
-                   "PYTHONPATH": src}  # fmt: skip
+                   "PYTHONPATH": os.pathsep.join(path)}  # fmt: skip
             for key in ("CORRAL_DEBUG", "CORRAL_MONITOR_LINGER"):
                 if key in os.environ:
                     env[key] = os.environ[key]
-            # -S: no site (the monitor needs the standard library and corral only); the
-            # package's own directory on PYTHONPATH.
+            # -S: no site (the monitor itself needs the standard library and corral only).
             argv = [sys.executable, "-S", "-m", "corral.engine.monitor", str(root),
                     str(runtime_root)]  # fmt: skip
             os.execve(sys.executable, argv, env)

@@ -4,15 +4,20 @@ It is started by the first ``corral run -d`` (corral.engine.monitor.launch.ensur
 and exits once nothing is left to watch. Its whole life is one ``poll`` loop over:
 
 - for each running container: pidfds of its init and of its waiter, and the stdout/stderr
-  pipes it reopened through ``/proc/<waiter>/fd/4`` and ``/5``; what they carry goes to the
-  json-file log (corral.engine.monitor.logfile);
+  pipes it reopened through ``/proc/<waiter>/fd/4`` and ``/5`` (with ``-t``: the pty master,
+  copied from the waiter's fd 4 with pidfd_getfd); what they carry goes to the json-file log
+  (corral.engine.monitor.logfile) and to the attached clients;
+- for each running container, its attach socket ``<container>/attach`` and the clients
+  connected to it (corral.engine.monitor.attach: ``attach``, ``run -it``, ``start -a``):
+  output goes to them as it comes, their keystrokes and window sizes to the pty;
 - a self-pipe woken by SIGUSR1 (a command changed the database: adopt what is new) and by
   SIGCHLD (one of its helpers ended);
 - timers: the next healthcheck of each container, the restarts that are due.
 
 When the init exits, the monitor reads the pipes to their end, closes the log (and the lock
-on the container's ``exit`` file that tells commands the log is complete) and releases the
-waiter (a byte to its fd 7). When the waiter has exited (its exit record written), it forks a
+on the container's ``exit`` file that tells commands the log is complete), the attach socket
+and its clients (once they have had all the output), and releases the waiter (a byte to its
+fd 7). When the waiter has exited (its exit record written), it forks a
 helper that records the exit and tears the container down (``Containers.finish``), which
 also decides on a restart. Healthchecks and restarts are forked helpers too. The helpers
 import the runtime; the monitor itself imports only what this module does (the standard
@@ -36,7 +41,9 @@ import sqlite3
 import sys
 import time
 
+from corral.engine.monitor import attach as proto
 from corral.engine.monitor.logfile import LogWriter
+from corral.errors import CorralError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -44,6 +51,24 @@ if TYPE_CHECKING:
 
 _READ = 1 << 16
 _LOG_LOCK = "exit"
+#: A client that lets this much output pile up unread is disconnected (the container is not
+#: held back for it, and its output is logged all the same).
+_CLIENT_BACKLOG = 1 << 20
+#: How long clients of an ended container get to take the last output.
+_CLOSE_GRACE = 2.0
+
+
+class _Client:
+    """One attached client: a SOCK_SEQPACKET connection to a container's attach socket."""
+
+    __slots__ = ("deadline", "fd", "pending", "queued", "watch")
+
+    def __init__(self, fd: int, watch: _Watch) -> None:
+        self.fd = fd
+        self.watch: _Watch | None = watch  # None once the container has ended
+        self.pending: list[bytes] = []  # messages not sent yet
+        self.queued = 0
+        self.deadline = 0.0
 
 
 class _Watch:
@@ -51,14 +76,20 @@ class _Watch:
 
     __slots__ = (
         "cid",
+        "clients",
         "fds",
         "init_fd",
         "interval",
+        "listener",
         "lock",
+        "master",
         "next_probe",
         "pidfd",
         "probe",
         "release",
+        "socket_path",
+        "stdin",
+        "stdin_pending",
         "waiter",
         "writer",
     )  # fmt: skip
@@ -75,6 +106,12 @@ class _Watch:
         self.next_probe = 0.0  # 0: no healthcheck
         self.interval = 0.0
         self.probe = 0  # the pid of the running probe helper
+        self.master = -1  # -t: our copy of the pty master (also in self.fds while readable)
+        self.stdin = False  # -i: clients may type into the pty
+        self.stdin_pending = b""  # typed, not yet taken by the pty
+        self.listener: Any = None  # the attach socket (a _socket.socket)
+        self.socket_path = ""
+        self.clients: list[_Client] = []
 
 
 class Monitor:
@@ -88,7 +125,10 @@ class Monitor:
         self.by_fd: dict[int, tuple[_Watch, str]] = {}
         self.restarts: dict[str, float] = {}
         self.helpers: dict[int, tuple[str, str]] = {}  # pid -> (kind, container id)
+        self.clients: dict[int, _Client] = {}
+        self.listeners: dict[int, _Watch] = {}
         self.rescan = True
+        self.rescan_at = 0.0  # a container to adopt again shortly
         self.db: sqlite3.Connection | None = None
 
     # -- the loop ------------------------------------------------------------------------------
@@ -110,24 +150,38 @@ class Monitor:
         idle_since = time.monotonic()
         while True:
             self._reap()
+            if self.rescan_at and self.rescan_at <= time.time():
+                self.rescan, self.rescan_at = True, 0.0
             if self.rescan:
                 self.rescan = False
                 self._scan()
             now = time.time()
             self._timers(now)
-            busy = bool(self.watches or self.restarts or self.helpers)
+            self._expire_clients()
+            busy = bool(self.watches or self.restarts or self.helpers or self.clients)
             if busy:
                 idle_since = time.monotonic()
             elif time.monotonic() - idle_since >= self.linger:
                 return 0
-            poller = select.poll()
-            poller.register(wake_r, select.POLLIN)
+            masks = {wake_r: select.POLLIN}
             for watch in self.watches.values():
-                poller.register(watch.pidfd, select.POLLIN)
+                masks[watch.pidfd] = select.POLLIN
                 if watch.init_fd >= 0:
-                    poller.register(watch.init_fd, select.POLLIN)
+                    masks[watch.init_fd] = select.POLLIN
                 for fd in watch.fds:
-                    poller.register(fd, select.POLLIN)
+                    masks[fd] = select.POLLIN
+                if watch.stdin_pending and watch.master >= 0:
+                    masks[watch.master] = masks.get(watch.master, 0) | select.POLLOUT
+            for fd in self.listeners:
+                masks[fd] = select.POLLIN
+            for client in self.clients.values():
+                held = client.watch is not None and bool(client.watch.stdin_pending)
+                masks[client.fd] = (0 if held else select.POLLIN) | (
+                    select.POLLOUT if client.pending else 0
+                )
+            poller = select.poll()
+            for fd, mask in masks.items():
+                poller.register(fd, mask)
             timeout = self._next_timer(now, busy)
             try:
                 events = poller.poll(timeout)
@@ -136,7 +190,17 @@ class Monitor:
             pidfds = {w.pidfd: w for w in self.watches.values()}
             inits = {w.init_fd: w for w in self.watches.values() if w.init_fd >= 0}
             exited: list[_Watch] = []
-            for fd, _event in events:
+            for fd, event in events:
+                if fd in self.clients:
+                    self._client_event(self.clients[fd], event)
+                    continue
+                if fd in self.listeners:
+                    self._accept(self.listeners[fd])
+                    continue
+                if event & select.POLLOUT:
+                    self._feed_stdin(fd)
+                if not event & ~select.POLLOUT:
+                    continue
                 if fd == wake_r:
                     with contextlib.suppress(BlockingIOError):
                         while os.read(wake_r, 256):
@@ -154,6 +218,9 @@ class Monitor:
     def _next_timer(self, now: float, busy: bool) -> int:
         times = [w.next_probe for w in self.watches.values() if w.next_probe and not w.probe]
         times += list(self.restarts.values())
+        times += [c.deadline for c in self.clients.values() if c.deadline]
+        if self.rescan_at:
+            times.append(self.rescan_at)
         if not busy:
             times.append(now + self.linger)
         if not times:
@@ -207,6 +274,10 @@ class Monitor:
                 os.close(watch.pidfd)
             self._helper("finish", cid, str(waiter))  # the waiter is gone already
             return
+        if not _is_waiter(waiter):  # it reported "ok" and is about to exec the waiter:
+            os.close(watch.pidfd)  # its fds 4-7 are not the waiter's yet
+            self.rescan_at = time.time() + 0.01
+            return
         config = json.loads(row["config"] or "{}")
         try:
             watch.init_fd = os.pidfd_open(int(row["pid"]))
@@ -221,12 +292,24 @@ class Monitor:
                 int(config.get("log_max_size") or 0),
                 int(config.get("log_max_file") or 1),
             )
-            for number, stream in ((4, "stdout"), (5, "stderr")):
-                fd = os.open(f"/proc/{waiter}/fd/{number}",
-                             os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)  # fmt: skip
-                watch.fds[fd] = stream
-                self.by_fd[fd] = (watch, stream)
-        except OSError:
+            if config.get("tty"):
+                from corral.sys import pidfd_getfd
+
+                # A pty master cannot be reopened (that makes a new pty): copy the waiter's.
+                watch.master = pidfd_getfd(watch.pidfd, 4)
+                os.set_blocking(watch.master, False)
+                watch.stdin = bool(config.get("open_stdin"))
+                watch.fds[watch.master] = "stdout"
+                self.by_fd[watch.master] = (watch, "stdout")
+            else:
+                for number, stream in ((4, "stdout"), (5, "stderr")):
+                    fd = os.open(f"/proc/{waiter}/fd/{number}",
+                                 os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)  # fmt: skip
+                    watch.fds[fd] = stream
+                    self.by_fd[fd] = (watch, stream)
+            if watch.init_fd >= 0:
+                self._listen(watch, directory)
+        except (OSError, CorralError):
             self.watches[cid] = watch  # the waiter's exit finishes it
             return
         if watch.init_fd < 0:
@@ -251,9 +334,12 @@ class Monitor:
             del self.by_fd[fd]
             del watch.fds[fd]
             os.close(fd)
+            if fd == watch.master:
+                watch.master = -1
             return
         if watch.writer is not None:
             watch.writer.write(stream, data)
+        self._broadcast(watch, stream, data)
 
     def _exited(self, watch: _Watch) -> None:
         """The waiter is gone (its exit record written): let a helper record the exit and
@@ -276,7 +362,9 @@ class Monitor:
                     break
                 if watch.writer is not None:
                     watch.writer.write(watch.fds[fd], data)
+                self._broadcast(watch, watch.fds[fd], data)
         self._close_log(watch)
+        self._stop_attach(watch)
         if watch.release >= 0:
             with contextlib.suppress(OSError):
                 os.write(watch.release, b"x")
@@ -289,8 +377,13 @@ class Monitor:
     def _close_log(self, watch: _Watch) -> None:
         for fd in list(watch.fds):
             self.by_fd.pop(fd, None)
-            os.close(fd)
+            if fd != watch.master:
+                os.close(fd)
         watch.fds.clear()
+        if watch.master >= 0:
+            os.close(watch.master)
+            watch.master = -1
+            watch.stdin_pending = b""
         if watch.writer is not None:
             with contextlib.suppress(OSError):
                 watch.writer.close()
@@ -301,12 +394,139 @@ class Monitor:
 
     def _close(self, watch: _Watch) -> None:
         self._close_log(watch)
+        self._stop_attach(watch)
         for fd in (watch.pidfd, watch.init_fd, watch.release):
             if fd >= 0:
                 os.close(fd)
         watch.pidfd = watch.init_fd = watch.release = -1
         if self.watches.get(watch.cid) is watch:
             del self.watches[watch.cid]
+
+    # -- attaching ---------------------------------------------------------------------------
+
+    def _listen(self, watch: _Watch, directory: str) -> None:
+        """Serve the container's attach socket (bound through /proc/self/fd: a deep root
+        makes paths longer than a socket address may be)."""
+        watch.socket_path = os.path.join(directory, proto.SOCKET_NAME)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(watch.socket_path)
+        listener = proto.seqpacket()
+        dirfd = os.open(directory, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            listener.bind(proto.address(dirfd))
+        finally:
+            os.close(dirfd)
+        listener.listen(8)
+        watch.listener = listener
+        self.listeners[listener.fileno()] = watch
+
+    def _accept(self, watch: _Watch) -> None:
+        if watch.listener is None:
+            return
+        try:
+            fd, _ = watch.listener._accept()
+        except OSError:
+            return
+        os.set_blocking(fd, False)
+        client = _Client(fd, watch)
+        watch.clients.append(client)
+        self.clients[fd] = client
+
+    def _client_event(self, client: _Client, event: int) -> None:
+        if event & select.POLLOUT:
+            self._flush(client)
+        if not event & (select.POLLIN | select.POLLHUP | select.POLLERR):
+            return
+        try:
+            message = os.read(client.fd, proto.MAX_MESSAGE)
+        except BlockingIOError:
+            return
+        except OSError:
+            message = b""
+        if not message:  # detached (or gone)
+            self._drop(client)
+            return
+        watch = client.watch
+        if watch is None or watch.master < 0:
+            return
+        kind, data = message[:1], message[1:]
+        if kind == proto.STDIN and watch.stdin:
+            watch.stdin_pending += data
+            self._feed_stdin(watch.master)
+        elif kind == proto.RESIZE and len(data) == 8:
+            import termios
+
+            with contextlib.suppress(OSError):
+                fcntl.ioctl(watch.master, termios.TIOCSWINSZ, data)
+
+    def _feed_stdin(self, master: int) -> None:
+        """Give the pty what clients typed, as much as it takes now (the rest waits for
+        POLLOUT; the clients are not read meanwhile)."""
+        entry = self.by_fd.get(master)
+        watch = entry[0] if entry else None
+        if watch is None or not watch.stdin_pending:
+            return
+        try:
+            written = os.write(master, watch.stdin_pending)
+        except BlockingIOError:
+            return
+        except OSError:
+            written = len(watch.stdin_pending)
+        watch.stdin_pending = watch.stdin_pending[written:]
+
+    def _broadcast(self, watch: _Watch, stream: str, data: bytes) -> None:
+        if not watch.clients:
+            return
+        message = (proto.STDOUT if stream == "stdout" else proto.STDERR) + data
+        for client in list(watch.clients):
+            client.pending.append(message)
+            client.queued += len(message)
+            self._flush(client)
+            if client.queued > _CLIENT_BACKLOG:
+                self._drop(client)
+
+    def _flush(self, client: _Client) -> None:
+        while client.pending:
+            message = client.pending[0]
+            try:
+                os.write(client.fd, message)
+            except BlockingIOError:
+                return
+            except OSError:
+                self._drop(client)
+                return
+            client.pending.pop(0)
+            client.queued -= len(message)
+        if client.watch is None:  # the container has ended and this one has it all
+            self._drop(client)
+
+    def _stop_attach(self, watch: _Watch) -> None:
+        """The container's output has ended: no more clients; those attached get what is
+        still queued for them (for a while), then their connection closes."""
+        if watch.listener is not None:
+            self.listeners.pop(watch.listener.fileno(), None)
+            watch.listener.close()
+            watch.listener = None
+            with contextlib.suppress(OSError):
+                os.unlink(watch.socket_path)
+        for client in watch.clients:
+            client.watch = None
+            client.deadline = time.time() + _CLOSE_GRACE
+            self._flush(client)
+        watch.clients = []
+
+    def _drop(self, client: _Client) -> None:
+        if self.clients.pop(client.fd, None) is None:
+            return
+        os.close(client.fd)
+        if client.watch is not None and client in client.watch.clients:
+            client.watch.clients.remove(client)
+
+    def _expire_clients(self) -> None:
+        now = time.time()
+        for client in list(self.clients.values()):
+            if client.deadline and client.deadline <= now:
+                self._drop(client)
 
     def _timers(self, now: float) -> None:
         for cid, due in list(self.restarts.items()):
@@ -366,6 +586,16 @@ class Monitor:
 
 def _flag(_signum: int, _frame: object) -> None:
     """Signals only wake the loop (through the wakeup fd)."""
+
+
+def _is_waiter(pid: int) -> bool:
+    """Whether ``pid`` runs the waiter program (the assembled one, or the Python loop)."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            cmdline = f.read()
+    except OSError:
+        return True  # gone: the pidfd says so
+    return cmdline.startswith(b"corral-waiter\0") or b"os.wait4" in cmdline
 
 
 def _start_time(pid: int) -> int:
