@@ -74,6 +74,11 @@ V2_SET=(
   tests/integration/test_security_rootless.py  # a delegated subtree on v2
   tests/integration/test_cgroups_systemd.py    # the systemd driver, containerd's SystemdCgroup
   tests/e2e/test_lsm_and_unsupported.py        # AppArmor is on in Debian's kernel
+  # the engine on v2: OOMKilled from memory.events, limits and update in v2 files, stats
+  tests/e2e/test_engine_supervised.py::test_oom_killed_is_reported_with_137
+  tests/e2e/test_engine_run_options.py::test_limits_are_in_the_kernel
+  tests/e2e/test_engine_run_options.py::test_update_changes_a_running_container_and_is_kept
+  tests/e2e/test_engine_exec.py::test_top_stats_rename
 )
 
 say() { printf 'vm-test.sh: %s\n' "$*"; }

@@ -110,16 +110,25 @@ def test_stopped_container_started_again_keeps_its_files(root: Path) -> None:
 
 
 def test_limits_are_in_the_kernel(root: Path) -> None:
+    """Each flag read back from the container's own cgroup files (v1 or v2: the container sees
+    its cgroup at /sys/fs/cgroup) and from inside."""
+    from helpers.host import cgroup_mode
+
+    v2 = cgroup_mode() == "v2"
+    if v2:  # cpu.weight is runc's conversion of --cpu-shares 512: 1 + (512-2)*9999/262142
+        files = "memory.max pids.max cpu.max cpu.weight memory.low"
+        want = [str(64 << 20), "20", "50000 100000", "20", str(32 << 20)]
+    else:
+        files = ("memory/memory.limit_in_bytes pids/pids.max cpu/cpu.cfs_quota_us cpu/cpu.shares "
+                 "memory/memory.soft_limit_in_bytes")  # fmt: skip
+        want = [str(64 << 20), "20", "50000", "512", str(32 << 20)]
     script = (
-        "cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/pids/pids.max "
-        "/sys/fs/cgroup/cpu/cpu.cfs_quota_us /sys/fs/cgroup/cpu/cpu.shares "
-        "/sys/fs/cgroup/memory/memory.soft_limit_in_bytes; ulimit -n; ulimit -Hn; "
-        "df -k /dev/shm | tail -1"
+        "cd /sys/fs/cgroup && cat " + files + "; ulimit -n; ulimit -Hn; df -k /dev/shm | tail -1"
     )
     out = run(root, "-m", "64m", "--memory-reservation", "32m", "--pids-limit", "20", "--cpus",
               "0.5", "--cpu-shares", "512", "--ulimit", "nofile=100:200", "--shm-size", "2m",
               "busybox", "sh", "-c", script).split("\n")  # fmt: skip
-    assert out[:7] == [str(64 << 20), "20", "50000", "512", str(32 << 20), "100", "200"]
+    assert out[:7] == [*want, "100", "200"]
     assert out[7].split()[1] == "2048"
 
 
