@@ -468,8 +468,8 @@ def add_run_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("-l", "--label", metavar="K=V", help="a label", action="append")
     p.add_argument("--add-host", metavar="NAME:IP", help="a line in /etc/hosts", action="append")
     p.add_argument("--userns", metavar="MODE", help="host, keep-id, auto[:size=N] (podman's)")
-    p.add_argument("--uidmap", metavar="CTR:HOST:N", help="a user-namespace uid range", action="append")
-    p.add_argument("--gidmap", metavar="CTR:HOST:N", help="a user-namespace gid range", action="append")
+    p.add_argument("--uidmap", metavar="CTR:HOST:N", help="a userns uid range", action="append")
+    p.add_argument("--gidmap", metavar="CTR:HOST:N", help="a userns gid range", action="append")
 
 
 def run_options(ns: argparse.Namespace) -> RunOptions:

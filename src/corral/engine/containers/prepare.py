@@ -274,7 +274,8 @@ def after_mount(container_dir: Path, rootfs: str) -> None:
 def mount_rootfs(container_dir: Path, mounts: list[Mount], rootfs: Path) -> None:
     """Mount the snapshot's ``mounts`` on ``rootfs``: as they are, or, for a container with a
     user namespace, with the layers and volumes idmapped (userns.py says why)."""
-    from corral.engine.containers.userns import mapping_of, mount_rootfs as mount_idmapped
+    from corral.engine.containers.userns import mapping_of
+    from corral.engine.containers.userns import mount_rootfs as mount_idmapped
     from corral.engine.snapshots.overlay import mount
 
     mapping = mapping_of(container_dir / "config.json")

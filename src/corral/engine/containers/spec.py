@@ -365,6 +365,10 @@ def build_spec(
             mount = {**mount, "options": [*kept, f"size={size}"]}
         if opts.privileged and mount["destination"] in ("/sys", "/sys/fs/cgroup"):
             mount = {**mount, "options": [o for o in mount["options"] if o != "ro"] + ["rw"]}
+        if resolved.mapping is not None and mount["type"] == "devpts":
+            # the tty group (gid=5) only where the namespace maps it: the kernel refuses it
+            mapped = resolved.mapping.host_gid(5) is not None
+            mount = {**mount, "options": [o for o in mount["options"] if mapped or o != "gid=5"]}
         if resolved.mapping is not None and mount["type"] == "sysfs":
             # sysfs wants the network namespace's owner, the host's user namespace here (the
             # engine made it): bind the host's /sys read-only instead, as runc falls back to

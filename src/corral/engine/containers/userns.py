@@ -49,6 +49,7 @@ as docker's /var/lib/docker with userns-remap) and says so when a parent of the 
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import stat
@@ -151,7 +152,9 @@ def parse_idmap(value: str, flag: str) -> IdMap:
     return IdMap(container, host, size)
 
 
-def parse_request(userns: str | None, uidmap: Sequence[str], gidmap: Sequence[str]) -> UsernsRequest:
+def parse_request(
+    userns: str | None, uidmap: Sequence[str], gidmap: Sequence[str]
+) -> UsernsRequest:
     """The typed request for ``--userns VALUE`` and the ``--uidmap``/``--gidmap`` lists."""
     uids = tuple(parse_idmap(v, "--uidmap") for v in uidmap)
     gids = tuple(parse_idmap(v, "--gidmap") for v in gidmap)
@@ -187,7 +190,7 @@ def parse_request(userns: str | None, uidmap: Sequence[str], gidmap: Sequence[st
 def _check_disjoint(flag: str, maps: Sequence[IdMap]) -> None:
     for side in ("container", "host"):
         spans = sorted((getattr(m, side), getattr(m, side) + m.size) for m in maps)
-        for (_, end), (start, _) in zip(spans, spans[1:], strict=False):
+        for (_, end), (start, _) in itertools.pairwise(spans):
             if start < end:
                 raise UsageError(f"{flag}: the {side} ranges overlap")
 
