@@ -256,8 +256,14 @@ def main(argv: list[str] | None = None) -> int:
             corral = [*netns.enter, CORRAL, "--root", str(root)]
             try:
                 _run(*corral, "run", "-d", "--name", "srv", *publish(), IMAGE, *server_args())
-                record("corral 127.0.0.1", netns.enter, "127.0.0.1", (HOST_IPERF, HOST_ECHO),
-                       carrier(netns.enter))  # fmt: skip
+                try:
+                    record("corral 127.0.0.1", netns.enter, "127.0.0.1",
+                           (HOST_IPERF, HOST_ECHO), carrier(netns.enter))  # fmt: skip
+                except RuntimeError:
+                    for what in (["ps", "-a"], ["logs", "srv"], ["port", "srv"]):
+                        done = subprocess.run([*corral, *what], capture_output=True, text=True)
+                        print(done.stdout + done.stderr, file=sys.stderr)
+                    raise
             finally:
                 subprocess.run([*corral, "rm", "-f", "srv"], capture_output=True)
                 netns.close()
