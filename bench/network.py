@@ -63,8 +63,11 @@ PATHS = ("veth", "corral", "docker", "podman")
 
 #: The container's program: iperf3 -s beside a one-connection-at-a-time TCP echo server.
 SERVER = f"""
-import socket, subprocess
-subprocess.Popen(["iperf3", "-s", "-p", "{IPERF_PORT}"], stdout=subprocess.DEVNULL)
+import socket, subprocess, threading
+def iperf_server():  # one test per server: a fresh one each time (iperf3 -s can exit on errors)
+    while True:
+        subprocess.run(["iperf3", "-s", "-1", "-p", "{IPERF_PORT}"], stdout=subprocess.DEVNULL)
+threading.Thread(target=iperf_server, daemon=True).start()
 srv = socket.socket()
 srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 srv.bind(("0.0.0.0", {ECHO_PORT}))
