@@ -18,6 +18,7 @@ APT_PACKAGES=(
   runc                                       # the reference runtime the tests compare against
   crun                                       # a second peer for bench/memory_floor.py
   tini                                       # --init: its static tini is the container's PID 1
+  iperf3                                     # bench/network.py: its image (image from-host)
   golang-github-opencontainers-specs-dev     # the OCI runtime-spec and its JSON schemas
   golang-github-containers-common            # podman's default seccomp profile (engine default)
   iproute2 procps util-linux jq              # ip, ps/pgrep, nsenter/unshare/mount, jq

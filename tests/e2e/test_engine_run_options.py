@@ -88,7 +88,20 @@ def test_memory_demo_is_oom_killed_at_the_sixth_step(root: Path, tmp_path: Path)
     assert done.returncode == 137, done.stderr
     assert done.stdout.splitlines() == [f"step {i}: {i * 100} MB" for i in range(1, 6)]
     assert "Exited (137)" in corral(root, "ps", "-a").stdout
+    # the OOM kill is recorded on this cgroup v1 host too (memory.oom_control's oom_kill)
+    state = "{{.State.OOMKilled}} {{.State.ExitCode}}"
+    assert corral(root, "inspect", "-f", state, "mem").stdout == "true 137\n"
     corral(root, "rm", "mem")
+    # detached, the monitor records it; a SIGKILL that is not the OOM killer's is not one
+    corral(root, "run", "-d", "--name", "mem", "-m", "512m", "-v", f"{tmp_path}:/demo:ro",
+           "py", "python3", "/demo/mem.py")  # fmt: skip
+    corral(root, "run", "-d", "--name", "killed", "-m", "512m", "py", "python3", "-c",
+           "import time; time.sleep(60)")  # fmt: skip
+    corral(root, "kill", "killed")
+    assert corral(root, "wait", "mem", "killed").stdout.split() == ["137", "137"]
+    assert corral(root, "inspect", "-f", state, "mem").stdout == "true 137\n"
+    assert corral(root, "inspect", "-f", state, "killed").stdout == "false 137\n"
+    corral(root, "rm", "mem", "killed")
 
 
 def test_stopped_container_started_again_keeps_its_files(root: Path) -> None:

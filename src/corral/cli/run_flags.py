@@ -24,6 +24,8 @@ Value grammars (docker's ``opts`` package and ``docker run --help``)::
     --add-host NAME:IP | NAME=IP
     --security-opt  no-new-privileges[:true|false], seccomp=unconfined, seccomp=PROFILE.json,
                label=disable, apparmor=unconfined (no SELinux/AppArmor labels are applied)
+    --userns   host | keep-id[:uid=U,gid=G] | auto[:size=N]  (podman's; docker knows host)
+    --uidmap / --gidmap  CONTAINER:HOST:SIZE, repeatable (engine/containers/userns.py)
 """
 
 from __future__ import annotations
@@ -465,6 +467,9 @@ def add_run_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--env-file", metavar="FILE", help="read K=V lines", action="append")
     p.add_argument("-l", "--label", metavar="K=V", help="a label", action="append")
     p.add_argument("--add-host", metavar="NAME:IP", help="a line in /etc/hosts", action="append")
+    p.add_argument("--userns", metavar="MODE", help="host, keep-id, auto[:size=N] (podman's)")
+    p.add_argument("--uidmap", metavar="CTR:HOST:N", help="a userns uid range", action="append")
+    p.add_argument("--gidmap", metavar="CTR:HOST:N", help="a userns gid range", action="append")
 
 
 def run_options(ns: argparse.Namespace) -> RunOptions:
@@ -522,6 +527,10 @@ def run_options(ns: argparse.Namespace) -> RunOptions:
     opts.labels = dict(parse_label(v) for v in ns.label or [])
     opts.add_hosts = [parse_add_host(v) for v in ns.add_host or []]
     parse_security_opt(list(ns.security_opt or []), opts)
+    if ns.userns is not None or ns.uidmap or ns.gidmap:
+        from corral.engine.containers.userns import parse_request
+
+        opts.userns = parse_request(ns.userns, ns.uidmap or [], ns.gidmap or [])
     if ns.stop_signal is not None:
         from corral.spec.signals import parse_signal
 

@@ -270,6 +270,10 @@ def _namespace_fds(container: Container, fds: list[int]) -> tuple[list[int], int
 
     pid = container.pid
     order = ["user", "ipc", "uts", "network", "cgroup", "time", "mount"]
+    if os.geteuid() == 0:
+        # root joins the user namespace last: a network namespace the engine made belongs to
+        # the host's user namespace, and only the host's root may join it (runc does the same)
+        order = [*order[1:], "user"]
     kinds = {ns["type"] for ns in (container.config.get("linux") or {}).get("namespaces") or []}
     joins: list[int] = []
     pid_fd = None

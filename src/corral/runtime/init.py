@@ -142,6 +142,13 @@ def run_userns_stage(cfg: InitConfig) -> NoReturn:
             k.setns(cfg.user_fd, k.CLONE_NEWUSER)
         else:
             rootless = os.geteuid() != 0
+            if not rootless:
+                # As runc's nsexec: namespaces given by path (an engine's network namespace)
+                # belong to the host's user namespace; only the host's root may join them, so
+                # join them now, before the new user namespace takes that power away.
+                for _kind, fd in cfg.join_fds:
+                    k.setns(fd)
+                cfg.join_fds = []
             k.unshare(k.CLONE_NEWUSER)
             # The runtime writes our maps, and /proc/<pid>/uid_map of a non-dumpable process
             # belongs to root, which a rootless runtime is not: dumpable for that moment

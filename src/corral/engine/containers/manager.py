@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from corral.engine.containers import netns, prepare
+from corral.engine.containers import netns, prepare, userns
 from corral.engine.containers.spec import RunOptions
 from corral.engine.db import transaction
 from corral.engine.layout import remove_tree
@@ -288,14 +288,12 @@ class Containers:
     def _prepare(self, record: Record) -> Path:
         """Mount the rootfs and make the network namespace; the bundle's path. On failure
         everything made here is undone."""
-        from corral.engine.snapshots.overlay import mount
-
         path = self.dir(record.id)
         try:
             mounts = self.images.snapshots.mounts(record.id)
             rootfs = path / "rootfs"
             if not _is_mountpoint(rootfs):
-                mount(mounts, rootfs)
+                prepare.mount_rootfs(path, mounts, rootfs)
             prepare.after_mount(path, str(rootfs))
             netns.remove(str(path / "netns"))
             netns.create(str(path / "netns"))
@@ -591,6 +589,7 @@ class Containers:
                 unmount(rootfs)
             except (OSError, KernelError):
                 unmount(rootfs, detach=True)
+        userns.unmount_volumes(path)
         self.engine.networks.teardown(container_id)
         netns.remove(str(path / "netns"))
         with contextlib.suppress(OSError):

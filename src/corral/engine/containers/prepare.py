@@ -30,6 +30,7 @@ from corral.engine.containers import etc_files, users
 from corral.engine.containers.spec import (
     INIT_BINARIES,
     DeviceOption,
+    Identity,
     Resolved,
     RunOptions,
     build_spec,
@@ -39,6 +40,8 @@ from corral.errors import UsageError
 
 if TYPE_CHECKING:
     from corral.engine.containers.manager import Containers
+    from corral.engine.containers.userns import Mapping
+    from corral.engine.snapshots.overlay import Mount
     from corral.engine.volumes import Volumes
 
 #: The file in the container's directory that lists volumes to seed on the first start.
@@ -71,12 +74,22 @@ def config(
     except UsageError as err:
         raise UsageError(f"{err}" if what == "-u" else f"{what}: {err}") from None
     resolved = Resolved(identity=identity)
+    if opts.userns is not None:
+        resolved.mapping, resolved.identity = _user_namespace(
+            opts, identity, layers_top_first, container_id, container_dir
+        )
     resolved.devices = devices(opts.devices, opts.privileged)
     if opts.init:
         resolved.init_binary = next((b for b in INIT_BINARIES if os.path.isfile(b)), None)
         if resolved.init_binary is None:
             raise UsageError("--init: no init binary on this host (apt-get install tini)")
     mounts, seeds = _mounts(image_config, opts, container_id, volumes)
+    if resolved.mapping is not None and not resolved.mapping.identity:
+        from corral.engine.containers.userns import volume_source
+
+        for m in mounts:  # a volume's idmapped mount is the source (attached at start)
+            if m["type"] == "bind" and str(m["source"]).startswith(str(volumes.root)):
+                m["source"] = volume_source(container_dir, str(m["source"]))
     hostname = opts.hostname or container_id[:12]
     covered = {m["destination"] for m in mounts}
     etc = [m for m in etc_files.write(container_dir, hostname, opts.add_hosts)]
@@ -90,6 +103,39 @@ def config(
         netns=str(container_dir / "netns"),
         resolved=resolved,
     )
+
+
+def _user_namespace(
+    opts: RunOptions,
+    identity: Identity,
+    layers_top_first: list[str],
+    container_id: str,
+    container_dir: Path,
+) -> tuple[Mapping | None, Identity]:
+    """``--userns``/``--uidmap``: the mapping (userns.py), and the identity (keep-id runs as
+    the caller's ids unless ``-u`` says otherwise); the user must be mapped."""
+    import dataclasses
+
+    from corral.engine.containers import userns
+
+    assert opts.userns is not None
+    ids: list[int] = []
+    for name, parse in (("etc/passwd", users.parse_passwd), ("etc/group", users.parse_group)):
+        for entry in parse(users.read_layered(layers_top_first, name) or ""):
+            ids += [entry.uid, entry.gid] if isinstance(entry, users.PasswdEntry) else [entry.gid]
+    mapping = userns.resolve(
+        opts.userns, containers_dir=container_dir.parent, container_id=container_id,
+        image_ids=[i for i in ids if i < userns.AUTO_MAX],
+    )  # fmt: skip
+    if mapping is None:
+        return None, identity
+    if opts.userns.mode == "keep-id" and opts.user is None:
+        uid = os.getuid() if opts.userns.keep_uid is None else opts.userns.keep_uid
+        gid = os.getgid() if opts.userns.keep_gid is None else opts.userns.keep_gid
+        identity = dataclasses.replace(identity, uid=uid, gid=gid)
+    userns.check_identity(mapping, identity.uid, identity.gid, identity.additional_gids)
+    userns.open_path(container_dir.parent.parent, container_dir)
+    return mapping, identity
 
 
 def _mounts(
@@ -198,6 +244,7 @@ def after_mount(container_dir: Path, rootfs: str) -> None:
     """At start, the rootfs mounted: make the working directory; seed fresh volumes (once)."""
     from corral.engine.volumes import resolve_in_root, seed
 
+    spec: dict[str, Any] = {}
     try:
         spec = json.loads((container_dir / "config.json").read_text())
         cwd = str(spec["process"].get("cwd") or "/")
@@ -208,16 +255,39 @@ def after_mount(container_dir: Path, rootfs: str) -> None:
         seeds = json.loads(seeds_path.read_text())
     except (OSError, ValueError):
         seeds = []
+    from corral.engine.containers.userns import spec_mapping, unshift_tree
+
+    mapping = spec_mapping(spec) if spec else None
+    if mapping is not None and mapping.identity:
+        mapping = None
     for item in seeds:
-        seed(Path(item["volume"]), rootfs, item["target"])
+        # copied as the host sees the rootfs; a volume keeps the container's ids (it is
+        # idmapped for the container, as the layers are)
+        if seed(Path(item["volume"]), rootfs, item["target"]) and mapping is not None:
+            unshift_tree(Path(item["volume"]), mapping)
     if seeds:
         seeds_path.unlink()
     if cwd != "/" and resolve_in_root(rootfs, cwd) is None:
-        _mkdir_in_root(rootfs, cwd)
+        _mkdir_in_root(rootfs, cwd, mapping)
 
 
-def _mkdir_in_root(rootfs: str, path: str) -> None:
-    """``mkdir -p`` of ``path`` inside ``rootfs``, links on the way resolved inside it."""
+def mount_rootfs(container_dir: Path, mounts: list[Mount], rootfs: Path) -> None:
+    """Mount the snapshot's ``mounts`` on ``rootfs``: as they are, or, for a container with a
+    user namespace, with the layers and volumes idmapped (userns.py says why)."""
+    from corral.engine.containers.userns import mapping_of
+    from corral.engine.containers.userns import mount_rootfs as mount_idmapped
+    from corral.engine.snapshots.overlay import mount
+
+    mapping = mapping_of(container_dir / "config.json")
+    if mapping is None or mapping.identity:
+        mount(mounts, rootfs)
+    else:
+        mount_idmapped(mounts, str(rootfs), container_dir, mapping)
+
+
+def _mkdir_in_root(rootfs: str, path: str, mapping: Mapping | None = None) -> None:
+    """``mkdir -p`` of ``path`` inside ``rootfs``, links on the way resolved inside it (owned
+    by the container's root when it has a user namespace)."""
     from corral.engine.volumes import resolve_in_root
 
     parts = [p for p in path.split("/") if p]
@@ -232,6 +302,9 @@ def _mkdir_in_root(rootfs: str, path: str) -> None:
         if parent is None:  # pragma: no cover - the loop made it
             raise UsageError(f"-w {path}: cannot create it")
         os.mkdir(os.path.join(parent, parts[i - 1]), 0o755)
+        owner = (mapping.host_uid(0), mapping.host_gid(0)) if mapping is not None else None
+        if owner is not None and owner[0] is not None and owner[1] is not None:
+            os.chown(os.path.join(parent, parts[i - 1]), owner[0], owner[1])
 
 
 def stop_settings(container_dir: Path) -> tuple[int, float]:

@@ -23,6 +23,8 @@ The rules follow docker:
   ``--cpus`` a CFS quota per 100 ms period, ``--pids-limit`` pids.limit (0 or -1: none).
 - ``--read-only`` makes the root read-only; docker keeps /dev/shm, /etc/hosts... writable
   because they are mounts of their own, and so does this.
+- ``--userns``/``--uidmap``/``--gidmap`` add a user namespace with the mapping userns.py
+  chose (linux.uidMappings, gidMappings); the runtime makes it and writes the maps.
 - ``--init`` bind-mounts the host's static tini at /sbin/docker-init and runs it as PID 1 in
   front of the command (``tini -- CMD``): it reaps orphans and forwards signals.
 """
@@ -38,6 +40,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from corral.errors import UsageError
 
 if TYPE_CHECKING:
+    from corral.engine.containers.userns import Mapping, UsernsRequest
     from corral.engine.network.model import NetworkRequest
 
 DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -152,6 +155,7 @@ class RunOptions:
     network: NetworkRequest | None = None  # --network, -p, -P (None: the default bridge)
     seccomp_profile: dict[str, Any] | None = None  # --security-opt seccomp=PROFILE.json
     sysctls: dict[str, str] = field(default_factory=dict)
+    userns: UsernsRequest | None = None  # --userns, --uidmap, --gidmap (None: the host's)
     # process
     init: bool = False
     tty: bool = False  # -t: the process's stdio is a pty (and TERM=xterm, as docker)
@@ -179,6 +183,8 @@ class Resolved:
     #: host devices for --device / --privileged, as OCI linux.devices entries.
     devices: list[dict[str, Any]] = field(default_factory=list)
     init_binary: str | None = None
+    #: the container's user namespace (userns.py); None: the host's
+    mapping: Mapping | None = None
 
 
 def merge_env(image_env: Sequence[str], overrides: Sequence[str]) -> list[str]:
@@ -362,6 +368,16 @@ def build_spec(
             mount = {**mount, "options": [*kept, f"size={size}"]}
         if opts.privileged and mount["destination"] in ("/sys", "/sys/fs/cgroup"):
             mount = {**mount, "options": [o for o in mount["options"] if o != "ro"] + ["rw"]}
+        if resolved.mapping is not None and mount["type"] == "devpts":
+            # the tty group (gid=5) only where the namespace maps it: the kernel refuses it
+            mapped = resolved.mapping.host_gid(5) is not None
+            mount = {**mount, "options": [o for o in mount["options"] if mapped or o != "gid=5"]}
+        if resolved.mapping is not None and mount["type"] == "sysfs":
+            # sysfs wants the network namespace's owner, the host's user namespace here (the
+            # engine made it): bind the host's /sys read-only instead, as runc falls back to
+            options = ["rbind", *(o for o in mount["options"] if o not in ("ro", "rw"))]
+            mount = {**mount, "type": "bind", "source": "/sys",
+                     "options": [*options, "rw" if opts.privileged else "ro"]}  # fmt: skip
         mounts.append(mount)
     mounts += resolved.mounts
     if opts.init and resolved.init_binary:
@@ -382,6 +398,10 @@ def build_spec(
             namespaces.append({"type": "network", "path": netns})
         else:
             namespaces.append(ns)
+    if resolved.mapping is not None:
+        namespaces.append({"type": "user"})
+        linux["uidMappings"] = [m.oci() for m in resolved.mapping.uids]
+        linux["gidMappings"] = [m.oci() for m in resolved.mapping.gids]
     linux["namespaces"] = namespaces
     linux["cgroupsPath"] = f"/corral/{container_id}"
     res = linux.setdefault("resources", {})
