@@ -122,7 +122,10 @@ fi
 # 3. Lean launchers. pip's console-script wrappers import `re` and site (about 7 ms); containerd
 # runs the runtime several times per container, so these start Python isolated and without
 # site (-IS: a shebang passes everything after the interpreter as ONE argument, so "-I -S"
-# would not parse) and put the source tree first on sys.path. corral has no dependencies.
+# would not parse) and put the source tree first on sys.path. Without site, the venv's
+# site-packages (zstandard, pyroute2: imported by the engine only when needed) is added at the
+# end of sys.path by hand: a path entry costs nothing, site's .pth processing does.
+SITE_PACKAGES="$("$VENV/bin/python3" -c 'import sysconfig; print(sysconfig.get_path("purelib"))')"
 write_launcher() {  # NAME MODULE "ENTRY; CALL"
   local target="$LAUNCHER_DIR/$1" tmp
   tmp="$(mktemp "$LAUNCHER_DIR/.$1.XXXXXX")"
@@ -131,6 +134,7 @@ write_launcher() {  # NAME MODULE "ENTRY; CALL"
 # corral's launcher, written by $REPO/scripts/install.sh
 import sys
 sys.path.insert(0, "$REPO/src")
+sys.path.append("$SITE_PACKAGES")
 from $2 import $3
 EOF
   chmod 0755 "$tmp"
