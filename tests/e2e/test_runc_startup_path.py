@@ -82,3 +82,6 @@ def test_the_verbs_load_no_os_no_json_and_nothing_of_create(
     assert corral_runc("state", cid).returncode == 1  # deleted
     found = {verb: sorted(modules & FORBIDDEN) for verb, modules in seen.items()}
     assert found == {verb: [] for verb in seen}
+    # A stopped container's empty cgroups are removed without loading a cgroup manager.
+    managers = {"corral.cgroups._base", "corral.cgroups.v1", "corral.cgroups.v2"}
+    assert not seen["delete"] & managers, sorted(seen["delete"] & managers)

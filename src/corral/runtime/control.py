@@ -172,6 +172,8 @@ def _stop_everything(container: "Container", init_alive: bool = True) -> None:
     if cg:
         from corral import cgroups
 
+        if not init_alive and cgroups.has_processes(cg) is False:
+            return  # the common case: nothing left to kill, and no manager to load
         manager = cgroups.from_state(cg)
         if manager.exists() and (init_alive or manager.pids()):
             manager.kill(9)
@@ -215,6 +217,9 @@ def destroy(container: "Container") -> None:
     if cg:
         from corral import cgroups
 
+        if cgroups.remove_if_empty(cg, "/" + cgroups.DEFAULT_PARENT):
+            _rmtree(container.dir)
+            return
         manager = cgroups.from_state(cg)
         try:
             manager.destroy()
