@@ -255,3 +255,21 @@ def test_push_to_registry_skopeo_inspect_podman_runs_it(
         for path in (run, store):
             subprocess.run(["umount", "-R", "-l", str(path)], capture_output=True)
             shutil.rmtree(path, ignore_errors=True)
+
+
+def test_system_df_counts_the_build_cache(root: Path, tmp_path: Path) -> None:
+    """``system df``'s Build Cache row: the cached steps and their layers' size; builder prune
+    empties it."""
+    context = tmp_path / "dfctx"
+    context.mkdir()
+    (context / "Containerfile").write_text("FROM busybox\nRUN echo cached > /f\n")
+    corral(root, "build", "-q", "-t", "dfimg", str(context))
+
+    def cache_row() -> list[str]:
+        rows = corral(root, "system", "df").stdout.splitlines()
+        return next(r.split() for r in rows if r.startswith("Build Cache"))
+
+    row = cache_row()
+    assert row[2] != "0" and row[4] != "0B", row  # TOTAL entries, SIZE
+    corral(root, "builder", "prune")
+    assert cache_row()[2:5] == ["0", "0", "0B"]

@@ -126,7 +126,8 @@ def cmd_df(ns: argparse.Namespace) -> int:
     volumes = engine(ns).volumes.usage()
     volume_rows = [[name, str(links), human_size(size)] for name, links, size in volumes]
     sys.stdout.write(table(["VOLUME NAME", "LINKS", "SIZE"], volume_rows))
-    print("\nBuild cache usage: 0B\n")
+    cache = next((r for r in usage.rows if r.kind == "Build Cache"), None)
+    print(f"\nBuild cache usage: {human_size(cache.size if cache else 0)}\n")
     sys.stdout.write(
         table(["CACHE ID", "CACHE TYPE", "SIZE", "CREATED", "LAST USED", "USAGE", "SHARED"], [])
     )

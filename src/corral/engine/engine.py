@@ -222,7 +222,7 @@ class Engine:
 
     def df(self) -> DiskUsage:
         """docker's ``system df``: images (shared layers counted once), containers' upper dirs,
-        volumes (a volume no container uses is reclaimable)."""
+        volumes (a volume no container uses is reclaimable), the build cache."""
         from corral.engine.images.store import DiskUsageRow
 
         usage = self.images.disk_usage()
@@ -232,6 +232,9 @@ class Engine:
         active = sum(1 for _, links, _ in volumes if links)
         total = sum(size for _, _, size in volumes)
         rows.insert(2, DiskUsageRow("Local Volumes", len(volumes), active, total, unused))
+        entries, cached = self.builds.usage()  # docker counts the whole cache as reclaimable
+        rows = [r for r in rows if r.kind != "Build Cache"]
+        rows.append(DiskUsageRow("Build Cache", entries, 0, cached, cached))
         usage.rows = rows
         return usage
 
