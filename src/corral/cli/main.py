@@ -23,7 +23,8 @@ from corral.errors import CorralError, UsageError
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # importing typing costs ~8 ms; argparse pulls in re: both only when needed
     import argparse
-    from typing import NoReturn
+    from collections.abc import Callable
+    from typing import Any, NoReturn
 
 PROG = "corral"
 #: docker's status for a flag it cannot parse (unknown, missing its value, a bad value).
@@ -39,6 +40,25 @@ def _parser_class() -> type[argparse.ArgumentParser]:
         Its status is docker's: 125 for a flag (unknown, without its value, a bad value), 1
         for a wrong number of arguments or an unknown command.
         """
+
+        _deferred: list[Callable[[], object]] | None = None
+
+        def defer(self, add_arguments: Callable[[], object]) -> None:
+            """Call ``add_arguments`` (which declares this parser's flags) only when this
+            parser is used: ``run``'s hundred flags are not built for ``corral ps``."""
+            self._deferred = [*(self._deferred or []), add_arguments]
+
+        def parse_known_args(self, args: Any = None, namespace: Any = None) -> Any:
+            for add_arguments in self._deferred or []:
+                add_arguments()
+            self._deferred = None
+            return super().parse_known_args(args, namespace)
+
+        def format_help(self) -> str:
+            for add_arguments in self._deferred or []:
+                add_arguments()
+            self._deferred = None
+            return super().format_help()
 
         def error(self, message: str) -> NoReturn:
             err = UsageError(f"{self.prog}: {message}")
@@ -70,7 +90,60 @@ NOUNS = (
 )
 
 
-def build_parser() -> argparse.ArgumentParser:
+#: The noun modules that register each top-level word (``corral WORD ...``). To parse a command
+#: line only the modules of its word are imported: ``corral ps`` does not import (or build the
+#: parser of) ``run``'s hundred flags, ``build`` or the registry client. A word missing here (a
+#: new command) still works, with every module loaded; tests/unit/test_cli_dispatch.py checks
+#: the table against what the modules register.
+COMMANDS: dict[str, tuple[str, ...]] = {
+    **dict.fromkeys(
+        ("images", "history", "tag", "rmi", "inspect", "import", "load", "save"),
+        ("corral.cli.images",),
+    ),
+    "image": ("corral.cli.images", "corral.cli.registry"),
+    **dict.fromkeys(("pull", "push", "login", "logout"), ("corral.cli.registry",)),
+    **dict.fromkeys(
+        ("create", "run", "start", "stop", "restart", "kill", "pause", "unpause", "wait", "rm",
+         "ps", "logs", "exec", "top", "stats", "rename"),
+        ("corral.cli.containers",),
+    ),  # fmt: skip
+    "container": ("corral.cli.containers", "corral.cli.update"),
+    **dict.fromkeys(("network", "port"), ("corral.cli.network",)),
+    "update": ("corral.cli.update",),
+    "volume": ("corral.cli.volumes",),
+    **dict.fromkeys(("info", "system"), ("corral.cli.system",)),
+    **dict.fromkeys(("build", "builder"), ("corral.cli.build",)),
+}
+
+#: The global options that take a value (``--root DIR``): skipped to find the command's word.
+_VALUED = ("--root", "--runroot")
+
+
+def command_word(args: list[str]) -> str | None:
+    """The command's word in ``args`` (``ps`` in ``--root R ps -a``): the first argument that
+    is not a global option or its value; None when there is none (``corral``, ``--help``)."""
+    skip = False
+    for arg in args:
+        if skip:
+            skip = False
+        elif arg in _VALUED:
+            skip = True
+        elif arg == "--" or not arg.startswith("-"):
+            return None if arg == "--" else arg
+    return None
+
+
+def modules_for(args: list[str]) -> tuple[str, ...]:
+    """The noun modules that parsing ``args`` needs: its word's, none for ``--version``, all
+    for help (``corral``, ``corral --help``) and for a word not in COMMANDS."""
+    word = command_word(args)
+    if word is None and {"-v", "--version"} & set(args) and not {"-h", "--help"} & set(args):
+        return ()
+    return COMMANDS.get(word or "", NOUNS)
+
+
+def build_parser(modules: tuple[str, ...] = NOUNS) -> argparse.ArgumentParser:
+    """The parser of the commands that ``modules`` register (default: every command)."""
     import importlib
 
     from corral.cli.common import Commands
@@ -88,7 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--version", action="store_true", help="print the version")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     commands = Commands(sub, _Parser)
-    for name in NOUNS:
+    for name in modules:
         importlib.import_module(name).register(commands)
     return parser
 
@@ -105,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     ns = None
     try:
-        parser = build_parser()
+        parser = build_parser(modules_for(args))
         ns = parser.parse_args(args)
         if ns.version:
             from corral import __version__
