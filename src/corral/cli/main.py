@@ -142,8 +142,11 @@ def modules_for(args: list[str]) -> tuple[str, ...]:
     return COMMANDS.get(word or "", NOUNS)
 
 
-def build_parser(modules: tuple[str, ...] = NOUNS) -> argparse.ArgumentParser:
-    """The parser of the commands that ``modules`` register (default: every command)."""
+def build_parser(
+    modules: tuple[str, ...] = NOUNS, only: str | None = None
+) -> argparse.ArgumentParser:
+    """The parser of the commands that ``modules`` register (default: every command), or of
+    the command ``only`` among them."""
     import importlib
 
     from corral.cli.common import Commands
@@ -160,7 +163,7 @@ def build_parser(modules: tuple[str, ...] = NOUNS) -> argparse.ArgumentParser:
     )
     parser.add_argument("-v", "--version", action="store_true", help="print the version")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    commands = Commands(sub, _Parser)
+    commands = Commands(sub, _Parser, only)
     for name in modules:
         importlib.import_module(name).register(commands)
     return parser
@@ -178,7 +181,8 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     ns = None
     try:
-        parser = build_parser(modules_for(args))
+        word = command_word(args)
+        parser = build_parser(modules_for(args), word if word in COMMANDS else None)
         ns = parser.parse_args(args)
         if ns.version:
             from corral import __version__
