@@ -72,3 +72,29 @@ def test_run_flags_are_built_when_run_is_parsed() -> None:
         ["run", "-m", "64m", "--rm", "busybox", "true"]
     )
     assert ns.rm and ns.memory == "64m" and ns.command == ["true"]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["ps"], ["ps", "-a"], ["--root", "/r", "ps", "--all", "-q"], ["ps", "--quiet"],
+        ["images"], ["--runroot", "/x", "--root", "/r", "images", "-q"],
+    ],
+)  # fmt: skip
+def test_plain_forms_parse_as_argparse_does(args: list[str]) -> None:
+    from corral.cli.main import build_parser, parse_plain
+
+    plain = parse_plain(args)
+    assert plain is not None
+    assert vars(plain) == vars(build_parser().parse_args(args))
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["ps", "-aq"], ["ps", "--format", "x"], ["ps", "-a", "extra"], ["images", "busybox"],
+     ["--root"], ["--root", "/r"], ["--version"], ["rm", "-f", "x"], ["--root", "/r", "-v", "ps"]],
+)  # fmt: skip
+def test_other_forms_go_to_argparse(args: list[str]) -> None:
+    from corral.cli.main import parse_plain
+
+    assert parse_plain(args) is None

@@ -103,10 +103,12 @@ COMMANDS: dict[str, tuple[str, ...]] = {
     "image": ("corral.cli.images", "corral.cli.registry"),
     **dict.fromkeys(("pull", "push", "login", "logout"), ("corral.cli.registry",)),
     **dict.fromkeys(
-        ("create", "run", "start", "stop", "restart", "kill", "pause", "unpause", "wait", "rm",
-         "ps", "logs", "exec", "top", "stats", "rename"),
+        (
+            "create", "run", "start", "stop", "restart", "kill", "pause", "unpause", "wait",
+            "rm", "ps", "logs", "exec", "top", "stats", "rename",
+        ),
         ("corral.cli.containers",),
-    ),  # fmt: skip
+    ),
     "container": ("corral.cli.containers", "corral.cli.update"),
     **dict.fromkeys(("network", "port"), ("corral.cli.network",)),
     "update": ("corral.cli.update",),
@@ -140,6 +142,53 @@ def modules_for(args: list[str]) -> tuple[str, ...]:
     if word is None and {"-v", "--version"} & set(args) and not {"-h", "--help"} & set(args):
         return ()
     return COMMANDS.get(word or "", NOUNS)
+
+
+#: The commonest read-only commands in their plain forms, parsed without argparse (whose import
+#: of re and gettext, and the parser's construction, cost more than listing the containers):
+#: word -> (its module and command function, the flags allowed alone and the attribute each
+#: sets, the other attributes as the parser's defaults). Any other command line goes to
+#: argparse; tests/unit/test_cli_dispatch.py checks that both give the same Namespace.
+PLAIN: dict[str, tuple[str, str, dict[str, str], dict[str, object]]] = {
+    "ps": (
+        "corral.cli.containers",
+        "cmd_ps",
+        {"-a": "all", "--all": "all", "-q": "quiet", "--quiet": "quiet"},
+        {
+            "all": False, "quiet": False, "no_trunc": False, "filter": None, "format": None,
+            "last": None, "latest": False,
+        },
+    ),
+    "images": (
+        "corral.cli.images",
+        "cmd_images",
+        {"-q": "quiet", "--quiet": "quiet"},
+        {"reference": None, "quiet": False, "no_trunc": False, "filter": None, "format": None},
+    ),
+}
+
+
+def parse_plain(args: list[str]) -> argparse.Namespace | None:
+    """``args`` parsed as the parser would, if they are a PLAIN command's plain form
+    (``--root DIR ps -a``); else None."""
+    found: dict[str, object] = {"root": None, "runroot": None, "version": False}
+    i = 0
+    while i + 1 < len(args) and args[i] in _VALUED:
+        found[args[i][2:]] = args[i + 1]
+        i += 2
+    if i >= len(args) or args[i] not in PLAIN:
+        return None
+    module, function, flags, defaults = PLAIN[args[i]]
+    found.update(defaults, command=args[i])
+    for arg in args[i + 1 :]:
+        if arg not in flags:
+            return None
+        found[flags[arg]] = True
+    import importlib
+    from types import SimpleNamespace
+
+    found["func"] = getattr(importlib.import_module(module), function)
+    return SimpleNamespace(**found)  # type: ignore[return-value]  # the attributes are the same
 
 
 def build_parser(
@@ -181,9 +230,11 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     ns = None
     try:
-        word = command_word(args)
-        parser = build_parser(modules_for(args), word if word in COMMANDS else None)
-        ns = parser.parse_args(args)
+        ns = parse_plain(args)
+        if ns is None:
+            word = command_word(args)
+            parser = build_parser(modules_for(args), word if word in COMMANDS else None)
+            ns = parser.parse_args(args)
         if ns.version:
             from corral import __version__
 
