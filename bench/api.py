@@ -25,8 +25,10 @@ machine's load falls on every row alike:
                     scripts/install.sh's (a fresh interpreter each time);
 - ``cli+options``   the same with ``-v DIR:/data -m 64m --pids-limit 64``.
 
-The API row does more than the runtime rows (an engine container, not a bundle); the issue's
-target is that it is still faster than spawning runc, and that the options add under 2 ms.
+It holds the test runs' flock (/run/corral-tests.lock) while it runs: their leak check would
+remove its containers. The API row does more than the runtime rows (an engine container, not a
+bundle); the issue's target is that it is still faster than spawning runc, and that the
+options add under 2 ms.
 Exits 0 whatever the figures, 1 when a run fails.
 """
 
@@ -48,6 +50,25 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "src"))
 sys.path.insert(0, str(REPO / "bench"))
 UNIFIED = "/sys/fs/cgroup/unified"
+
+#: The flock that integration and e2e test runs take turns on (tests/conftest.py TEST_LOCK).
+#: Their leak check removes every container-like thing that appears during a test (processes
+#: in other PID namespaces, mounts under /tmp, cgroups named corral*), so on a shared machine a
+#: benchmark running beside them loses its containers; it holds the lock while it runs.
+TEST_LOCK = "/run/corral-tests.lock"
+
+
+def hold_test_lock() -> int:
+    """Wait for the tests' lock and hold it (until this process exits); its fd."""
+    import fcntl
+
+    fd = os.open(TEST_LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        print(f"waiting for {TEST_LOCK} (a test run holds it)", flush=True)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+    return fd
 
 
 class Spawner:
@@ -119,6 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     from corral.bundle import make_busybox_bundle
     from corral.engine.engine import Engine
 
+    hold_test_lock()
     work = Path(tempfile.mkdtemp(prefix="corral-bench-api-"))
     corral_cli = lean_launcher(work / "corral")
     spawners: list[Spawner] = []

@@ -33,8 +33,9 @@ its init (``inspect``'s State.Pid): corral's waiter, podman's conmon (runc does 
 corral also the root's one monitor (``<root>/monitor.pid``). The containers' own processes are
 not counted, nor the CLIs (gone). Measured twice: containers run ``-d``, and run ``-dit`` (a pty
 each, held by the waiter or conmon, and the attach socket). The load average is printed before
-and after: on a shared machine compare only figures from one run. Exit 0 whatever the figures,
-1 when a command fails.
+and after: on a shared machine compare only figures from one run. The benchmark holds the test
+runs' flock (/run/corral-tests.lock) while it runs: their leak check would remove its
+containers. Exit 0 whatever the figures, 1 when a command fails.
 """
 
 from __future__ import annotations
@@ -55,6 +56,25 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 PODMAN = shutil.which("podman") or "podman"
+
+#: The flock that integration and e2e test runs take turns on (tests/conftest.py TEST_LOCK).
+#: Their leak check removes every container-like thing that appears during a test (processes
+#: in other PID namespaces, mounts under /tmp, cgroups named corral*), so on a shared machine a
+#: benchmark running beside them loses its containers; it holds the lock while it runs.
+TEST_LOCK = "/run/corral-tests.lock"
+
+
+def hold_test_lock() -> int:
+    """Wait for the tests' lock and hold it (until this process exits); its fd."""
+    import fcntl
+
+    fd = os.open(TEST_LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        print(f"waiting for {TEST_LOCK} (a test run holds it)", flush=True)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+    return fd
 
 
 class Failed(Exception):
@@ -270,6 +290,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--memory-only", action="store_true", help="no timings")
     parser.add_argument("--json", action="store_true", help="every sample as JSON at the end")
     ns = parser.parse_args(argv)
+    hold_test_lock()
     base = Path(tempfile.mkdtemp(prefix="cb-", dir="/tmp"))
     results: Results = {}
     extra: dict[str, object] = {"load_before": loadavg()}
