@@ -105,7 +105,8 @@ COMMANDS: dict[str, tuple[str, ...]] = {
     **dict.fromkeys(
         (
             "create", "run", "start", "stop", "restart", "kill", "pause", "unpause", "wait",
-            "rm", "ps", "logs", "exec", "top", "stats", "rename",
+            "rm", "ps", "logs", "exec", "top", "stats", "rename", "attach", "cp", "diff",
+            "commit", "export",
         ),
         ("corral.cli.containers",),
     ),

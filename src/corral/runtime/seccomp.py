@@ -58,7 +58,7 @@ def prepare(spec: dict[str, Any]) -> Profile | None:
     return profile
 
 
-def _key(seccomp: object) -> bytes:
+def _key(seccomp: Any) -> bytes:
     """``linux.seccomp``'s key in _BUILT (empty for what is not plain JSON data)."""
     import marshal
 
