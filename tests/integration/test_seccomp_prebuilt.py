@@ -73,3 +73,40 @@ def test_a_notify_profile_is_left_to_seccomp_load() -> None:
     config["listenerPath"] = "/nonexistent/listener.sock"
     profile = seccomp.prepare({"linux": {"seccomp": config}})
     assert profile is not None and profile.notify and profile.program is None
+
+
+def test_the_program_is_kept_on_disk_and_read_back(tmp_path: Any, monkeypatch: Any) -> None:
+    cache = tmp_path / "cache"
+    monkeypatch.setattr(seccomp, "CACHE_DIR", str(cache))
+    monkeypatch.setattr(seccomp, "_BUILT", {})
+    config = _profile()
+    config["syscalls"][0]["errnoRet"] = ENOMEDIUM - 1  # a profile no other test built
+    built = seccomp.prepare({"linux": {"seccomp": config}})
+    assert built is not None and built.program
+    files = list(cache.iterdir())
+    assert len(files) == 1 and files[0].read_bytes() == built.program
+
+    monkeypatch.setattr(seccomp, "_BUILT", {})  # a fresh process: only the file is left
+
+    def no_compiling(*args: object) -> None:
+        raise AssertionError("compiled again")
+
+    monkeypatch.setattr(seccomp, "compile_profile", no_compiling)
+    again = seccomp.prepare({"linux": {"seccomp": config}})
+    assert again is not None and again is not built and again.program == built.program
+    assert _in_child(config) == f"{ENOMEDIUM - 1} 1"
+
+
+def test_a_bad_cache_file_is_rebuilt(tmp_path: Any, monkeypatch: Any) -> None:
+    cache = tmp_path / "cache"
+    monkeypatch.setattr(seccomp, "CACHE_DIR", str(cache))
+    monkeypatch.setattr(seccomp, "_BUILT", {})
+    config = _profile()
+    built = seccomp.prepare({"linux": {"seccomp": config}})
+    assert built is not None and built.program
+    (path,) = cache.iterdir()
+    path.write_bytes(b"short")  # not a whole number of sock_filter
+    monkeypatch.setattr(seccomp, "_BUILT", {})
+    again = seccomp.prepare({"linux": {"seccomp": config}})
+    assert again is not None and again.program == built.program
+    assert path.read_bytes() == built.program

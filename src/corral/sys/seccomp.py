@@ -401,6 +401,14 @@ def resolve_syscall(name: str) -> int:
     return int(_lib().seccomp_syscall_resolve_name(name.encode()))
 
 
+def library_version() -> str:
+    """libseccomp's version (seccomp_version), "2.5.4"."""
+    import ctypes
+
+    version = ctypes.cast(_lib().seccomp_version(), ctypes.POINTER(ctypes.c_uint * 3)).contents
+    return ".".join(str(part) for part in version)
+
+
 def api_level() -> int:
     """libseccomp's API level (seccomp_api_get): 5 and up can notify, 6 adds TSYNC with it."""
     return int(_lib().seccomp_api_get())
@@ -435,6 +443,7 @@ def _lib() -> Any:
             "seccomp_notify_fd": (c_int, [c_ctx]),
             "seccomp_export_bpf": (c_int, [c_ctx, c_int]),
             "seccomp_api_get": (ctypes.c_uint, []),
+            "seccomp_version": (ctypes.c_void_p, []),
         }
         for name, (restype, argtypes) in protos.items():
             fn = getattr(lib, name)
