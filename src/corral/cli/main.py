@@ -5,12 +5,17 @@ Thin by design (DESIGN.md, "Every CLI is thin"): parse the command line with arg
 stderr (``Error: ...``) naming the argument or file at fault, with no traceback (set
 ``CORRAL_DEBUG=1`` to see one), and docker's exit status: 125 for a flag that does not parse;
 ``run``/``create`` 125 when the engine fails, 126/127 when the container's command cannot be
-invoked / is not found, else the container's own; 1 for other failures. The engine is imported
-inside each command, so ``corral --help`` costs an interpreter and argparse, nothing more.
+invoked / is not found, else the container's own; 1 for other failures.
 
 The commands live in one module per noun (``NOUNS`` below: images, containers, system,
-registry), each with ``register(commands)``; this module builds the parser from them and runs
-the command chosen.
+registry...), each with ``register(commands)``; this module builds the parser from them and runs
+the command chosen. Start-up is most of a short command's time (bench/README.md, engine.py), so:
+
+- only the modules of the command's word are imported (``COMMANDS``), and only that command's
+  parser is built (``Commands(only=word)``); ``run``'s flags only when ``run`` is parsed
+  (``Parser.defer``); the engine is imported inside each command function;
+- ``ps`` and ``images`` with at most ``-a``/``-q`` skip argparse (``PLAIN``), whose
+  import of ``re`` and ``gettext`` costs more than listing the containers.
 """
 
 from __future__ import annotations
