@@ -1,47 +1,91 @@
 """The engine against podman (runc, ``--network none``), command by command, and the memory
 each running container adds: corral's monitor and waiters against podman's conmon.
 
-    .venv/bin/python bench/engine.py [--runs N] [--containers N] [--memory-only]
+::
 
-Run as root. Both get private roots in a temporary directory and the same busybox image
-(corral's built-in one, saved and loaded into podman). podman on this host needs its own
-CONTAINERS_CONF (written here and said so): ``runtime = "runc"`` (crun refuses the hybrid
-cgroup host) and ``default_ulimits = ["nofile=20000:20000", "nproc=4096:4096"]`` (its default
-1048576 is above what runc may set here).
+    sudo .venv/bin/python bench/engine.py                  # 10 runs of each, alternating
+    sudo .venv/bin/python bench/engine.py --runs 20 --containers 20 --json
+    sudo .venv/bin/python bench/engine.py --corral "/usr/local/bin/corral" --skip-memory
+    sudo .venv/bin/python bench/engine.py --memory-only
 
-Timings alternate corral and podman run by run and print medians and the ratio corral/podman
-(target: at most 0.5x). Memory: with N containers running (``sleep``), the PSS
-(/proc/<pid>/smaps_rollup) of everything that stays behind for them is summed and divided by
-N: for corral the root's monitor and every waiter, for podman every conmon (runc does not
-stay). The containers' own processes are not counted, nor podman's or corral's CLI (gone).
-Measured twice: containers run ``-d``, and run ``-dit`` (a pty each, held by the waiter or
-conmon, and the attach socket).
-Exit 0 whatever the figures.
+Both get private roots in a temporary directory and the same busybox image (corral's built-in
+one, saved and loaded into podman), and both run containers with ``--network none`` (corral's
+default is a bridge network now, as docker's; podman's is its CNI network). podman on this host
+needs its own CONTAINERS_CONF (written here and said so): ``runtime = "runc"`` (crun refuses the
+hybrid cgroup host) and ``default_ulimits = ["nofile=20000:20000", "nproc=4096:4096"]`` (its
+default 1048576 is above what runc may set here).
+
+corral is run through a lean launcher like the one scripts/install.sh writes (``python3 -IS``,
+the checkout's ``src`` and the venv's site-packages on sys.path), written for this checkout
+into the temporary directory unless ``--corral`` names a command.
+
+Timings alternate corral and podman run by run; each row prints the medians, p10-p90 and the
+ratio corral/podman of the medians (target: at most 0.5x). Rows:
+
+- ``run --rm true``                  a whole foreground container
+- ``run -d + exec true + rm -f``     one detached container's life, with an exec into it
+- ``ps -a (empty)``, ``ps -a (N containers)``: N running ``sleep`` containers, created first
+- ``images (empty store)``, ``images (busybox)``
+
+Memory: with N containers running (``sleep``), the PSS (/proc/<pid>/smaps_rollup) of everything
+that stays behind for them, summed and divided by N. For each container that is the parent of
+its init (``inspect``'s State.Pid): corral's waiter, podman's conmon (runc does not stay); for
+corral also the root's one monitor (``<root>/monitor.pid``). The containers' own processes are
+not counted, nor the CLIs (gone). Measured twice: containers run ``-d``, and run ``-dit`` (a pty
+each, held by the waiter or conmon, and the attach socket). The load average is printed before
+and after: on a shared machine compare only figures from one run. The benchmark holds the test
+runs' flock (/run/corral-tests.lock) while it runs: their leak check would remove its
+containers. Exit 0 whatever the figures, 1 when a command fails.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import shlex
 import shutil
 import statistics
 import subprocess
+import sys
+import sysconfig
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-CORRAL = str(REPO / ".venv" / "bin" / "corral")
 PODMAN = shutil.which("podman") or "podman"
-HAS_EXEC = subprocess.run([CORRAL, "exec", "--help"], capture_output=True).returncode == 0
+
+#: The flock that integration and e2e test runs take turns on (tests/conftest.py TEST_LOCK).
+#: Their leak check removes every container-like thing that appears during a test (processes
+#: in other PID namespaces, mounts under /tmp, cgroups named corral*), so on a shared machine a
+#: benchmark running beside them loses its containers; it holds the lock while it runs.
+TEST_LOCK = "/run/corral-tests.lock"
+
+
+def hold_test_lock() -> int:
+    """Wait for the tests' lock and hold it (until this process exits); its fd."""
+    import fcntl
+
+    fd = os.open(TEST_LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        print(f"waiting for {TEST_LOCK} (a test run holds it)", flush=True)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+    return fd
+
+
+class Failed(Exception):
+    """A command of the benchmark failed (its line and stderr)."""
 
 
 def sh(argv: list[str], env: dict[str, str] | None = None) -> str:
     done = subprocess.run(argv, env=env, capture_output=True, text=True, check=False,
                           stdin=subprocess.DEVNULL)  # fmt: skip
     if done.returncode != 0:
-        raise SystemExit(f"{' '.join(argv)}: {done.returncode}: {done.stderr.strip()}")
+        raise Failed(f"{shlex.join(argv)}: exit {done.returncode}: {done.stderr.strip()[-400:]}")
     return done.stdout
 
 
@@ -52,9 +96,32 @@ class Tool:
     def __call__(self, *args: str) -> str:
         return sh([*self.argv, *args], self.env)
 
+    @property
+    def image(self) -> str:
+        return "busybox" if self.name == "corral" else "localhost/busybox"
 
-def setup(base: Path) -> tuple[Tool, Tool]:
-    corral = Tool("corral", [CORRAL, "--root", str(base / "corral")])
+    def run_flags(self) -> list[str]:
+        return ["--network", "none"]
+
+    def rm_flags(self) -> list[str]:
+        return ["-t", "0"] if self.name == "podman" else []  # podman's default waits 10 s
+
+
+def lean_launcher(path: Path) -> str:
+    """A launcher for this checkout like scripts/install.sh's: ``python3 -IS``, no site."""
+    python = REPO / ".venv" / "bin" / "python3"
+    site = sysconfig.get_paths()["purelib"]
+    path.write_text(
+        f"#!{python} -IS\nimport sys\nsys.path.insert(0, {str(REPO / 'src')!r})\n"
+        f"sys.path.append({site!r})\nfrom corral.cli.main import main; sys.exit(main())\n"
+    )
+    path.chmod(0o755)
+    return str(path)
+
+
+def setup(base: Path, corral_cmd: list[str]) -> tuple[Tool, Tool, Tool, Tool]:
+    """corral and podman on their stores with busybox, and on empty stores."""
+    corral = Tool("corral", [*corral_cmd, "--root", str(base / "corral")])
     corral("image", "busybox")
     archive = base / "busybox.tar"
     corral("save", "-o", str(archive), "busybox")
@@ -71,18 +138,18 @@ def setup(base: Path) -> tuple[Tool, Tool]:
     storage.write_text(f'[storage]\ndriver = "overlay"\ngraphroot = "{pm}/root"\n'
                        f'runroot = "{pm}/runroot"\n')  # fmt: skip
     env = {**os.environ, "CONTAINERS_CONF": str(conf), "CONTAINERS_STORAGE_CONF": str(storage)}
-    podman = Tool("podman", [PODMAN, "--root", str(pm / "root"), "--runroot",
-                             str(pm / "runroot"), "--tmpdir", str(pm / "libpod"),
-                             "--cgroup-manager", "cgroupfs", "--events-backend", "file"],
-                  env)  # fmt: skip
+
+    def podman_at(root: str, runroot: str) -> Tool:
+        return Tool("podman", [PODMAN, "--root", str(pm / root), "--runroot", str(pm / runroot),
+                               "--tmpdir", str(pm / "libpod"), "--cgroup-manager", "cgroupfs",
+                               "--events-backend", "file"], env)  # fmt: skip
+
+    podman = podman_at("root", "runroot")
     podman("load", "-i", str(archive))
-    print(f"podman: CONTAINERS_CONF={conf} (runtime = \"runc\", default_ulimits nofile=20000, "
-          "nproc=4096), --network none")  # fmt: skip
-    return corral, podman
-
-
-def image(tool: Tool) -> str:
-    return "busybox" if tool.name == "corral" else "localhost/busybox"
+    print(f"podman {sh([PODMAN, '--version']).split()[-1]}: CONTAINERS_CONF={conf} "
+          '(runtime = "runc", default_ulimits nofile=20000, nproc=4096); both --network none')
+    empty_corral = Tool("corral", [*corral_cmd, "--root", str(base / "empty")])
+    return corral, podman, empty_corral, podman_at("empty", "emptyrun")
 
 
 def timed(fn: Callable[[], object]) -> float:
@@ -91,44 +158,60 @@ def timed(fn: Callable[[], object]) -> float:
     return (time.perf_counter() - start) * 1000
 
 
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    rank = (len(ordered) - 1) * p / 100
+    low = int(rank)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
 Maker = Callable[[Tool], Callable[[], object]]
+Results = dict[str, dict[str, list[float]]]
 
 
-def compare(label: str, runs: int, tools: tuple[Tool, Tool], make: Maker) -> None:
+def compare(label: str, runs: int, tools: tuple[Tool, Tool], make: Maker, out: Results) -> None:
     times: dict[str, list[float]] = {t.name: [] for t in tools}
     for _ in range(runs):
         for tool in tools:  # alternate
             times[tool.name].append(timed(make(tool)))
-    a, b = (statistics.median(times[t.name]) for t in tools)
-    print(f"{label:<34} corral {a:7.1f} ms   podman {b:7.1f} ms   ratio {a / b:5.2f}x")
+    out[label] = times
+    a, b = (times[t.name] for t in tools)
+    ma, mb = statistics.median(a), statistics.median(b)
+    print(f"{label:<30} corral {ma:6.1f} ({percentile(a, 10):5.1f}-{percentile(a, 90):5.1f})"
+          f"  podman {mb:6.1f} ({percentile(b, 10):5.1f}-{percentile(b, 90):5.1f}) ms"
+          f"  ratio {ma / mb:4.2f}x", flush=True)  # fmt: skip
 
 
 def run_rm(tool: Tool) -> Callable[[], object]:
-    net = [] if tool.name == "corral" else ["--network", "none"]
-    return lambda: tool("run", "--rm", *net, image(tool), "true")
+    return lambda: tool("run", "--rm", *tool.run_flags(), tool.image, "true")
 
 
 def run_exec_rm(tool: Tool) -> Callable[[], object]:
-    net = [] if tool.name == "corral" else ["--network", "none"]
-
     def go() -> None:
-        cid = tool("run", "-d", *net, image(tool), "sleep", "1000").strip()
-        if tool.name == "podman" or HAS_EXEC:  # corral's exec is another change's
-            tool("exec", cid, "true")
-        tool("rm", "-f", *(["-t", "0"] if tool.name == "podman" else []), cid)
+        cid = tool("run", "-d", *tool.run_flags(), tool.image, "sleep", "1000").strip()
+        tool("exec", cid, "true")
+        tool("rm", "-f", *tool.rm_flags(), cid)
 
     return go
 
 
 def start_many(tool: Tool, n: int, tty: bool = False) -> list[str]:
-    net = [] if tool.name == "corral" else ["--network", "none"]
+    ids: list[str] = []
     run = ["run", "-dit"] if tty else ["run", "-d"]
-    return [tool(*run, *net, image(tool), "sleep", "100000").strip() for _ in range(n)]
+    try:
+        for _ in range(n):
+            cid = tool(*run, *tool.run_flags(), tool.image, "sleep", "100000").strip()
+            ids.append(cid)
+    except BaseException:
+        remove(tool, ids)
+        raise
+    return ids
 
 
 def remove(tool: Tool, ids: list[str]) -> None:
-    if ids:
-        tool("rm", "-f", *(["-t", "0"] if tool.name == "podman" else []), *ids)
+    for i in range(0, len(ids), 10):  # a few at a time: one rm of many may take long
+        tool("rm", "-f", *tool.rm_flags(), *ids[i : i + 10])
 
 
 def pss_kb(pid: int) -> int:
@@ -142,88 +225,126 @@ def pss_kb(pid: int) -> int:
     return 0
 
 
-def processes(match: Callable[[str, str], bool]) -> list[int]:
+def parent_of(pid: int) -> int:
+    with open(f"/proc/{pid}/stat") as f:
+        return int(f.read().rpartition(")")[2].split()[1])
+
+
+def stay_behind(tool: Tool, ids: list[str]) -> list[int]:
+    """The processes that stay for each container: the parent of its init."""
     out = []
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/cmdline", "rb") as f:
-                cmd = f.read().replace(b"\0", b" ").decode(errors="replace")
-            with open(f"/proc/{name}/comm") as f:
-                comm = f.read().strip()
-        except OSError:
-            continue
-        if match(comm, cmd):
-            out.append(int(name))
+    for cid in ids:
+        pid = int(tool("inspect", "--format", "{{.State.Pid}}", cid).strip())
+        if pid <= 0:
+            raise Failed(f"{tool.name} {cid[:12]}: not running")
+        out.append(parent_of(pid))
     return out
 
 
-def memory(corral: Tool, podman: Tool, n: int, base: Path, tty: bool = False) -> None:
-    root = str(base / "corral")
+def memory(
+    corral: Tool, podman: Tool, n: int, corral_root: Path, tty: bool = False
+) -> dict[str, float]:
+    """PSS per running container (kB): corral's waiters + monitor, podman's conmons."""
+    figures: dict[str, float] = {}
     ids = start_many(corral, n, tty)
-    time.sleep(1.0)
-    waiters = processes(lambda comm, cmd: cmd.strip() == "corral-waiter")
-    monitors = processes(lambda comm, cmd: "corral.engine.monitor" in cmd and root in cmd)
-    mine = waiters  # run as the only corral root with containers, as here
-    corral_total = sum(pss_kb(p) for p in monitors) + sum(pss_kb(p) for p in mine)
-    monitor_kb = sum(pss_kb(p) for p in monitors)
-    remove(corral, ids)
+    try:
+        time.sleep(1.0)  # let the monitor adopt them all
+        waiters = stay_behind(corral, ids)
+        monitor = int((corral_root / "monitor.pid").read_text())
+        waiter_kb = sum(pss_kb(p) for p in waiters)
+        monitor_kb = pss_kb(monitor)
+    finally:
+        remove(corral, ids)
     ids = start_many(podman, n, tty)
-    time.sleep(1.0)
-    conmons = processes(lambda comm, cmd: comm == "conmon" and str(base) in cmd)
-    conmon_total = sum(pss_kb(p) for p in conmons)
-    remove(podman, ids)
+    try:
+        time.sleep(1.0)
+        conmons = stay_behind(podman, ids)
+        conmon_kb = sum(pss_kb(p) for p in conmons)
+    finally:
+        remove(podman, ids)
+    corral_total = waiter_kb + monitor_kb
     kind = "-dit" if tty else "-d"
     print(f"memory per running container ({n} containers run {kind}, sum of PSS / {n}):")
-    print(
-        f"  corral: monitor {monitor_kb} kB ({len(monitors)} process) + {len(mine)} waiters "
-        f"{corral_total - monitor_kb} kB = {corral_total / n:.0f} kB per container"
-    )
-    print(
-        f"  podman: {len(conmons)} conmon {conmon_total} kB = {conmon_total / n:.0f} kB per "
-        f"container;  ratio {corral_total / max(conmon_total, 1):.2f}x"
-    )
+    print(f"  corral: monitor {monitor_kb} kB (1 process) + {len(set(waiters))} waiters "
+          f"{waiter_kb} kB = {corral_total / n:.0f} kB per container")  # fmt: skip
+    print(f"  podman: {len(set(conmons))} conmon {conmon_kb} kB = {conmon_kb / n:.0f} kB per "
+          f"container;  ratio {corral_total / max(conmon_kb, 1):.2f}x")  # fmt: skip
+    figures["corral_kb_per_container"] = corral_total / n
+    figures["corral_monitor_kb"] = monitor_kb
+    figures["corral_waiters_kb"] = waiter_kb
+    figures["podman_kb_per_container"] = conmon_kb / n
+    return figures
 
 
-def main() -> int:
+def loadavg() -> str:
+    with open("/proc/loadavg") as f:
+        return " ".join(f.read().split()[:3])
+
+
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--runs", type=int, default=10)
-    parser.add_argument("--containers", type=int, default=20)
+    parser.add_argument("--runs", type=int, default=10, help="timed runs of each (10)")
+    parser.add_argument("--containers", type=int, default=20, help="for ps -a and memory (20)")
+    parser.add_argument("--corral", help="the corral command (default: a lean launcher)")
+    parser.add_argument("--skip-memory", action="store_true", help="timings only")
     parser.add_argument("--memory-only", action="store_true", help="no timings")
-    ns = parser.parse_args()
+    parser.add_argument("--json", action="store_true", help="every sample as JSON at the end")
+    ns = parser.parse_args(argv)
+    hold_test_lock()
     base = Path(tempfile.mkdtemp(prefix="cb-", dir="/tmp"))
+    results: Results = {}
+    extra: dict[str, object] = {"load_before": loadavg()}
+    print(f"load average {extra['load_before']} ({os.cpu_count()} CPUs)", flush=True)
+    corral_cmd = shlex.split(ns.corral) if ns.corral else [lean_launcher(base / "corral-lean")]
+    many: dict[str, list[str]] = {}
+    tools: tuple[Tool, Tool] | None = None
     try:
-        corral, podman = setup(base)
+        corral, podman, empty_corral, empty_podman = setup(base, corral_cmd)
         tools = (corral, podman)
         if ns.memory_only:
-            memory(corral, podman, ns.containers, base)
-            memory(corral, podman, ns.containers, base, tty=True)
+            extra["memory"] = memory(corral, podman, ns.containers, base / "corral")
+            extra["memory_tty"] = memory(corral, podman, ns.containers, base / "corral", True)
             return 0
-        for tool in tools:  # warm up
+        for tool in tools:  # warm up (page cache, podman's first-run set-up)
             run_rm(tool)()
-        compare("run --rm true", ns.runs, tools, run_rm)
-        compare("run -d + exec true + rm -f", ns.runs, tools, run_exec_rm)
-        compare("ps -a (empty)", ns.runs, tools, lambda t: lambda: t("ps", "-a"))
-        empty = (Tool("corral", [CORRAL, "--root", str(base / "empty")]),
-                 Tool("podman", [*podman.argv[:1], "--root", str(base / "pm" / "empty"),
-                                 "--runroot", str(base / "pm" / "emptyrun"),
-                                 *podman.argv[5:]], podman.env))  # fmt: skip
-        compare("images (empty store)", ns.runs, empty, lambda t: lambda: t("images"))
-        compare("images (busybox)", ns.runs, tools, lambda t: lambda: t("images"))
-        many = {t.name: start_many(t, ns.containers) for t in tools}
-        compare(f"ps -a ({ns.containers} containers)", ns.runs, tools,
-                lambda t: lambda: t("ps", "-a"))  # fmt: skip
+            run_exec_rm(tool)()
+        compare("run --rm true", ns.runs, tools, run_rm, results)
+        compare("run -d + exec true + rm -f", ns.runs, tools, run_exec_rm, results)
+        compare("ps -a (empty)", ns.runs, tools, lambda t: lambda: t("ps", "-a"), results)
+        compare("images (empty store)", ns.runs, (empty_corral, empty_podman),
+                lambda t: lambda: t("images"), results)  # fmt: skip
+        compare("images (busybox)", ns.runs, tools, lambda t: lambda: t("images"), results)
         for tool in tools:
-            remove(tool, many[tool.name])
-        memory(corral, podman, ns.containers, base)
-        memory(corral, podman, ns.containers, base, tty=True)
+            many[tool.name] = start_many(tool, ns.containers)
+        compare(f"ps -a ({ns.containers} containers)", ns.runs, tools,
+                lambda t: lambda: t("ps", "-a"), results)  # fmt: skip
+        for tool in tools:
+            remove(tool, many.pop(tool.name))
+        if not ns.skip_memory:
+            extra["memory"] = memory(corral, podman, ns.containers, base / "corral")
+            extra["memory_tty"] = memory(corral, podman, ns.containers, base / "corral", True)
+    except Failed as err:
+        print(f"bench/engine.py: {err}", file=sys.stderr)
+        return 1
     finally:
+        if tools is not None:
+            for tool in tools:
+                try:
+                    remove(tool, many.get(tool.name, []))
+                except Failed as err:
+                    print(f"bench/engine.py: cleanup: {err}", file=sys.stderr)
         subprocess.run(["umount", "-R", str(base / "pm" / "root" / "overlay")],
                        capture_output=True, check=False)  # fmt: skip
         shutil.rmtree(base, ignore_errors=True)
+        extra["load_after"] = loadavg()
+        print(f"load average {extra['load_after']}")
+    if ns.json:
+        print(json.dumps({"samples_ms": results, **extra}, indent=1))
     return 0
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    if os.geteuid() != 0:
+        print("bench/engine.py: needs root (containers)", file=sys.stderr)
+        sys.exit(1)
+    sys.exit(main())

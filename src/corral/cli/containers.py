@@ -661,11 +661,11 @@ def register(commands: Commands) -> None:
 
 def _register(sub: Any, grouped: bool) -> None:
     p = sub.add_parser("create", help="create a container (do not start it)")
-    _run_flags(p, run=False)
+    p.defer(lambda p=p: _run_flags(p, run=False))  # built only when used
     p.set_defaults(func=cmd_create, error_status=_start_failure_status)
 
     p = sub.add_parser("run", help="run a command in a new container")
-    _run_flags(p, run=True)
+    p.defer(lambda p=p: _run_flags(p, run=True))  # built only when used
     p.set_defaults(func=cmd_run, error_status=_start_failure_status)
 
     p = sub.add_parser("start", help="start created or stopped containers")

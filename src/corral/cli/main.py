@@ -5,12 +5,17 @@ Thin by design (DESIGN.md, "Every CLI is thin"): parse the command line with arg
 stderr (``Error: ...``) naming the argument or file at fault, with no traceback (set
 ``CORRAL_DEBUG=1`` to see one), and docker's exit status: 125 for a flag that does not parse;
 ``run``/``create`` 125 when the engine fails, 126/127 when the container's command cannot be
-invoked / is not found, else the container's own; 1 for other failures. The engine is imported
-inside each command, so ``corral --help`` costs an interpreter and argparse, nothing more.
+invoked / is not found, else the container's own; 1 for other failures.
 
 The commands live in one module per noun (``NOUNS`` below: images, containers, system,
-registry), each with ``register(commands)``; this module builds the parser from them and runs
-the command chosen.
+registry...), each with ``register(commands)``; this module builds the parser from them and runs
+the command chosen. Start-up is most of a short command's time (bench/README.md, engine.py), so:
+
+- only the modules of the command's word are imported (``COMMANDS``), and only that command's
+  parser is built (``Commands(only=word)``); ``run``'s flags only when ``run`` is parsed
+  (``Parser.defer``); the engine is imported inside each command function;
+- ``ps`` and ``images`` with at most ``-a``/``-q`` skip argparse (``PLAIN``), whose
+  import of ``re`` and ``gettext`` costs more than listing the containers.
 """
 
 from __future__ import annotations
@@ -23,7 +28,8 @@ from corral.errors import CorralError, UsageError
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # importing typing costs ~8 ms; argparse pulls in re: both only when needed
     import argparse
-    from typing import NoReturn
+    from collections.abc import Callable
+    from typing import Any, NoReturn
 
 PROG = "corral"
 #: docker's status for a flag it cannot parse (unknown, missing its value, a bad value).
@@ -39,6 +45,25 @@ def _parser_class() -> type[argparse.ArgumentParser]:
         Its status is docker's: 125 for a flag (unknown, without its value, a bad value), 1
         for a wrong number of arguments or an unknown command.
         """
+
+        _deferred: list[Callable[[], object]] | None = None
+
+        def defer(self, add_arguments: Callable[[], object]) -> None:
+            """Call ``add_arguments`` (which declares this parser's flags) only when this
+            parser is used: ``run``'s hundred flags are not built for ``corral ps``."""
+            self._deferred = [*(self._deferred or []), add_arguments]
+
+        def parse_known_args(self, args: Any = None, namespace: Any = None) -> Any:
+            for add_arguments in self._deferred or []:
+                add_arguments()
+            self._deferred = None
+            return super().parse_known_args(args, namespace)
+
+        def format_help(self) -> str:
+            for add_arguments in self._deferred or []:
+                add_arguments()
+            self._deferred = None
+            return super().format_help()
 
         def error(self, message: str) -> NoReturn:
             err = UsageError(f"{self.prog}: {message}")
@@ -70,7 +95,113 @@ NOUNS = (
 )
 
 
-def build_parser() -> argparse.ArgumentParser:
+#: The noun modules that register each top-level word (``corral WORD ...``). To parse a command
+#: line only the modules of its word are imported: ``corral ps`` does not import (or build the
+#: parser of) ``run``'s hundred flags, ``build`` or the registry client. A word missing here (a
+#: new command) still works, with every module loaded; tests/unit/test_cli_dispatch.py checks
+#: the table against what the modules register.
+COMMANDS: dict[str, tuple[str, ...]] = {
+    **dict.fromkeys(
+        ("images", "history", "tag", "rmi", "inspect", "import", "load", "save"),
+        ("corral.cli.images",),
+    ),
+    "image": ("corral.cli.images", "corral.cli.registry"),
+    **dict.fromkeys(("pull", "push", "login", "logout"), ("corral.cli.registry",)),
+    **dict.fromkeys(
+        (
+            "create", "run", "start", "stop", "restart", "kill", "pause", "unpause", "wait",
+            "rm", "ps", "logs", "exec", "top", "stats", "rename", "attach", "cp", "diff",
+            "commit", "export",
+        ),
+        ("corral.cli.containers",),
+    ),
+    "container": ("corral.cli.containers", "corral.cli.update"),
+    **dict.fromkeys(("network", "port"), ("corral.cli.network",)),
+    "update": ("corral.cli.update",),
+    "volume": ("corral.cli.volumes",),
+    **dict.fromkeys(("info", "system"), ("corral.cli.system",)),
+    **dict.fromkeys(("build", "builder"), ("corral.cli.build",)),
+}
+
+#: The global options that take a value (``--root DIR``): skipped to find the command's word.
+_VALUED = ("--root", "--runroot")
+
+
+def command_word(args: list[str]) -> str | None:
+    """The command's word in ``args`` (``ps`` in ``--root R ps -a``): the first argument that
+    is not a global option or its value; None when there is none (``corral``, ``--help``)."""
+    skip = False
+    for arg in args:
+        if skip:
+            skip = False
+        elif arg in _VALUED:
+            skip = True
+        elif arg == "--" or not arg.startswith("-"):
+            return None if arg == "--" else arg
+    return None
+
+
+def modules_for(args: list[str]) -> tuple[str, ...]:
+    """The noun modules that parsing ``args`` needs: its word's, none for ``--version``, all
+    for help (``corral``, ``corral --help``) and for a word not in COMMANDS."""
+    word = command_word(args)
+    if word is None and {"-v", "--version"} & set(args) and not {"-h", "--help"} & set(args):
+        return ()
+    return COMMANDS.get(word or "", NOUNS)
+
+
+#: The commonest read-only commands in their plain forms, parsed without argparse (whose import
+#: of re and gettext, and the parser's construction, cost more than listing the containers):
+#: word -> (its module and command function, the flags allowed alone and the attribute each
+#: sets, the other attributes as the parser's defaults). Any other command line goes to
+#: argparse; tests/unit/test_cli_dispatch.py checks that both give the same Namespace.
+PLAIN: dict[str, tuple[str, str, dict[str, str], dict[str, object]]] = {
+    "ps": (
+        "corral.cli.containers",
+        "cmd_ps",
+        {"-a": "all", "--all": "all", "-q": "quiet", "--quiet": "quiet"},
+        {
+            "all": False, "quiet": False, "no_trunc": False, "filter": None, "format": None,
+            "last": None, "latest": False,
+        },
+    ),
+    "images": (
+        "corral.cli.images",
+        "cmd_images",
+        {"-q": "quiet", "--quiet": "quiet"},
+        {"reference": None, "quiet": False, "no_trunc": False, "filter": None, "format": None},
+    ),
+}
+
+
+def parse_plain(args: list[str]) -> argparse.Namespace | None:
+    """``args`` parsed as the parser would, if they are a PLAIN command's plain form
+    (``--root DIR ps -a``); else None."""
+    found: dict[str, object] = {"root": None, "runroot": None, "version": False}
+    i = 0
+    while i + 1 < len(args) and args[i] in _VALUED:
+        found[args[i][2:]] = args[i + 1]
+        i += 2
+    if i >= len(args) or args[i] not in PLAIN:
+        return None
+    module, function, flags, defaults = PLAIN[args[i]]
+    found.update(defaults, command=args[i])
+    for arg in args[i + 1 :]:
+        if arg not in flags:
+            return None
+        found[flags[arg]] = True
+    import importlib
+    from types import SimpleNamespace
+
+    found["func"] = getattr(importlib.import_module(module), function)
+    return SimpleNamespace(**found)  # type: ignore[return-value]  # the attributes are the same
+
+
+def build_parser(
+    modules: tuple[str, ...] = NOUNS, only: str | None = None
+) -> argparse.ArgumentParser:
+    """The parser of the commands that ``modules`` register (default: every command), or of
+    the command ``only`` among them."""
     import importlib
 
     from corral.cli.common import Commands
@@ -87,8 +218,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-v", "--version", action="store_true", help="print the version")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    commands = Commands(sub, _Parser)
-    for name in NOUNS:
+    commands = Commands(sub, _Parser, only)
+    for name in modules:
         importlib.import_module(name).register(commands)
     return parser
 
@@ -105,8 +236,11 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     ns = None
     try:
-        parser = build_parser()
-        ns = parser.parse_args(args)
+        ns = parse_plain(args)
+        if ns is None:
+            word = command_word(args)
+            parser = build_parser(modules_for(args), word if word in COMMANDS else None)
+            ns = parser.parse_args(args)
         if ns.version:
             from corral import __version__
 

@@ -33,9 +33,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import os
-import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,7 +56,11 @@ def runtime_root_for(root: Path) -> Path:
     env = os.environ.get(ENV_RUNROOT)
     if env:
         return Path(env).absolute()
-    key = hashlib.sha256(str(root).encode()).hexdigest()[:12]
+    try:  # the built-in module: hashlib would load OpenSSL (2 ms) for one small digest
+        from _sha256 import sha256  # type: ignore[import-not-found]
+    except ImportError:  # not built in this Python
+        from hashlib import sha256
+    key: str = sha256(str(root).encode()).hexdigest()[:12]
     return Path(RUNTIME_PARENT) / key
 
 
@@ -171,6 +173,8 @@ def remove_tree(path: Path) -> None:
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
         return
+
+    import shutil
 
     def onerror(func: object, name: str, exc: object) -> None:
         # A layer may hold 0500 directories; root is not stopped by modes, but be thorough.

@@ -4,7 +4,13 @@ Three calls, three places (the kernel work is in ``corral.sys.seccomp``):
 
 ``prepare(spec)``   the runtime, before fork. Checks linux.seccomp (``SpecError`` naming the
                     field) and loads libseccomp and this module, which the init can no longer
-                    import once it has pivoted into the container's root.
+                    import once it has pivoted into the container's root. It also builds the
+                    filter as BPF (``Profile.build_program``), and keeps the last few profiles
+                    it built: a process that runs many containers (the sandbox API, the
+                    engine's monitor) builds podman's default profile (~17 ms) once. As root it
+                    also keeps the BPF in CACHE_DIR (as crun does), keyed by the profile,
+                    libseccomp's version and API level and the machine: a one-shot command
+                    (``corral run``, ``corral-runc create``, ``exec``) reads it back instead.
 ``install(sock, seccomp)``
                     the init. Builds and loads the filter; with SCMP_ACT_NOTIFY rules sends the
                     listener fd to the runtime (``b"seccomp"`` + SCM_RIGHTS) and closes its copy.
@@ -20,11 +26,17 @@ from __future__ import annotations
 
 import os
 
-from corral.sys.seccomp import Profile, api_level, compile_profile
+from corral.sys.seccomp import Profile, api_level, compile_profile, library_version
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
+
+_BUILT: dict[bytes, Profile] = {}  # marshal.dumps(linux.seccomp) -> its profile, BPF built
+_KEEP = 4
+#: The built filters on disk, root's only (a tmpfs: gone at boot, as libseccomp may change).
+CACHE_DIR = "/run/corral-seccomp"
+_CACHE_FILES = 64  # more than this: the directory is emptied before the next is written
 
 SEND_FD_MESSAGE = b"seccomp"  # init -> runtime, with the listener fd attached
 SECCOMP_FD_NAME = "seccompFd"  # the fd's name in the container process state
@@ -37,19 +49,89 @@ def prepare(spec: dict[str, Any]) -> Profile | None:
     seccomp = (spec.get("linux") or {}).get("seccomp")
     if seccomp is None:
         return None
-    profile = compile_profile(seccomp)
-    # Load libseccomp (and with it ctypes) now: a profile with no rule resolves no syscall
-    # name, so nothing above did, and the init cannot import ctypes once it has pivoted.
-    api_level()
+    key = _key(seccomp)
+    profile = _BUILT.get(key) if key else None
+    if profile is not None:
+        return profile
+    # Load libseccomp (and with it ctypes) now: the init cannot import ctypes once it has
+    # pivoted (a profile with no rule resolves no syscall name, so nothing else would).
+    cached = _cache_path(key, api_level()) if key else None
+    program = _read_program(cached) if cached else None
+    if program is not None:  # it was checked when it was built (the same bytes)
+        profile = Profile(0)
+        profile.program = program
+    else:
+        profile = compile_profile(seccomp)
+        if not (key and profile.build_program()):
+            return profile
+        if cached and profile.program:
+            _write_program(cached, profile.program)
+    while len(_BUILT) >= _KEEP:
+        del _BUILT[next(iter(_BUILT))]
+    _BUILT[key] = profile
     return profile
+
+
+def _cache_path(key: bytes, api: int) -> str | None:
+    """The file of ``key``'s BPF in CACHE_DIR; None unless root (nobody else may write there)."""
+    if os.geteuid() != 0:
+        return None
+    try:  # the built-in module: hashlib would load OpenSSL (2 ms)
+        from _sha256 import sha256  # type: ignore[import-not-found]
+    except ImportError:
+        from hashlib import sha256
+    salt = f"{library_version()} {api} {os.uname().machine}\n".encode()
+    return f"{CACHE_DIR}/{sha256(salt + key).hexdigest()}.bpf"
+
+
+def _read_program(path: str) -> bytes | None:
+    try:
+        with open(path, "rb") as f:
+            program: bytes = f.read()
+    except OSError:
+        return None
+    return program if program and len(program) % 8 == 0 else None  # struct sock_filter[]
+
+
+def _write_program(path: str, program: bytes) -> None:
+    """Keep ``program`` at ``path`` (atomically); a cache: any failure is ignored."""
+    try:
+        os.mkdir(CACHE_DIR, 0o700)
+    except FileExistsError:
+        pass
+    except OSError:
+        return
+    try:
+        if len(os.listdir(CACHE_DIR)) >= _CACHE_FILES:
+            for name in os.listdir(CACHE_DIR):
+                os.unlink(f"{CACHE_DIR}/{name}")
+        tmp = f"{path}.{os.getpid()}.tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        try:
+            os.write(fd, program)
+        finally:
+            os.close(fd)
+        os.rename(tmp, path)
+    except OSError:
+        pass
+
+
+def _key(seccomp: Any) -> bytes:
+    """``linux.seccomp``'s key in _BUILT (empty for what is not plain JSON data)."""
+    import marshal
+
+    try:
+        return marshal.dumps(seccomp)
+    except ValueError:
+        return b""
 
 
 def install(sock: Any, seccomp: dict[str, Any], profile: Profile | None = None) -> None:
     """In the init: load the filter; pass a notify listener fd to the runtime over ``sock``."""
     from corral.runtime import messages
 
-    if profile is None:
-        profile = compile_profile(seccomp)  # checked before fork: this only resolves names
+    if profile is None:  # the init is a fork of the runtime: prepare() built it there
+        profile = _BUILT.get(_key(seccomp)) or compile_profile(seccomp)
     sock.send(messages.FILTERING)  # a silent death from here on is the filter's doing
     fd = profile.load()
     if fd is None:

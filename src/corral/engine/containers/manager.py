@@ -30,15 +30,12 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import secrets
 import sqlite3
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from corral.engine.containers import netns, prepare, userns
-from corral.engine.containers.spec import RunOptions
 from corral.engine.db import transaction
 from corral.engine.layout import remove_tree
 from corral.engine.monitor import state as runstate
@@ -58,7 +55,9 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
 
     from corral.engine.containers.logs import Entry
+    from corral.engine.containers.spec import RunOptions
     from corral.engine.engine import Engine
+    from corral.engine.images.store import ImageStore
     from corral.engine.volumes import Volumes
     from corral.runtime.api import Runtime
     from corral.runtime.state import StateStore
@@ -129,11 +128,14 @@ class Containers:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        self.images = engine.images
         self.root = engine.layout.containers
         self.runtime_root = engine.layout.runtime_root
 
     # -- paths and records -------------------------------------------------------------------
+
+    @property
+    def images(self) -> ImageStore:
+        return self.engine.images  # made on first use: ``ps`` needs no image store
 
     def dir(self, container_id: str) -> Path:
         return self.root / container_id
@@ -195,6 +197,9 @@ class Containers:
     ) -> Record:
         """Make the container: writable snapshot, OCI config, record. Nothing runs yet.
         ``monitor``: restart policy, healthcheck, stop signal and timeout, log rotation."""
+        import secrets
+
+        from corral.engine.containers import prepare
         from corral.engine.images.reference import normalize
 
         if name is not None and not _valid_name(name):
@@ -276,6 +281,8 @@ class Containers:
             db.execute("DELETE FROM containers WHERE id = ?", (container_id,))
 
     def _new_name(self) -> str:
+        import secrets
+
         taken = {name for _, name in self._ids()}
         for _ in range(50):
             name = f"{secrets.choice(_ADJECTIVES)}_{secrets.choice(_NAMES)}"
@@ -288,6 +295,8 @@ class Containers:
     def _prepare(self, record: Record) -> Path:
         """Mount the rootfs and make the network namespace; the bundle's path. On failure
         everything made here is undone."""
+        from corral.engine.containers import netns, prepare
+
         path = self.dir(record.id)
         try:
             mounts = self.images.snapshots.mounts(record.id)
@@ -578,6 +587,7 @@ class Containers:
 
     def _teardown(self, container_id: str) -> None:
         """Remove runtime state and cgroups, unmount the rootfs, free the network namespace."""
+        from corral.engine.containers import netns, userns
         from corral.engine.snapshots.overlay import unmount
 
         with contextlib.suppress(NotFoundError):

@@ -16,9 +16,7 @@ nothing behind. Readers therefore never see a partial or a wrong blob under a di
 
 from __future__ import annotations
 
-import hashlib
 import os
-import tempfile
 from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO, Protocol
@@ -55,6 +53,9 @@ class BlobWriter:
         self.what = what
         self.size = 0
         self.digest: str | None = None
+        import hashlib  # imported by the writers and readers only: ``corral images`` needs
+        import tempfile  # neither (OpenSSL and tempfile's imports: ~4 ms)
+
         self._hash = hashlib.sha256()
         fd, name = tempfile.mkstemp(prefix="blob-", dir=store.tmp)
         self._path = Path(name)
@@ -174,6 +175,8 @@ class ContentStore:
 
     def verify(self, digest: str) -> bool:
         """Re-hash a stored blob (``corral`` never trusts a name, not even its own)."""
+        import hashlib
+
         h = hashlib.sha256()
         with self.open(digest) as f:
             while chunk := f.read(CHUNK):

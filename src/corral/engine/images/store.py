@@ -21,7 +21,6 @@ import json
 import os
 import re
 import sqlite3
-import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -33,7 +32,6 @@ from corral.engine.db import transaction
 from corral.engine.format import rfc3339
 from corral.engine.images.content import ContentStore
 from corral.engine.images.digest import chain_ids, is_digest, short_id
-from corral.engine.images.layers import DecompressingReader, detect
 from corral.engine.images.media import OCI_LAYER_TAR, OCI_LAYER_TYPE, OCI_MANIFEST, oci_manifest
 from corral.engine.images.reference import normalize, parse
 from corral.errors import NotFoundError, StateError, UsageError, UserError
@@ -362,6 +360,8 @@ class ImageStore:
         comment: str = "",
     ) -> Image:
         """Import the seekable root filesystem tarball ``source``; call with the lock held."""
+        from corral.engine.images.layers import DecompressingReader, detect
+
         head = source.read(8)
         source.seek(0)
         kind = detect(head)
@@ -410,6 +410,8 @@ class ImageStore:
         comment: str = "",
     ) -> Image:
         """Write ``builder``'s tree as a tar inside the store and import it as a one-layer image."""
+        import tempfile
+
         tag = normalize(ref) if ref else None
         with self.locked(), tempfile.TemporaryFile(dir=self.layout.tmp) as f:
             builder.write_tar(f)
