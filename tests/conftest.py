@@ -46,6 +46,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 # Containers get no network unless a test asks (--network): only namespaces a test makes are
 # networked (tests/e2e/test_engine_network.py runs corral inside one).
 os.environ.setdefault("CORRAL_NETWORK", "none")
+# Nor does a missing image send a test to Docker Hub (a DNS query leaves the machine): run and
+# create pull only where a test says --pull (tests/e2e/test_engine_pull_missing.py).
+os.environ.setdefault("CORRAL_PULL", "never")
 
 from helpers import (
     Bundle,

@@ -10,8 +10,17 @@ import os
 import tarfile
 from pathlib import Path
 
+import pytest
+
 from helpers.engine import corral
 from helpers.registry import push_image
+
+
+@pytest.fixture(autouse=True)
+def pull_missing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CLI's default policy, missing: the suite's conftest sets CORRAL_PULL=never so that
+    no other test reaches for Docker Hub; these tests only name the local registry."""
+    monkeypatch.setenv("CORRAL_PULL", "missing")
 
 
 def _layer(marker: str) -> bytes:

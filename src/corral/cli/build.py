@@ -59,7 +59,8 @@ def cmd_build(ns: argparse.Namespace) -> int:
         no_cache=ns.no_cache,
         pull=ns.pull,
         quiet=ns.quiet,
-        puller=puller,
+        # $CORRAL_PULL=never (as for run and create): a missing base is an error, not a pull
+        puller=None if os.environ.get("CORRAL_PULL") == "never" and not ns.pull else puller,
     )
     null = os.open("/dev/null", os.O_RDONLY)
     os.dup2(null, 0)

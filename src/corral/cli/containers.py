@@ -636,8 +636,9 @@ def _run_flags(p: Any, run: bool) -> None:
                    help="failures not counted before this")  # fmt: skip
     p.add_argument("--no-healthcheck", action="store_true", help="not even the image's")
     p.add_argument("--log-opt", action="append", metavar="K=V", help="max-size=10m, max-file=3")
-    p.add_argument("--pull", default="missing", metavar="POLICY",
-                   help="pull the image: missing (default), always, never")  # fmt: skip
+    p.add_argument("--pull", default=os.environ.get("CORRAL_PULL") or "missing",
+                   metavar="POLICY",
+                   help="missing (default, or $CORRAL_PULL), always, never")  # fmt: skip
     p.add_argument("--tls-verify", default=True, type=_tls_verify, nargs="?", const=True,
                    metavar="BOOL", help="for --pull: HTTPS with verified certificates")  # fmt: skip
     if run:
