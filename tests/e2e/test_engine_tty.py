@@ -220,3 +220,14 @@ def test_t_without_a_terminal(root: Path) -> None:
     assert done.returncode == 1 and "the input device is not a TTY" in done.stderr, done
     done = corral(root, "attach", "--detach-keys", "ctrl-", "bg", check=False)
     assert done.returncode == 1 and "--detach-keys" in done.stderr, done
+
+
+def test_a_quick_program_with_t_loses_no_output_and_rm_is_done_on_return(root: Path) -> None:
+    """``run -t --rm busybox echo hi``: the program may print and exit before the client is
+    listed by the monitor (it waits for the monitor's HELLO before starting the container), and
+    ``--rm`` has removed the container when ``run`` returns, as docker's does."""
+    corral(root, "image", "busybox")
+    for _ in range(8):
+        done = corral(root, "run", "-t", "--rm", "busybox", "echo", "hi")
+        assert done.stdout.replace("\r", "") == "hi\n", done
+        assert corral(root, "ps", "-aq").stdout == ""

@@ -420,8 +420,14 @@ class Containers:
                                sig_proxy=sig_proxy)  # fmt: skip
         self._check_input(self.run_state(record.id).config, stdin)
         self.start_detached(record, hold=True)
-        return self._attached(record, self.run_state(record.id), stdin, detach_keys, sig_proxy,
+        code = self._attached(record, self.run_state(record.id), stdin, detach_keys, sig_proxy,
                               start=True)  # fmt: skip
+        if code is not None and record.auto_remove:
+            # As docker's run --rm: return once it is gone (the monitor's helper removes it).
+            deadline = time.monotonic() + 30
+            while self.dir(record.id).exists() and time.monotonic() < deadline:
+                time.sleep(_POLL)
+        return code
 
     def attach(
         self, ref: str, *, stdin: bool = True, detach_keys: bytes = b"\x10\x11",
@@ -485,6 +491,10 @@ class Containers:
                     if sig_proxy else None,
                 )  # fmt: skip
                 session.send_size()  # before it starts: the program sees it from the start
+                if start:  # and only once the monitor lists us (its HELLO), or output is lost
+                    from corral.engine.monitor.attach import wait_hello
+
+                    wait_hello(sock, 10.0)
             finally:
                 if start:
                     from corral.runtime import control

@@ -45,6 +45,10 @@ if TYPE_CHECKING:
 
 SOCKET_NAME = "attach"
 STDIN, RESIZE, STDOUT, STDERR = b"0", b"w", b"1", b"2"
+#: The monitor's first message to a client it has accepted: from then on the container's
+#: output reaches it. ``run -t``/``start -a`` wait for it before starting the container, so
+#: a program that prints and exits at once is not over before its client is listed.
+HELLO = b"h"
 #: The largest message a client sends (a read of stdin plus its kind byte).
 MAX_MESSAGE = (1 << 16) + 1
 DEFAULT_DETACH_KEYS = "ctrl-p,ctrl-q"
@@ -113,6 +117,20 @@ def connect(directory: str, timeout: float, alive: Callable[[], bool]) -> int:
             time.sleep(0.01)
     finally:
         os.close(dirfd)
+
+
+def wait_hello(sock: int, timeout: float) -> bool:
+    """Wait up to ``timeout`` seconds for the monitor's HELLO on ``sock`` (it accepted us)."""
+    import select
+
+    poller = select.poll()
+    poller.register(sock, select.POLLIN)
+    if not poller.poll(int(timeout * 1000)):
+        return False
+    try:
+        return os.read(sock, 1 << 17)[:1] == HELLO
+    except OSError:
+        return False
 
 
 class Session:
@@ -185,7 +203,8 @@ class Session:
                         message = b""
                     if not message:
                         return None
-                    _write_all(2 if message[:1] == STDERR else 1, message[1:])
+                    if message[:1] in (STDOUT, STDERR):
+                        _write_all(2 if message[:1] == STDERR else 1, message[1:])
                 if stdin_open and 0 in events:
                     data = _read(0)
                     if not data:

@@ -421,6 +421,9 @@ class Monitor:
         client = _Client(fd, watch)
         watch.clients.append(client)
         self.clients[fd] = client
+        client.pending.append(proto.HELLO)  # listed: the output reaches it from now on
+        client.queued += len(proto.HELLO)
+        self._flush(client)
 
     def _client_event(self, client: _Client, event: int) -> None:
         if event & select.POLLOUT:
