@@ -58,6 +58,7 @@ class InitConfig:
     __slots__ = (
         "bundle",
         "cgroup_early",
+        "cgroup_fd",
         "cgroup_procs_fds",
         "cgroup_sources",
         "container_id",
@@ -89,6 +90,7 @@ class InitConfig:
         self.parent_sock: Any = None  # the runtime's end: closed at once in the child
         self.cgroup_procs_fds: list[int] = []  # joined by the init itself, just before exec
         self.cgroup_early: list[str] = []  # cgroup.procs files the parent moves the init into
+        self.cgroup_fd = -1  # the parent's: a v2 cgroup the init is born in (clone3), or -1
         self.joined = False  # the parent said JOINED (it may say so before we ask anything)
         self.cgroup_sources: list[tuple[str, str]] = []
         self.join_fds: list[tuple[str, int]] = []  # (namespace type, fd) to setns into
