@@ -8,18 +8,17 @@ creates the container in this process (corral.Runtime), so the wrapper runs in t
 
 from __future__ import annotations
 
-import os
+import json
 import statistics
-import time
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 import corral
-from corral import sys as k
-from corral.errors import KernelError
-from corral.runtime import init, lifecycle
+from corral.runtime import lifecycle
 from helpers import host
 from helpers.bundles import Bundle, BundleFactory
 
@@ -27,17 +26,52 @@ V2 = host.cgroup_mode() == "v2"
 MiB = 1 << 20
 
 
-def record_first_step(monkeypatch: pytest.MonkeyPatch, out: Path) -> None:
-    """Make the child write, before anything else, its cgroups and dumpable flag to ``out``."""
-    real = init.run
+# Run in a process of its own: the test process has a thread (the reaper of tests/helpers/
+# shim.py), and clone3 is refused to a process with threads (see corral.sys.fork_into_cgroup).
+DRIVER = """
+import json, os, sys, time
+from corral import sys as k
+from corral.errors import KernelError
+from corral.runtime import init, lifecycle
+import corral
 
-    def run(cfg: init.InitConfig) -> Any:
-        with open("/proc/self/cgroup") as f:
-            where = f.read()
-        out.write_text(f"dumpable={k.prctl(k.PR_GET_DUMPABLE)}\n{where}")
-        return real(cfg)
+root, out, mode, *work = sys.argv[1:]
+real = init.run
 
-    monkeypatch.setattr(init, "run", run)
+def run(cfg):
+    with open("/proc/self/cgroup") as f:
+        where = f.read()
+    with open(out, "w") as f:
+        f.write(f"dumpable={k.prctl(k.PR_GET_DUMPABLE)}\\n{where}")
+    return real(cfg)
+
+def lacking(cgroup_fd):
+    tries.append(cgroup_fd)
+    raise KernelError("clone3", 38, "Function not implemented")
+
+init.run = run
+tries = []
+if mode == "lacking":
+    k.fork_into_cgroup = lacking
+rt = corral.Runtime(root=root)
+result = {"creates": []}
+for cid, bundle in zip(work[::2], work[1::2]):
+    if mode == "timing":
+        lifecycle._clone3_missing = cid.endswith("-fork")
+    start = time.perf_counter()
+    pid = rt.create(cid, bundle)
+    took = time.perf_counter() - start
+    with open(f"/proc/{pid}/cgroup") as f:
+        final = f.read()
+    with open(out) as f:
+        first = f.read()
+    result["creates"].append({"first": first, "final": final, "seconds": took})
+    if mode == "timing":
+        rt.delete(cid, force=True)
+result["tries"] = len(tries)
+result["missing"] = lifecycle._clone3_missing
+print(json.dumps(result))
+"""
 
 
 def memory_line(text: str) -> str:
@@ -49,13 +83,27 @@ def memory_line(text: str) -> str:
 
 
 def create(
-    rt: corral.Runtime, cid: str, bundle: Bundle, monkeypatch: pytest.MonkeyPatch, out: Path
-) -> tuple[str, str]:
-    """Create the container: (the child's first record, the init's cgroups after create)."""
-    record_first_step(monkeypatch, out)
-    pid = rt.create(cid, str(bundle))
-    with open(f"/proc/{pid}/cgroup") as f:
-        return out.read_text(), f.read()
+    rt: corral.Runtime, root: Path, out: Path, work: list[tuple[str, Bundle]], mode: str = ""
+) -> dict[str, Any]:
+    """Create the containers ``work`` names in a fresh process (deleted here): each one's
+    {"first": the child's record, "final": the init's cgroups after create, "seconds"}, with
+    "tries" (clone3 calls that failed) and "missing" (the cache after the last create)."""
+    argv = [str(root), str(out), mode or "-"]
+    for cid, bundle in work:
+        argv += [cid, str(bundle)]
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", DRIVER, *argv], capture_output=True, text=True, timeout=300
+        )
+        assert done.returncode == 0, done.stderr
+        result: dict[str, Any] = json.loads(done.stdout)
+        return result
+    finally:
+        for cid, _ in work:
+            try:
+                rt.delete(cid, force=True)
+            except corral.NotFoundError:
+                pass
 
 
 @pytest.fixture
@@ -63,68 +111,49 @@ def rt(runc_root: Path) -> corral.Runtime:
     return corral.Runtime(root=str(runc_root))
 
 
-@pytest.fixture(autouse=True)
-def fresh_cache(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(lifecycle, "_clone3_missing", False)
-
-
 def test_init_is_born_in_its_cgroup_on_v2_and_joins_late_elsewhere(
-    rt: corral.Runtime, cid: str, bundle: Bundle, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    rt: corral.Runtime, runc_root: Path, cid: str, bundle: Bundle, tmp_path: Path
 ) -> None:
-    first, final = create(rt, cid, bundle, monkeypatch, tmp_path / "first")
-    try:
-        assert first.startswith("dumpable=0\n"), first  # non-dumpable from its first instruction
-        assert cid in memory_line(final), final
-        if V2:
-            assert memory_line(first) == memory_line(final), (first, final)
-            assert not lifecycle._clone3_missing
-        else:  # v1 or hybrid: forked outside, the memory cgroup joined just before the exec
-            assert cid not in memory_line(first), first
-    finally:
-        rt.delete(cid, force=True)
+    made = create(rt, runc_root, tmp_path / "first", [(cid, bundle)])
+    first, final = made["creates"][0]["first"], made["creates"][0]["final"]
+    assert first.startswith("dumpable=0\n"), first  # non-dumpable from its first instruction
+    assert cid in memory_line(final), final
+    if V2:
+        assert memory_line(first) == memory_line(final), (first, final)
+        assert not made["missing"]
+    else:  # v1 or hybrid: forked outside, the memory cgroup joined just before the exec
+        assert cid not in memory_line(first), first
 
 
 @pytest.mark.skipif(not V2, reason="clone3 into a cgroup is tried on cgroup v2 only")
 def test_a_kernel_without_clone3_falls_back_to_the_late_join(
-    rt: corral.Runtime, cid: str, make_bundle: BundleFactory, monkeypatch: pytest.MonkeyPatch,
-    tmp_path: Path,
+    rt: corral.Runtime, runc_root: Path, cid: str, make_bundle: BundleFactory, tmp_path: Path
 ) -> None:
-    tries: list[int] = []
-
-    def lacking(cgroup_fd: int) -> int:
-        tries.append(cgroup_fd)
-        raise KernelError("clone3", 38, "Function not implemented")
-
-    monkeypatch.setattr(k, "fork_into_cgroup", lacking)
-    for n, name in enumerate((cid, cid + "-2")):
-        first, final = create(rt, name, make_bundle(), monkeypatch, tmp_path / f"first{n}")
-        try:
-            assert name not in memory_line(first) and name in memory_line(final), (first, final)
-        finally:
-            rt.delete(name, force=True)
-    assert len(tries) == 1 and lifecycle._clone3_missing  # tried once, then remembered
+    work = [(cid, make_bundle()), (cid + "-2", make_bundle())]
+    made = create(rt, runc_root, tmp_path / "first", work, "lacking")
+    for (name, _), one in zip(work, made["creates"], strict=True):
+        first, final = one["first"], one["final"]
+        assert name not in memory_line(first) and name in memory_line(final), (first, final)
+    assert made["tries"] == 1 and made["missing"]  # tried once, then remembered
 
 
 @pytest.mark.skipif(not V2, reason="clone3 into a cgroup is tried on cgroup v2 only")
 def test_a_memory_limit_below_the_rule_keeps_the_late_join(
-    rt: corral.Runtime, cid: str, make_bundle: BundleFactory, monkeypatch: pytest.MonkeyPatch,
-    tmp_path: Path,
+    rt: corral.Runtime, runc_root: Path, cid: str, make_bundle: BundleFactory, tmp_path: Path
 ) -> None:
     small = lifecycle.BORN_IN_CGROUP_MIN_MEMORY - MiB
 
     def limit(config: dict[str, Any]) -> None:
         config["linux"]["resources"] = {"memory": {"limit": small, "swap": small}}
 
-    first, final = create(rt, cid, make_bundle(edit=limit), monkeypatch, tmp_path / "first")
-    try:
-        assert cid not in memory_line(first) and cid in memory_line(final), (first, final)
-    finally:
-        rt.delete(cid, force=True)
+    made = create(rt, runc_root, tmp_path / "first", [(cid, make_bundle(edit=limit))])
+    first, final = made["creates"][0]["first"], made["creates"][0]["final"]
+    assert cid not in memory_line(first) and cid in memory_line(final), (first, final)
 
 
 @pytest.mark.skipif(not V2, reason="clone3 into a cgroup is tried on cgroup v2 only")
 def test_what_the_born_init_is_charged_stays_far_below_the_rule(
-    rt: corral.Runtime, cid: str, bundle: Bundle, runc_root: Path
+    rt: corral.Runtime, runc_root: Path, cid: str, bundle: Bundle, tmp_path: Path
 ) -> None:
     """The rule's premise, measured: memory.peak of a container whose init was born in it, at
     the end of create (the forked interpreter's pages and the init's kernel objects), is well
@@ -132,25 +161,29 @@ def test_what_the_born_init_is_charged_stays_far_below_the_rule(
     path's (-s to see it)."""
     if not host.has_cgroup_file("memory", "memory.peak"):
         pytest.skip(host.missing("memory", "memory.peak"))  # Linux 5.19
-    rt.create(cid, str(bundle))
+    record = tmp_path / "first"
+    argv = [sys.executable, "-c", DRIVER, str(runc_root), str(record), "-", cid, str(bundle)]
     try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
         peak = int(Path(host.container_cgroup("memory", cid), "memory.peak").read_text())
+        current = int(Path(host.container_cgroup("memory", cid), "memory.current").read_text())
     finally:
         rt.delete(cid, force=True)
-    print(f"\nmemory.peak of a container whose init was born in it: {peak / MiB:.1f} MiB")
+    print(
+        f"\nborn in its cgroup, after create: memory.peak {peak / MiB:.1f} MiB,"
+        f" memory.current {current / MiB:.1f} MiB"
+    )
     assert peak * 4 <= lifecycle.BORN_IN_CGROUP_MIN_MEMORY, peak
+    work = [(f"{cid}-{i}-{'born' if i % 2 == 0 else 'fork'}", bundle) for i in range(10)]
+    made = create(rt, runc_root, record, work, "timing")
     times: dict[bool, list[float]] = {True: [], False: []}
-    for i in range(6):
-        born = i % 2 == 0
-        lifecycle._clone3_missing = not born
-        name = f"{cid}-t{i}"
-        start = time.perf_counter()
-        rt.create(name, str(bundle))
-        times[born].append(time.perf_counter() - start)
-        rt.delete(name, force=True)
-    lifecycle._clone3_missing = False
+    for (name, _), one in zip(work, made["creates"], strict=True):
+        born = name.endswith("-born")
+        assert (memory_line(one["first"]) == memory_line(one["final"])) is born, one
+        times[born].append(one["seconds"])
     born_s, forked_s = statistics.median(times[True]), statistics.median(times[False])
     print(
         f"create: born in the cgroup {born_s * 1e3:.1f} ms, fork then join {forked_s * 1e3:.1f}"
-        f" ms, ratio {born_s / forked_s:.2f} (median of 3 each; pid {os.getpid()})"
+        f" ms, ratio {born_s / forked_s:.2f} (median of 5 each, in one process)"
     )
