@@ -65,7 +65,24 @@ for cid, bundle in zip(work[::2], work[1::2]):
         final = f.read()
     with open(out) as f:
         first = f.read()
-    result["creates"].append({"first": first, "final": final, "seconds": took})
+    one = {"first": first, "final": final, "seconds": took}
+    if mode == "exec":  # and an exec'd process's first step, in the started container
+        from corral.runtime import exec as execution
+        real_child = execution._child
+
+        def child(*args, **kwargs):
+            with open("/proc/self/cgroup") as f:
+                where = f.read()
+            with open(out + ".exec", "w") as f:
+                f.write(f"dumpable={k.prctl(k.PR_GET_DUMPABLE)}" + "\\n" + where)
+            return real_child(*args, **kwargs)
+
+        execution._child = child
+        rt.start(cid)
+        one["exec_status"] = rt.exec(cid, ["true"])
+        with open(out + ".exec") as f:
+            one["exec_first"] = f.read()
+    result["creates"].append(one)
     if mode == "timing":
         rt.delete(cid, force=True)
 result["tries"] = len(tries)
@@ -132,6 +149,23 @@ def test_init_is_born_in_its_cgroup_on_v2_and_joins_late_elsewhere(
         assert not made["missing"]
     else:  # v1 or hybrid: forked outside, the memory cgroup joined just before the exec
         assert cid not in memory_line(first), first
+
+
+def test_an_exec_is_born_in_the_cgroup_on_v2_whatever_its_memory_limit(
+    rt: corral.Runtime, runc_root: Path, cid: str, make_bundle: BundleFactory, tmp_path: Path
+) -> None:
+    """An exec'd process joins at its first step anyway: no memory rule holds clone3 back."""
+    small = lifecycle.BORN_IN_CGROUP_MIN_MEMORY - MiB
+
+    def limit(config: dict[str, Any]) -> None:
+        config["linux"]["resources"] = {"memory": {"limit": small, "swap": small}}
+
+    bundle = make_bundle(["sleep", "1000"], edit=limit)
+    made = create(rt, runc_root, tmp_path / "first", [(cid, bundle)], "exec")
+    one = made["creates"][0]
+    assert one["exec_status"] == 0
+    assert one["exec_first"].startswith("dumpable=0\n"), one
+    assert (cid in memory_line(one["exec_first"])) is V2, one
 
 
 @pytest.mark.skipif(not V2, reason="clone3 into a cgroup is tried on cgroup v2 only")

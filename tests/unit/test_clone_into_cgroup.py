@@ -87,7 +87,7 @@ def test_a_kernel_found_lacking_is_not_asked_again(monkeypatch: pytest.MonkeyPat
 
     monkeypatch.setattr(lifecycle, "_clone3_missing", False)
     monkeypatch.setattr(k, "fork_into_cgroup", lacking)
-    assert lifecycle._fork_born_joined(5) == -1
+    assert lifecycle.fork_born_joined(5) == -1
     assert calls == [5] and not lifecycle.born_in_cgroup("v2", None)
 
 
@@ -99,7 +99,7 @@ def test_other_refusals_fall_back_without_being_remembered(
 
     monkeypatch.setattr(lifecycle, "_clone3_missing", False)
     monkeypatch.setattr(k, "fork_into_cgroup", busy)
-    assert lifecycle._fork_born_joined(5) == -1
+    assert lifecycle.fork_born_joined(5) == -1
     assert lifecycle.born_in_cgroup("v2", None)
 
 

@@ -195,7 +195,7 @@ def _spawn_init(
     console = _connect_console(opts.console_socket) if opts.console_socket else None
     pid_flags = _plan_namespaces(linux, cfg, fds)
     if cgroup is not None and not cfg.userns:
-        cfg.cgroup_fd = _cgroup_to_be_born_in(cgroup, fds)
+        cfg.cgroup_fd = cgroup_to_be_born_in(cgroup, fds)
     parent_sock, child_sock = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_SEQPACKET)
     cfg.sock = child_sock
     cfg.parent_sock = parent_sock
@@ -318,7 +318,7 @@ def _fork_init(pid_flags: list[tuple[int, int]], cfg: InitConfig, fds: list[int]
         own.append((flag, mine))
     try:
         init.enter_for_children(pid_flags, cfg.time_offsets)
-        pid = _fork_born_joined(cfg.cgroup_fd) if cfg.cgroup_fd >= 0 else -1
+        pid = fork_born_joined(cfg.cgroup_fd) if cfg.cgroup_fd >= 0 else -1
         if pid == 0:
             cfg.cgroup_procs_fds = []  # born in the cgroup: nothing left to join
         elif pid < 0:
@@ -352,22 +352,26 @@ def born_in_cgroup(mode: str, ceiling: int | None) -> bool:
     return ceiling is None or ceiling >= BORN_IN_CGROUP_MIN_MEMORY
 
 
-def _cgroup_to_be_born_in(manager: Manager, fds: list[int]) -> int:
+def cgroup_to_be_born_in(manager: Manager, fds: list[int], *, late_join: bool = True) -> int:
     """An fd of the v2 cgroup for clone3, when born_in_cgroup says so; else -1.
 
     v2 only: on v1 (and hybrid) a process is in one cgroup per hierarchy, and CLONE_INTO_CGROUP
     names one. Nor with the systemd driver, whose scope is made with the init already running.
+    ``late_join``: the alternative would join as late as possible, so the memory limit counts
+    (an exec'd process joins at its first step: for it, none does).
     """
     from corral.cgroups.v2 import V2Manager
 
-    if type(manager) is not V2Manager or not born_in_cgroup("v2", manager.memory_ceiling()):
+    if type(manager) is not V2Manager:
+        return -1
+    if not born_in_cgroup("v2", manager.memory_ceiling() if late_join else None):
         return -1
     fd = manager.open_dir()
     fds.append(fd)
     return fd
 
 
-def _fork_born_joined(cgroup_fd: int) -> int:
+def fork_born_joined(cgroup_fd: int) -> int:
     """clone3 into the cgroup ``cgroup_fd``: 0 in the child, its pid here, -1 when the kernel
     (or a seccomp filter, or threads in this process) refused: then fork as usual."""
     global _clone3_missing
