@@ -23,6 +23,8 @@ The cgroups are all joined by the end of ``create`` (the spec, and containerd's 
 reads the init's cgroup then). The memory cgroup is joined last, right before the exec of the
 launcher: pages this Python process dirtied before it stay charged to the runtime, and the exec
 then drops them, so a container can run under a memory limit far smaller than an interpreter.
+On cgroup v2, unless such a limit is set, the init is instead born in its cgroup (clone3 with
+CLONE_INTO_CGROUP; corral.runtime.lifecycle.born_in_cgroup) and has nothing left to join.
 """
 
 from __future__ import annotations
