@@ -367,6 +367,29 @@ class V2Manager(Manager):
     def to_state(self) -> "dict[str, Any]":
         return {"mode": "v2", "path": self.path, "root": self.root}
 
+    # -- born in the cgroup (clone3's CLONE_INTO_CGROUP, Linux 5.7)
+
+    def open_dir(self) -> int:
+        """An O_PATH fd of the cgroup's directory: what clone3 takes to start a child in it."""
+        try:
+            return posix.open(self.dir, posix.O_PATH | posix.O_DIRECTORY | posix.O_CLOEXEC)
+        except OSError as err:
+            raise CgroupError(f"opening {self.dir}: {err.strerror}") from None
+
+    def memory_ceiling(self) -> int | None:
+        """The lowest memory.max or memory.high from the cgroup up to the root, in bytes:
+        what a process in the cgroup can be charged before reclaim throttles or the OOM killer
+        acts; None when nothing limits it."""
+        lowest: int | None = None
+        directory = self.dir
+        while len(directory) > len(self.root):
+            for name in ("memory.max", "memory.high"):
+                text = read(f"{directory}/{name}")
+                if text and text != "max":
+                    lowest = int(text) if lowest is None else min(lowest, int(text))
+            directory = directory.rsplit("/", 1)[0]
+        return lowest
+
 
 def _enable_controllers(directory: str) -> None:
     """Write "+c" for every controller ``directory`` has but does not pass down yet."""

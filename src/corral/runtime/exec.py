@@ -107,8 +107,11 @@ def run_exec(
         stage = pid_fd is not None and bool(joins) and _has_userns(container) and os.geteuid() != 0
         if stage and not detach:
             k.prctl(k.PR_SET_CHILD_SUBREAPER, 1)  # to wait for our grandchild
-        pid = _fork_joined(None if stage else pid_fd, fds)
+        cgroup_fd = -1 if stage else _cgroup_to_be_born_in(container, fds)
+        pid, born = _fork_joined(None if stage else pid_fd, fds, cgroup_fd)
         if pid == 0:
+            if born:
+                procs = []  # born in the container's cgroup: nothing to join
             parent_sock.close()
             for target, fd in enumerate(pipes.inner if pipes else ()):
                 os.dup2(fd, target)  # the originals are above 2, and closed right below
@@ -172,7 +175,7 @@ def run_start_hooks(
         procs, _background = _cgroup_fds(container, fds)
         parent_sock, child_sock = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_SEQPACKET)
         rootless = _has_userns(container) and os.geteuid() != 0
-        pid = _fork_joined(None if rootless else pid_fd, fds)
+        pid, _born = _fork_joined(None if rootless else pid_fd, fds)
         if pid == 0:
             parent_sock.close()
             process = container.config.get("process") or {}
@@ -218,10 +221,13 @@ def _hook_child(
     os._exit(1)
 
 
-def _fork_joined(pid_fd: int | None, fds: list[int]) -> int:
+def _fork_joined(pid_fd: int | None, fds: list[int], cgroup_fd: int = -1) -> tuple[int, bool]:
     """fork(), the child born non-dumpable (no window after fork for the container's processes
     to open its /proc/<pid>/exe, the host's Python) and, given ``pid_fd``, in that pid
-    namespace. The parent comes back to its own pid namespace and dumpable flag."""
+    namespace. The parent comes back to its own pid namespace and dumpable flag.
+
+    Given ``cgroup_fd`` (a v2 cgroup), clone3 makes the child in that cgroup, where the kernel
+    can (lifecycle.fork_born_joined). Returns (pid, whether the child was born there)."""
     mine = -1
     if pid_fd is not None:
         mine = os.open("/proc/self/ns/pid_for_children", os.O_RDONLY | os.O_CLOEXEC)
@@ -230,15 +236,35 @@ def _fork_joined(pid_fd: int | None, fds: list[int]) -> int:
     dumpable = k.prctl(k.PR_GET_DUMPABLE)
     k.prctl(k.PR_SET_DUMPABLE, 0)
     pid = -1
+    born = False
     try:
-        pid = os.fork()
+        if cgroup_fd >= 0:
+            from corral.runtime.lifecycle import fork_born_joined
+
+            pid = fork_born_joined(cgroup_fd)
+            born = pid >= 0
+        if not born:
+            pid = os.fork()
     finally:
         if pid != 0:  # the parent (or a failed fork)
             if dumpable:
                 k.prctl(k.PR_SET_DUMPABLE, dumpable)
             if mine >= 0:
                 k.setns(mine, k.CLONE_NEWPID)
-    return pid
+    return pid, born
+
+
+def _cgroup_to_be_born_in(container: Container, fds: list[int]) -> int:
+    """An fd of the container's v2 cgroup for clone3, or -1 (see lifecycle.born_in_cgroup).
+    The process joins its cgroups at its first step anyway, so no memory limit stands in the
+    way: born there, it is charged for the same pages."""
+    cg = container.data.get("cgroup")
+    if not cg:
+        return -1
+    from corral import cgroups
+    from corral.runtime.lifecycle import cgroup_to_be_born_in
+
+    return cgroup_to_be_born_in(cgroups.from_state(cg), fds, late_join=False)
 
 
 def _has_userns(container: Container) -> bool:

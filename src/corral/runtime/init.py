@@ -23,6 +23,8 @@ The cgroups are all joined by the end of ``create`` (the spec, and containerd's 
 reads the init's cgroup then). The memory cgroup is joined last, right before the exec of the
 launcher: pages this Python process dirtied before it stay charged to the runtime, and the exec
 then drops them, so a container can run under a memory limit far smaller than an interpreter.
+On cgroup v2, unless such a limit is set, the init is instead born in its cgroup (clone3 with
+CLONE_INTO_CGROUP; corral.runtime.lifecycle.born_in_cgroup) and has nothing left to join.
 """
 
 from __future__ import annotations
@@ -58,6 +60,7 @@ class InitConfig:
     __slots__ = (
         "bundle",
         "cgroup_early",
+        "cgroup_fd",
         "cgroup_procs_fds",
         "cgroup_sources",
         "container_id",
@@ -89,6 +92,7 @@ class InitConfig:
         self.parent_sock: Any = None  # the runtime's end: closed at once in the child
         self.cgroup_procs_fds: list[int] = []  # joined by the init itself, just before exec
         self.cgroup_early: list[str] = []  # cgroup.procs files the parent moves the init into
+        self.cgroup_fd = -1  # the parent's: a v2 cgroup the init is born in (clone3), or -1
         self.joined = False  # the parent said JOINED (it may say so before we ask anything)
         self.cgroup_sources: list[tuple[str, str]] = []
         self.join_fds: list[tuple[str, int]] = []  # (namespace type, fd) to setns into

@@ -194,6 +194,8 @@ def _spawn_init(
     os.close(os.open(container.created_marker, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600))
     console = _connect_console(opts.console_socket) if opts.console_socket else None
     pid_flags = _plan_namespaces(linux, cfg, fds)
+    if cgroup is not None and not cfg.userns:
+        cfg.cgroup_fd = cgroup_to_be_born_in(cgroup, fds)
     parent_sock, child_sock = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_SEQPACKET)
     cfg.sock = child_sock
     cfg.parent_sock = parent_sock
@@ -316,13 +318,75 @@ def _fork_init(pid_flags: list[tuple[int, int]], cfg: InitConfig, fds: list[int]
         own.append((flag, mine))
     try:
         init.enter_for_children(pid_flags, cfg.time_offsets)
-        pid = os.fork()
+        pid = fork_born_joined(cfg.cgroup_fd) if cfg.cgroup_fd >= 0 else -1
+        if pid == 0:
+            cfg.cgroup_procs_fds = []  # born in the cgroup: nothing left to join
+        elif pid < 0:
+            pid = os.fork()
         if pid == 0:
             init.run(cfg)
     finally:
         for flag, mine in own:
             k.setns(mine, flag)
     return pid
+
+
+# Born in its cgroup, the init is charged from its first instruction for every page the forked
+# interpreter touches until it execs the launcher; joining late, for none of them (init.py).
+# That peak is 1.8 MiB for a busybox bundle in the v2 guest (memory.peak after create;
+# tests/integration/test_clone_into_cgroup.py prints it), more with hooks or seccomp: under a
+# memory limit (memory.max or memory.high, the container's or an ancestor's) below 64 MiB,
+# far above it, the init is forked outside and joins late, as on v1.
+BORN_IN_CGROUP_MIN_MEMORY = 64 << 20
+
+# errnos of a kernel without clone3 (ENOSYS, before 5.3) or CLONE_INTO_CGROUP (E2BIG or
+# EINVAL, before 5.7): once seen, this process does not try again.
+_CLONE3_MISSING = (38, 7, 22)
+_clone3_missing = False
+
+
+def born_in_cgroup(mode: str, ceiling: int | None) -> bool:
+    """Whether an init whose cgroup is ``mode`` ("v1", "v2") and whose memory is limited to
+    ``ceiling`` bytes (None: unlimited) should be born in its cgroup (clone3)."""
+    if mode != "v2" or _clone3_missing:
+        return False
+    return ceiling is None or ceiling >= BORN_IN_CGROUP_MIN_MEMORY
+
+
+def cgroup_to_be_born_in(manager: Manager, fds: list[int], *, late_join: bool = True) -> int:
+    """An fd of the v2 cgroup for clone3, when born_in_cgroup says so; else -1.
+
+    v2 only: on v1 (and hybrid) a process is in one cgroup per hierarchy, and CLONE_INTO_CGROUP
+    names one. Nor with the systemd driver, whose scope is made with the init already running.
+    ``late_join``: the alternative would join as late as possible, so the memory limit counts
+    (an exec'd process joins at its first step: for it, none does).
+    """
+    from corral.cgroups.v2 import V2Manager
+
+    if type(manager) is not V2Manager:
+        return -1
+    if not born_in_cgroup("v2", manager.memory_ceiling() if late_join else None):
+        return -1
+    fd = manager.open_dir()
+    fds.append(fd)
+    return fd
+
+
+def fork_born_joined(cgroup_fd: int) -> int:
+    """clone3 into the cgroup ``cgroup_fd``: 0 in the child, its pid here, -1 when the kernel
+    (or a seccomp filter, or threads in this process) refused: then fork as usual."""
+    global _clone3_missing
+    from corral.errors import KernelError
+
+    try:
+        return k.fork_into_cgroup(cgroup_fd)
+    except KernelError as err:
+        if err.errno in _CLONE3_MISSING:
+            _clone3_missing = True
+        from corral.runtime import log
+
+        log.debug(f"clone3 into the cgroup refused ({err.strerror}): fork, then join")
+        return -1
 
 
 def _write_id_maps(pid: int, linux: dict[str, Any]) -> None:

@@ -351,3 +351,70 @@ def move_mount(fd: int, target: str) -> None:
         os.fsencode(target), c_uint32(MOVE_MOUNT_F_EMPTY_PATH),
     )  # fmt: skip
     _check("move_mount", int(ret), target)
+
+
+# clone3(2) (Linux 5.3) with CLONE_INTO_CGROUP (5.7): a child born in a cgroup v2 directory,
+# never having run anywhere else. Same number on x86_64 and aarch64. struct clone_args is
+# eleven u64 fields; CLONE_ARGS_SIZE_VER2 (88 bytes) is the first size with ``cgroup``.
+CLONE_INTO_CGROUP = 0x200000000
+CLONE_ARGS_SIZE_VER2 = 88
+_CLONE3 = {"x86_64": 435, "aarch64": 435}
+_SIGCHLD = 17
+CLONE_ARGS_FIELDS = (
+    "flags", "pidfd", "child_tid", "parent_tid", "exit_signal", "stack", "stack_size", "tls",
+    "set_tid", "set_tid_size", "cgroup",
+)
+
+
+def clone_args(flags: int = 0, cgroup: int = -1, exit_signal: int = _SIGCHLD) -> bytes:
+    """struct clone_args (linux/sched.h) for a fork-like clone3: no new stack (the child runs
+    on a copy of ours, as after fork), ``exit_signal`` to the parent when it exits, and with
+    ``cgroup`` (an fd of a cgroup v2 directory) the child born in that cgroup."""
+    import struct
+
+    if cgroup >= 0:
+        flags |= CLONE_INTO_CGROUP
+    words = dict.fromkeys(CLONE_ARGS_FIELDS, 0)
+    words.update(flags=flags, exit_signal=exit_signal, cgroup=max(cgroup, 0))
+    return struct.pack(f"={len(words)}Q", *words.values())
+
+
+def fork_into_cgroup(cgroup_fd: int) -> int:
+    """fork(), but the child is born in the cgroup v2 directory ``cgroup_fd`` (O_PATH is fine):
+    0 in the child, its pid in the parent; KernelError("clone3") when the kernel refuses
+    (ENOSYS before 5.3, E2BIG or EINVAL before 5.7, EPERM under a filter that forbids it).
+
+    Wrapped the way os.fork wraps fork(2), so the interpreter stays right in both processes:
+    PyOS_BeforeFork (the at-fork "before" hooks; the import lock taken), then
+    PyOS_AfterFork_Child or PyOS_AfterFork_Parent. The call holds the GIL throughout, as
+    os.fork does (a GIL released around the system call could be another thread's in the
+    child). What glibc's fork adds for itself, clone3 does not: its atfork handlers (malloc's
+    and stdio's locks), and the thread id cached in the child's thread block stays the
+    parent's. Both matter only to a process with other threads, which ``fork_into_cgroup``
+    therefore refuses (EAGAIN before anything is done): the caller forks the usual way then.
+    """
+    from corral.sys._ffi import c_long, c_size_t
+
+    number = _CLONE3.get(_MACHINE)
+    if number is None:
+        raise KernelError("clone3", 38, f"unsupported architecture {_MACHINE}")
+    if not single_threaded():
+        raise KernelError("clone3", 11, "the process has other threads")
+    args = clone_args(cgroup=cgroup_fd)
+    lib = _lib()
+    lib.function("PyOS_BeforeFork", None, hold_gil=True)()
+    pid = int(lib.function("syscall", c_long, hold_gil=True)(
+        c_long(number), args, c_size_t(len(args))
+    ))
+    if pid == 0:
+        lib.function("PyOS_AfterFork_Child", None, hold_gil=True)()
+        return 0
+    lib.function("PyOS_AfterFork_Parent", None, hold_gil=True)()
+    return _check("clone3", pid)
+
+
+def single_threaded() -> bool:
+    """Whether this process has one thread (the kernel's count: C threads too)."""
+    with open("/proc/self/stat", "rb") as f:
+        stat = f.read()
+    return stat[stat.rindex(b")") + 2 :].split()[17] == b"1"  # field 20: num_threads

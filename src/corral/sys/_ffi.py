@@ -24,6 +24,7 @@ byref = _ctypes.byref
 get_errno = _ctypes.get_errno
 
 _FUNCFLAG_CDECL = 0x1
+_FUNCFLAG_PYTHONAPI = 0x4  # keep the GIL held across the call (ctypes' PyDLL)
 _FUNCFLAG_USE_ERRNO = 0x8
 _RTLD_NOW = 0x2
 
@@ -60,15 +61,18 @@ class Library:
 
     def __init__(self, name: str | None = None) -> None:
         self._handle = _ctypes.dlopen(name, _RTLD_NOW)  # type: ignore[arg-type]  # None: libc
-        self._cache: dict[tuple[str, type], Any] = {}
+        self._cache: dict[tuple[str, type, bool], Any] = {}
 
-    def function(self, name: str, restype: type = c_int) -> Any:
-        key = (name, restype)
+    def function(self, name: str, restype: type = c_int, *, hold_gil: bool = False) -> Any:
+        """``hold_gil``: call without releasing the GIL, as ctypes.pythonapi does; for the
+        interpreter's own C API (PyOS_BeforeFork) and for a call that forks the process."""
+        key = (name, restype, hold_gil)
         fn = self._cache.get(key)
         if fn is None:
+            flags = _FUNCFLAG_CDECL | _FUNCFLAG_USE_ERRNO | (_FUNCFLAG_PYTHONAPI * hold_gil)
 
             class Function(_ctypes.CFuncPtr):
-                _flags_ = _FUNCFLAG_CDECL | _FUNCFLAG_USE_ERRNO
+                _flags_ = flags
                 _restype_ = restype
 
             fn = self._cache[key] = Function((name, self))  # type: ignore[arg-type]
