@@ -69,7 +69,7 @@ V2_SET=(
   tests/unit/test_spec_defaults.py             # runc spec adds a cgroup namespace on v2
   tests/integration/test_cgroups_host.py
   tests/integration/test_resources_v2.py
-  tests/integration/test_clone_into_cgroup.py  # the init born in its cgroup (clone3)
+  tests/integration/test_init_born_in_cgroup.py  # the init born in its cgroup (clone3)
   tests/e2e/test_cgroups_cli.py
   tests/e2e/test_lifecycle_clients.py
   tests/integration/test_security_rootless.py  # a delegated subtree on v2
