@@ -64,6 +64,26 @@ def proxy(master: int, pid: int) -> None:
             termios.tcsetattr(0, termios.TCSADRAIN, saved)
 
 
+def terminal_size() -> tuple[int, int] | None:
+    """(rows, columns) of our terminal (stdin's, else stdout's); None without one. A
+    foreground exec with a terminal puts it in ``process.consoleSize``, so the pty has it
+    before the program's first instruction (copy_size after the start would race with it)."""
+    import fcntl
+    import struct
+    import termios
+
+    for fd in (0, 1):
+        try:
+            rows, cols, _, _ = struct.unpack(
+                "HHHH", fcntl.ioctl(fd, termios.TIOCGWINSZ, b"\0" * 8)
+            )
+        except OSError:
+            continue
+        if rows and cols:
+            return rows, cols
+    return None
+
+
 def copy_size(terminal: int, pty: int) -> None:
     """Give ``pty`` the window size of ``terminal`` (nothing if ``terminal`` is not one)."""
     import fcntl

@@ -79,6 +79,12 @@ def run_exec(
     from corral.runtime.state import write_atomic
 
     check(process, {})
+    if process.get("terminal") and not detach and not console_socket:
+        from corral.runtime.console import terminal_size
+
+        size = terminal_size()  # the pty has our size from the start (runc's consoleSize)
+        if size is not None and "consoleSize" not in process:
+            process = {**process, "consoleSize": {"height": size[0], "width": size[1]}}
     if process.get("terminal") and detach and not console_socket:
         raise UsageError("cannot allocate tty if runc will detach without setting console socket")
     if console_socket and not (process.get("terminal") and detach):

@@ -334,7 +334,7 @@ def _fork_init(pid_flags: list[tuple[int, int]], cfg: InitConfig, fds: list[int]
 # Born in its cgroup, the init is charged from its first instruction for every page the forked
 # interpreter touches until it execs the launcher; joining late, for none of them (init.py).
 # That peak is 1.8 MiB for a busybox bundle in the v2 guest (memory.peak after create;
-# tests/integration/test_clone_into_cgroup.py prints it), more with hooks or seccomp: under a
+# tests/integration/test_init_born_in_cgroup.py prints it), more with hooks or seccomp: under a
 # memory limit (memory.max or memory.high, the container's or an ancestor's) below 64 MiB,
 # far above it, the init is forked outside and joins late, as on v1.
 BORN_IN_CGROUP_MIN_MEMORY = 64 << 20
