@@ -49,8 +49,17 @@ def start_reaper(interval: float = 0.05) -> threading.Event:
     stop = threading.Event()
 
     def loop() -> None:
+        # A zombie is reaped only once it has stayed one for a second: our own children in a
+        # container's pid namespace (an exec's process, which Runtime.exec waits for itself)
+        # are zombies for a moment only, and reaping them first made exec report 255.
+        seen: dict[int, int] = {}
+        patience = max(1, int(1.0 / interval))
         while not stop.wait(interval):
-            for pid in _container_zombies():
+            zombies = _container_zombies()
+            seen = {pid: seen.get(pid, 0) + 1 for pid in zombies}
+            for pid, scans in seen.items():
+                if scans < patience:
+                    continue
                 try:
                     os.waitpid(pid, os.WNOHANG)
                 except ChildProcessError:

@@ -315,7 +315,21 @@ def mount(mounts: list[Mount], target: str | os.PathLike[str]) -> None:
 
 
 def unmount(target: str | os.PathLike[str], detach: bool = False) -> None:
-    """Undo ``mount``; ``detach`` (MNT_DETACH) when something may still be busy inside."""
-    from corral import sys as csys
+    """Undo ``mount``; ``detach`` (MNT_DETACH) when something may still be busy inside.
 
-    csys.umount2(os.fspath(target), csys.MNT_DETACH if detach else 0)
+    Not mounted (any more) is done: two teardowns of one container may race (the monitor's
+    helper and a command that found the container ended), and the loser gets EINVAL."""
+    from corral import sys as csys
+    from corral.errors import KernelError
+
+    try:
+        csys.umount2(os.fspath(target), csys.MNT_DETACH if detach else 0)
+    except KernelError as err:
+        if err.errno != 22 or _mounted(os.fspath(target)):  # EINVAL: not a mount point
+            raise
+
+
+def _mounted(path: str) -> bool:
+    """Whether ``path`` is a mount point now (per /proc/self/mountinfo)."""
+    with open("/proc/self/mountinfo", encoding="utf-8", errors="replace") as f:
+        return any(line.split()[4] == path for line in f)
