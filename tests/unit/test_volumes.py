@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from corral.engine.volumes import Volumes, resolve_in_root, seed
+from corral.engine.rootpath import existing_in_root as resolve_in_root
+from corral.engine.volumes import Volumes, seed
 from corral.errors import NotFoundError, StateError, UsageError
 
 

@@ -29,7 +29,6 @@ import os
 import re
 import secrets
 import sqlite3
-import stat
 import subprocess
 import time
 from collections.abc import Callable, Iterable
@@ -37,6 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from corral.engine.layout import remove_tree
+from corral.engine.rootpath import existing_in_root
 from corral.errors import CorralError, ExistsError, NotFoundError, StateError, UsageError
 
 SCHEMA = """
@@ -257,41 +257,11 @@ class Volumes:
 # -- seeding a fresh volume from the image ---------------------------------------------------
 
 
-def resolve_in_root(root: str, path: str) -> str | None:
-    """``path`` inside the tree at ``root`` with symlinks resolved *as if root were /* (an
-    absolute link never leaves the tree); None when something on the way is missing."""
-    parts = [p for p in path.split("/") if p not in ("", ".")]
-    done: list[str] = []
-    hops = 0
-    while parts:
-        part = parts.pop(0)
-        if part == "..":
-            if done:
-                done.pop()
-            continue
-        current = os.path.join(root, *done, part)
-        try:
-            st = os.lstat(current)
-        except OSError:
-            return None
-        if stat.S_ISLNK(st.st_mode):
-            hops += 1
-            if hops > 40:
-                return None
-            target = os.readlink(current)
-            if target.startswith("/"):
-                done = []
-            parts = [p for p in target.split("/") if p not in ("", ".")] + parts
-            continue
-        done.append(part)
-    return os.path.join(root, *done)
-
-
 def seed(volume_data: Path, rootfs: str, target: str) -> bool:
     """Copy the image's content at ``target`` into an empty volume; whether anything was."""
     if any(volume_data.iterdir()):
         return False
-    source = resolve_in_root(rootfs, target)
+    source = existing_in_root(rootfs, target)
     if source is None or not os.path.isdir(source) or os.path.islink(source):
         return False
     done = subprocess.run(

@@ -52,6 +52,7 @@ from corral.engine.format import rfc3339
 from corral.engine.images.diff import write_diff
 from corral.engine.images.layers import apply_layer
 from corral.engine.layout import remove_tree
+from corral.engine.rootpath import resolve_in_root
 from corral.errors import CorralError, NotFoundError, UserError
 
 if TYPE_CHECKING:
@@ -547,7 +548,7 @@ class Builder:
                 elif (
                     len(items) == 1
                     and not stat.S_ISDIR(items[0].st.st_mode)
-                    and os.path.isdir(files.resolve_in_root(rootfs, dest))
+                    and os.path.isdir(resolve_in_root(rootfs, dest))
                 ):  # COPY file /dst where /dst is a directory in the image: /dst/file
                     name = os.path.basename(items[0].source)
                     todo = [files.Item(items[0].source, os.path.join(dest, name), items[0].st)]

@@ -33,9 +33,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from corral.engine.build.ignore import Ignore
+from corral.engine.rootpath import resolve_in_root
 from corral.errors import UserError
 
-MAX_LINKS = 40
 _GLOB = re.compile(r"[*?\[]")
 
 
@@ -53,35 +53,6 @@ class Item:
 
 
 # -- inside the image's root ---------------------------------------------------------------------
-
-
-def resolve_in_root(root: str, path: str, follow_last: bool = True) -> str:
-    """The host path of image path ``path`` with every symlink resolved inside ``root``.
-
-    Missing components are fine (the result names where they would be). ``..`` stops at the
-    root, as it does for a process chrooted there.
-    """
-    parts = [p for p in path.split("/") if p not in ("", ".")]
-    done: list[str] = []
-    links = 0
-    while parts:
-        comp = parts.pop(0)
-        if comp == "..":
-            if done:
-                done.pop()
-            continue
-        current = os.path.join(root, *done, comp)
-        if (parts or follow_last) and os.path.islink(current):
-            links += 1
-            if links > MAX_LINKS:
-                raise CopyError(f"{path}: too many levels of symbolic links")
-            target = os.readlink(current)
-            if target.startswith("/"):
-                done = []
-            parts = [p for p in target.split("/") if p not in ("", ".")] + parts
-            continue
-        done.append(comp)
-    return os.path.join(root, *done)
 
 
 def mkdirs_in_root(root: str, path: str, uid: int = 0, gid: int = 0) -> str:

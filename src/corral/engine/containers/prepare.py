@@ -242,7 +242,8 @@ def _device(host: str, container: str, perms: str) -> dict[str, Any] | None:
 
 def after_mount(container_dir: Path, rootfs: str) -> None:
     """At start, the rootfs mounted: make the working directory; seed fresh volumes (once)."""
-    from corral.engine.volumes import resolve_in_root, seed
+    from corral.engine.rootpath import existing_in_root
+    from corral.engine.volumes import seed
 
     spec: dict[str, Any] = {}
     try:
@@ -267,7 +268,7 @@ def after_mount(container_dir: Path, rootfs: str) -> None:
             unshift_tree(Path(item["volume"]), mapping)
     if seeds:
         seeds_path.unlink()
-    if cwd != "/" and resolve_in_root(rootfs, cwd) is None:
+    if cwd != "/" and existing_in_root(rootfs, cwd) is None:
         _mkdir_in_root(rootfs, cwd, mapping)
 
 
@@ -288,17 +289,17 @@ def mount_rootfs(container_dir: Path, mounts: list[Mount], rootfs: Path) -> None
 def _mkdir_in_root(rootfs: str, path: str, mapping: Mapping | None = None) -> None:
     """``mkdir -p`` of ``path`` inside ``rootfs``, links on the way resolved inside it (owned
     by the container's root when it has a user namespace)."""
-    from corral.engine.volumes import resolve_in_root
+    from corral.engine.rootpath import existing_in_root
 
     parts = [p for p in path.split("/") if p]
     for i in range(1, len(parts) + 1):
         sub = "/" + "/".join(parts[:i])
-        real = resolve_in_root(rootfs, sub)
+        real = existing_in_root(rootfs, sub)
         if real is not None:
             if not os.path.isdir(real):
                 raise UsageError(f"-w {path}: {sub} is not a directory in the container")
             continue
-        parent = resolve_in_root(rootfs, "/" + "/".join(parts[: i - 1]))
+        parent = existing_in_root(rootfs, "/" + "/".join(parts[: i - 1]))
         if parent is None:  # pragma: no cover - the loop made it
             raise UsageError(f"-w {path}: cannot create it")
         os.mkdir(os.path.join(parent, parts[i - 1]), 0o755)
