@@ -132,6 +132,8 @@ def test_writes_stay_in_their_own_upper_dir(root: Path) -> None:
 
 def test_rmi_refuses_an_image_in_use(root: Path) -> None:
     corral(root, "create", "--name", "c1", "busybox", "true")
+    corral(root, "tag", "busybox", "spare:1")  # one name of several goes, used or not (docker)
+    assert corral(root, "rmi", "spare:1").stdout == "Untagged: spare:1\n"
     refused = corral(root, "rmi", "busybox", check=False)
     assert refused.returncode == 1 and "must force" in refused.stderr
     assert "Deleted:" in corral(root, "rmi", "-f", "busybox").stdout

@@ -596,6 +596,10 @@ class ImageStore:
                 by_tag = None
             if by_tag not in tags:
                 by_tag = None
+            if by_tag is not None and len(tags) > 1:  # one of several names: docker untags it,
+                with transaction(self.db) as db:  # whoever uses the image
+                    db.execute("DELETE FROM tags WHERE name = ?", (by_tag,))
+                return [f"Untagged: {by_tag}"]
             users = self.users(image_id)
             if users and not force:
                 what = f'repository reference "{by_tag}"' if by_tag else short_id(image_id)
@@ -604,10 +608,6 @@ class ImageStore:
                     f"{users[0][:12]} is using its referenced image {short_id(image_id)}"
                 )
             lines: list[str] = []
-            if by_tag is not None and len(tags) > 1:
-                with transaction(self.db) as db:
-                    db.execute("DELETE FROM tags WHERE name = ?", (by_tag,))
-                return [f"Untagged: {by_tag}"]
             if by_tag is None and len(tags) > 1 and not force:
                 raise StateError(
                     f"conflict: unable to delete {short_id(image_id)} (must be forced) - image "
