@@ -8,13 +8,14 @@ from __future__ import annotations
 import io
 import json
 import os
+import subprocess
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from helpers.engine import corral
+from helpers.engine import CORRAL, corral
 
 LOOP = "while true; do sleep 1; done"
 
@@ -188,6 +189,13 @@ def test_export_whole_filesystem_numeric_owners(root: Path, tmp_path: Path) -> N
         corral(root, "stop", "-t", "0", "e1")
     done = corral(root, "export", "-o", str(tmp_path / "none.tar"), "nosuch", check=False)
     assert done.returncode == 1 and not (tmp_path / "none.tar").exists()
+    # to a reader that leaves early (``export e1 | head``): stopped quietly, as by SIGPIPE
+    export = subprocess.Popen([CORRAL, "--root", str(root), "export", "e1"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    assert export.stdout is not None and export.stderr is not None
+    assert len(export.stdout.read(512)) == 512
+    export.stdout.close()
+    assert (export.wait(timeout=60), export.stderr.read()) == (141, b"")
 
 
 def test_commit_makes_an_image_of_the_changes(root: Path) -> None:

@@ -157,6 +157,9 @@ def test_publish_all_and_udp_and_specific_address(host: Host) -> None:
     tcp = [ln for ln in lines if ln.startswith("80/tcp -> 127.0.0.1:")]
     assert tcp and int(tcp[0].rsplit(":", 1)[1]) > 0
     assert host.corral("port", "u", "53/udp").stdout.strip() == "127.0.0.1:5353"
+    port = tcp[0].rsplit(":", 1)[1]  # docker's PORTS column, from the view and from the engine
+    for ps in (["ps"], ["ps"], ["ps", "--no-trunc"]):
+        assert f"127.0.0.1:{port}->80/tcp, 127.0.0.1:5353->53/udp   u" in host.corral(*ps).stdout
 
 
 # -- user-defined networks and names ------------------------------------------------------------

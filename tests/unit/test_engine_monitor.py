@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from corral.engine import views
 from corral.engine.containers.logs import read_entries
 from corral.engine.monitor import health, waiter
 from corral.engine.monitor.config import (
@@ -146,5 +147,5 @@ def test_health_transitions() -> None:
     for _ in range(10):
         now = health.apply(now, ok, check, in_start_period=False)
     assert len(now["Log"]) == 5
-    assert health.ps_suffix("starting") == " (health: starting)"
-    assert health.ps_suffix("unhealthy") == " (unhealthy)"
+    assert views.health_suffix("starting") == " (health: starting)"
+    assert views.health_suffix("unhealthy") == " (unhealthy)"

@@ -21,13 +21,6 @@ if TYPE_CHECKING:
 
 
 #: ``images``' columns (header -> field) and every ``--format`` field (field -> header).
-IMAGE_COLUMNS = {
-    "REPOSITORY": "Repository",
-    "TAG": "Tag",
-    "IMAGE ID": "ID",
-    "CREATED": "CreatedSince",
-    "SIZE": "Size",
-}
 IMAGE_FIELDS = {
     "Repository": "REPOSITORY",
     "Tag": "TAG",
@@ -40,25 +33,30 @@ IMAGE_FIELDS = {
 
 
 def cmd_images(ns: argparse.Namespace) -> int:
+    import time
+
     from corral.engine import filters
-    from corral.engine.format import ago, human_size
-    from corral.engine.images.digest import short_id
+    from corral.engine.format import parse_time
     from corral.engine.images.listing import select
+    from corral.engine.views import IMAGE_COLUMNS, image_fields
 
     chosen = filters.parse(ns.filter or [], filters.IMAGE_KEYS)
     rows: list[dict[str, str]] = []
     ids: list[str] = []
+    now = time.time()
     for image, repo, tag in select(engine(ns).images, chosen, getattr(ns, "reference", None)):
-        image_id = image.id if ns.no_trunc else short_id(image.id)
+        # the default columns as plain ``images`` prints them (engine.views), and the rest
+        fields = image_fields((repo, tag, image.id, parse_time(image.created), image.size), now)
+        image_id = image.id if ns.no_trunc else fields["ID"]
         rows.append(
             {
                 "Repository": repo,
                 "Tag": tag,
                 "ID": image_id,
                 "Digest": image.manifest,
-                "CreatedSince": ago(image.created),
+                "CreatedSince": fields["CreatedSince"],
                 "CreatedAt": image.created,
-                "Size": human_size(image.size, 3),
+                "Size": fields["Size"],
             }
         )
         if image_id not in ids:

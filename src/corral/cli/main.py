@@ -15,12 +15,10 @@ the command chosen. Start-up is most of a short command's time (bench/README.md,
   parser is built (``Commands(only=word)``); ``run``'s flags only when ``run`` is parsed
   (``Parser.defer``); the engine is imported inside each command function;
 - ``ps`` and ``images`` with at most ``-a``/``-q`` skip argparse (``PLAIN``), whose
-  import of ``re`` and ``gettext`` costs more than listing the containers.
+  import of ``re`` and ``gettext`` costs more than listing the containers, and print the
+  engine's precomputed views (engine.views) without opening the database.
 """
 
-from __future__ import annotations
-
-import os
 import sys
 
 from corral.errors import CorralError, UsageError
@@ -36,7 +34,7 @@ PROG = "corral"
 USAGE_STATUS = 125
 
 
-def _parser_class() -> type[argparse.ArgumentParser]:
+def _parser_class() -> "type[argparse.ArgumentParser]":
     import argparse
 
     class Parser(argparse.ArgumentParser):
@@ -46,14 +44,14 @@ def _parser_class() -> type[argparse.ArgumentParser]:
         for a wrong number of arguments or an unknown command.
         """
 
-        _deferred: list[Callable[[], object]] | None = None
+        _deferred: "list[Callable[[], object]] | None" = None
 
-        def defer(self, add_arguments: Callable[[], object]) -> None:
+        def defer(self, add_arguments: "Callable[[], object]") -> None:
             """Call ``add_arguments`` (which declares this parser's flags) only when this
             parser is used: ``run``'s hundred flags are not built for ``corral ps``."""
             self._deferred = [*(self._deferred or []), add_arguments]
 
-        def parse_known_args(self, args: Any = None, namespace: Any = None) -> Any:
+        def parse_known_args(self, args: "Any" = None, namespace: "Any" = None) -> "Any":
             for add_arguments in self._deferred or []:
                 add_arguments()
             self._deferred = None
@@ -65,7 +63,7 @@ def _parser_class() -> type[argparse.ArgumentParser]:
             self._deferred = None
             return super().format_help()
 
-        def error(self, message: str) -> NoReturn:
+        def error(self, message: str) -> "NoReturn":
             err = UsageError(f"{self.prog}: {message}")
             if _about_a_flag(message):
                 err.exit_code = USAGE_STATUS
@@ -151,14 +149,15 @@ def modules_for(args: list[str]) -> tuple[str, ...]:
 
 
 #: The commonest read-only commands in their plain forms, parsed without argparse (whose import
-#: of re and gettext, and the parser's construction, cost more than listing the containers):
-#: word -> (its module and command function, the flags allowed alone and the attribute each
-#: sets, the other attributes as the parser's defaults). Any other command line goes to
-#: argparse; tests/unit/test_cli_dispatch.py checks that both give the same Namespace.
+#: of re and gettext, and the parser's construction, cost more than listing the containers)
+#: and printed from the engine's views (cli.plain, engine.views): word -> (its module and
+#: command function, the flags allowed alone and the attribute each sets, the other attributes
+#: as the parser's defaults). Any other command line goes to argparse;
+#: tests/unit/test_cli_dispatch.py checks that both give the same Namespace.
 PLAIN: dict[str, tuple[str, str, dict[str, str], dict[str, object]]] = {
     "ps": (
-        "corral.cli.containers",
-        "cmd_ps",
+        "corral.cli.plain",
+        "ps",
         {"-a": "all", "--all": "all", "-q": "quiet", "--quiet": "quiet"},
         {
             "all": False, "quiet": False, "no_trunc": False, "filter": None, "format": None,
@@ -166,15 +165,15 @@ PLAIN: dict[str, tuple[str, str, dict[str, str], dict[str, object]]] = {
         },
     ),
     "images": (
-        "corral.cli.images",
-        "cmd_images",
+        "corral.cli.plain",
+        "images",
         {"-q": "quiet", "--quiet": "quiet"},
         {"reference": None, "quiet": False, "no_trunc": False, "filter": None, "format": None},
     ),
 }
 
 
-def parse_plain(args: list[str]) -> argparse.Namespace | None:
+def parse_plain(args: list[str]) -> "argparse.Namespace | None":
     """``args`` parsed as the parser would, if they are a PLAIN command's plain form
     (``--root DIR ps -a``); else None."""
     found: dict[str, object] = {"root": None, "runroot": None, "version": False}
@@ -190,16 +189,20 @@ def parse_plain(args: list[str]) -> argparse.Namespace | None:
         if arg not in flags:
             return None
         found[flags[arg]] = True
-    import importlib
-    from types import SimpleNamespace
+    __import__(module)  # (importlib and types would cost the plain path 0.4 ms)
+    found["func"] = getattr(sys.modules[module], function)
+    parsed = _Parsed()
+    parsed.__dict__.update(found)
+    return parsed  # type: ignore[return-value]  # the attributes are the same
 
-    found["func"] = getattr(importlib.import_module(module), function)
-    return SimpleNamespace(**found)  # type: ignore[return-value]  # the attributes are the same
+
+class _Parsed:
+    """A plain command line, parsed: the attributes argparse's Namespace would have."""
 
 
 def build_parser(
     modules: tuple[str, ...] = NOUNS, only: str | None = None
-) -> argparse.ArgumentParser:
+) -> "argparse.ArgumentParser":
     """The parser of the commands that ``modules`` register (default: every command), or of
     the command ``only`` among them."""
     import importlib
@@ -249,7 +252,12 @@ def main(argv: list[str] | None = None) -> int:
         if getattr(ns, "func", None) is None:
             parser.print_help()
             return 0 if ns.command is None and not args else 1
-        return int(ns.func(ns) or 0)
+        status = int(ns.func(ns) or 0)
+        sys.stdout.flush()  # here, where a reader gone away is caught (below)
+        return status
+    except BrokenPipeError:  # ``corral export c | head``: the reader left; stop quietly, as
+        _drop_stdout()  # docker does (killed by SIGPIPE: 128 + 13)
+        return 141
     except CorralError as err:
         _debug()
         print(f"Error: {err}", file=sys.stderr)
@@ -267,14 +275,25 @@ def main(argv: list[str] | None = None) -> int:
         return _error_status(ns, err, 1)
 
 
-def _error_status(ns: argparse.Namespace | None, err: BaseException, default: int) -> int:
+def _error_status(ns: "argparse.Namespace | None", err: BaseException, default: int) -> int:
     """The exit status for ``err``: the command's own ``error_status`` rule, or ``default``."""
     rule = getattr(ns, "error_status", None)
     return int(rule(err)) if rule is not None else default
 
 
+def _drop_stdout() -> None:
+    """Point fd 1 at /dev/null, so that flushing what is left at exit cannot fail again."""
+    import os
+
+    null = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, 1)
+    os.close(null)
+
+
 def _debug() -> None:
-    if os.environ.get("CORRAL_DEBUG"):
+    from corral.engine.roots import getenv
+
+    if getenv("CORRAL_DEBUG"):
         import traceback
 
         traceback.print_exc()

@@ -5,8 +5,6 @@ engine.layout for where each keeps its files. Importing this package costs nothi
 the package itself: ``Engine`` is loaded on first use.
 """
 
-from __future__ import annotations
-
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from corral.engine.engine import Engine

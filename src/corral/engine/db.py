@@ -10,6 +10,8 @@ Blobs and snapshot directories hold the bytes; the database says what they mean:
     image_layers  image id, index -> chain_id, diff_id, layer blob digest, media type
     snapshots   id (the number of snapshots/<n>) -> key, kind ('committed' | 'active'), parent
     containers  id -> name, image id, snapshot key (filled by the container code; `rmi` checks it)
+    generation  n: how many rows of the watched tables have changed (``watch``), so the views
+                of plain ``ps`` and ``images`` (engine.views) know whether they are current
 
 WAL lets readers (``corral images``) run while a writer holds the store lock. Every change is
 one transaction, and files are renamed into place inside it, so a crash leaves either the old
@@ -21,7 +23,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS images (
@@ -75,7 +77,25 @@ CREATE TABLE IF NOT EXISTS containers (
     snapshot_key TEXT,
     created REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS generation (n INTEGER NOT NULL);
+INSERT INTO generation (n) SELECT 0 WHERE NOT EXISTS (SELECT 1 FROM generation);
 """
+
+
+def watch(table: str) -> list[str]:
+    """The statements that make every change to ``table`` count in the generation, and publish
+    the new count (``corral_publish``, which ``connect`` defines: engine.views' stamp) inside
+    the transaction that made it. Every table a view shows is watched."""
+    bump = "UPDATE generation SET n = n + 1; SELECT corral_publish(n) FROM generation;"
+    return [
+        f"CREATE TRIGGER IF NOT EXISTS {table}_{event.lower()}d AFTER {event} ON {table} "
+        f"BEGIN {bump} END"
+        for event in ("INSERT", "UPDATE", "DELETE")
+    ]
+
+
+#: The tables the views of this schema show (engine.monitor.state watches container_state).
+_WATCHED = ("images", "tags", "containers")
 
 
 def connect(path: Path) -> sqlite3.Connection:
@@ -83,15 +103,22 @@ def connect(path: Path) -> sqlite3.Connection:
 
     ``isolation_level=None`` puts transactions in our hands: callers use ``with transaction(db)``.
     """
+    from corral.engine.views import write_stamp
+
+    root = str(Path(path).parent)
     db = sqlite3.connect(path, timeout=30, isolation_level=None)
     db.row_factory = sqlite3.Row
+    db.create_function("corral_publish", 1, lambda n: write_stamp(root, n))
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA foreign_keys=ON")
     db.execute("PRAGMA synchronous=NORMAL")
     version = db.execute("PRAGMA user_version").fetchone()[0]
     if version < SCHEMA_VERSION:
+        triggers = "".join(f"{t};" for table in _WATCHED for t in watch(table))
         db.executescript(
-            "BEGIN IMMEDIATE;" + _SCHEMA + f"PRAGMA user_version={SCHEMA_VERSION};COMMIT;"
+            "BEGIN IMMEDIATE;" + _SCHEMA + triggers
+            + "SELECT corral_publish(n) FROM generation;"  # the stamp of a new database
+            + f"PRAGMA user_version={SCHEMA_VERSION};COMMIT;"
         )
     return db
 

@@ -18,6 +18,8 @@ One storage root, ``/var/lib/corral`` unless told otherwise, survives reboots::
       networks/               network state that is not in the database (engine.network)
       volumes/<name>/_data    named volumes (engine.volumes)
       build/                  the build cache (engine.build)
+      views/                  what plain ``ps`` and ``images`` print, precomputed, and the
+                              database generation it shows (engine.views)
 
 The OCI runtime's state for the engine's containers does not survive a reboot (nor should
 it: after one, no container runs and the engine's next command says so), so it lives on a
@@ -38,9 +40,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-DEFAULT_ROOT = "/var/lib/corral"
+from corral.engine.roots import chosen_root
+
 RUNTIME_PARENT = "/run/corral-engine"
-ENV_ROOT = "CORRAL_ROOT"
 ENV_RUNROOT = "CORRAL_RUNROOT"
 EXTRACT_PREFIX = ".extract-"
 _HELD: dict[str, int] = {}  # roots whose lock this process holds, and how deeply
@@ -48,7 +50,7 @@ _HELD: dict[str, int] = {}  # roots whose lock this process holds, and how deepl
 
 def default_root() -> Path:
     """``$CORRAL_ROOT`` if set and non-empty, else ``/var/lib/corral``."""
-    return Path(os.environ.get(ENV_ROOT) or DEFAULT_ROOT)
+    return Path(chosen_root())
 
 
 def runtime_root_for(root: Path) -> Path:
@@ -77,7 +79,7 @@ class Layout:
         root: str | os.PathLike[str] | None = None,
         runtime_root: str | os.PathLike[str] | None = None,
     ) -> Layout:
-        where = Path(root).absolute() if root is not None else default_root().absolute()
+        where = Path(chosen_root(root))
         state = Path(runtime_root).absolute() if runtime_root else runtime_root_for(where)
         return cls(where, state)
 

@@ -9,25 +9,17 @@ from __future__ import annotations
 import contextlib
 import json
 import shlex
+import sqlite3
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from corral.engine.filters import Filters, label_matches
+from corral.engine.views import LIVE, PS_COLUMNS, ps_fields, ps_row
 from corral.errors import CorralError
 
 if TYPE_CHECKING:
     from corral.engine.containers.manager import Containers, Status
 
-#: ``ps``'s columns: header -> field, in docker's order.
-PS_COLUMNS = {
-    "CONTAINER ID": "ID",
-    "IMAGE": "Image",
-    "COMMAND": "Command",
-    "CREATED": "RunningFor",
-    "STATUS": "Status",
-    "PORTS": "Ports",
-    "NAMES": "Names",
-}
 #: Every field ``ps --format`` knows, and its header in ``table`` mode.
 PS_FIELDS = {
     "ID": "CONTAINER ID",
@@ -45,14 +37,12 @@ PS_FIELDS = {
     "Networks": "NETWORKS",
 }
 
-
-#: What ``ps`` shows without ``-a``: docker counts paused and restarting containers as running.
-LIVE = frozenset({"running", "paused", "restarting"})
+__all__ = ["PS_COLUMNS", "PS_FIELDS", "command_text", "ports_text", "row", "select", "with_ports"]
 
 
 def select(containers: Containers, filters: Filters, all_containers: bool) -> list[Status]:
     """The containers ``ps`` shows: running ones (or all), narrowed by ``filters``."""
-    everything = containers.list(all_containers=True)
+    everything = with_ports(containers.list(all_containers=True), containers.engine.db)
     # A status/exited filter asks about stopped containers: docker then implies -a.
     wide = all_containers or bool(filters.get("status")) or bool(filters.get("exited"))
     out = [s for s in everything if wide or s.state in LIVE]
@@ -92,43 +82,76 @@ def select(containers: Containers, filters: Filters, all_containers: bool) -> li
     return [s for s in out if keep(s)]
 
 
-def status_text(s: Status, now: float) -> str:
-    """docker's STATUS column: ``Up 5 minutes (healthy)``, ``Exited (3) 2 hours ago``..."""
-    from corral.engine.format import ago, human_duration, rfc3339
-    from corral.engine.monitor.health import ps_suffix
+def with_ports(statuses: list[Status], db: sqlite3.Connection) -> list[Status]:
+    """``statuses``, each with its PORTS column (``extra["ports"]``)."""
+    published = ports_text(db)
+    for s in statuses:
+        s.extra["ports"] = published.get(s.record.id, "")
+    return statuses
 
-    if s.state == "running":
-        return f"Up {human_duration(now - (s.started or now))}{ps_suffix(s.health)}"
-    if s.state == "paused":
-        return f"Up {human_duration(now - (s.started or now))} (Paused)"
-    code = "?" if s.exit_code is None else str(s.exit_code)
-    if s.state == "restarting":
-        return f"Restarting ({code}) {ago(rfc3339(s.finished or now))}"
-    if s.state == "exited":
-        return f"Exited ({code}) {ago(rfc3339(s.finished or now))}"
-    return "Created"
+
+def ports_text(db: sqlite3.Connection) -> dict[str, str]:
+    """docker's PORTS column of each container with published ports (they are published while
+    it runs): ``0.0.0.0:8080->80/tcp, 0.0.0.0:9000-9001->90-91/udp``, consecutive ports as one
+    range."""
+    try:
+        rows = db.execute(
+            "SELECT container_id, proto, host_ip, container_port, host_port FROM net_ports"
+            " ORDER BY container_id, proto, host_ip, container_port"
+        ).fetchall()
+    except sqlite3.OperationalError:  # no table: no container ever had a network
+        return {}
+    groups: dict[str, list[list[Any]]] = {}
+    for cid, proto, host_ip, port, host_port in (tuple(r) for r in rows):
+        runs = groups.setdefault(cid, [])
+        last = runs[-1] if runs else None
+        next_of_last = last and (port - last[3], host_port - last[5]) == (1, 1)
+        if last and last[:2] == [proto, host_ip] and next_of_last:
+            last[3], last[5] = port, host_port  # the run goes on
+        else:
+            runs.append([proto, host_ip, port, port, host_port, host_port])
+    return {
+        cid: ", ".join(
+            f"{ip or '0.0.0.0'}:{_span(h1, h2)}->{_span(c1, c2)}/{proto}"
+            for proto, ip, c1, c2, h1, h2 in runs
+        )
+        for cid, runs in groups.items()
+    }
+
+
+def _span(first: int, last: int) -> str:
+    return str(first) if first == last else f"{first}-{last}"
+
+
+def command_text(args: list[str], no_trunc: bool) -> str:
+    """docker's COMMAND column: the command line, shell-quoted, cut to 20 characters unless
+    ``no_trunc``, in JSON quotes."""
+    from corral.engine.format import truncate
+
+    command = " ".join(shlex.quote(a) for a in args)
+    return json.dumps(command if no_trunc else truncate(command, 20), ensure_ascii=False)
 
 
 def row(s: Status, no_trunc: bool) -> dict[str, str]:
-    """docker's ``ps`` fields of one container."""
-    from corral.engine.format import ago, rfc3339, truncate
-
+    """docker's ``ps`` fields of one container: the default columns as plain ``ps`` prints
+    them (engine.views), and the rest."""
     r = s.record
     now = time.time()
-    status = status_text(s, now)
-    command = " ".join(shlex.quote(a) for a in r.args)
+    fields = ps_fields(ps_row(s, None, command_text(r.args, no_trunc)), now)
+    if no_trunc:
+        fields["ID"] = r.id
     labels: dict[str, str] = getattr(r, "labels", None) or {}
     return {
-        "ID": r.id if no_trunc else r.id[:12],
-        "Image": r.image,
-        "Command": json.dumps(command if no_trunc else truncate(command, 20), ensure_ascii=False),
+        "ID": fields["ID"],
+        "Image": fields["Image"],
+        "Command": fields["Command"],
         "CreatedAt": time.strftime("%Y-%m-%d %H:%M:%S %z %Z", time.localtime(r.created)),
-        "RunningFor": ago(rfc3339(r.created)),
-        "Ports": str(s.extra.get("ports") or ""),
+        "RunningFor": fields["RunningFor"],
+        "Ports": fields["Ports"],
         "State": s.state,
-        "Status": status,
+        "Status": fields["Status"],
         "Size": "",
-        "Names": r.name,
+        "Names": fields["Names"],
         "Labels": ",".join(f"{k}={v}" for k, v in sorted(labels.items())),
         "Mounts": "",
         "Networks": str(s.extra.get("networks") or ""),

@@ -47,10 +47,3 @@ def apply(health: Health, probe: Probe, check: Healthcheck, in_start_period: boo
     streak = health["FailingStreak"] + 1
     status = UNHEALTHY if streak >= check.retries else health["Status"]
     return {"Status": status, "FailingStreak": streak, "Log": log}
-
-
-def ps_suffix(status: str | None) -> str:
-    """What ``ps`` adds to "Up 5 seconds": `` (healthy)``, `` (health: starting)``..."""
-    if not status:
-        return ""
-    return " (health: starting)" if status == STARTING else f" ({status})"

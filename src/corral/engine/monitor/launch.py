@@ -31,14 +31,17 @@ import os
 import signal
 import sys
 
+from corral.engine.monitor.alive import LOCK_NAME, monitor_alive
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from pathlib import Path
 
     from corral.runtime.state import StateStore
 
-#: The monitor of a root holds an exclusive flock on this file while it lives.
-LOCK_NAME = "monitor.lock"
+__all__ = ["LOCK_NAME", "PID_NAME", "ensure_monitor", "launch", "monitor_alive", "spawn_monitor"]
+
+#: The monitor of a root writes its pid here (it holds an exclusive flock on LOCK_NAME).
 PID_NAME = "monitor.pid"
 
 
@@ -132,21 +135,6 @@ def _high(fd: int) -> int:
 
 
 # -- the monitor of a root -------------------------------------------------------------------------
-
-
-def monitor_alive(root: Path) -> bool:
-    """Whether a monitor holds the root's lock (a dead one holds nothing)."""
-    try:
-        fd = os.open(root / LOCK_NAME, os.O_RDONLY | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)
-    return False
 
 
 def ensure_monitor(root: Path, runtime_root: Path) -> None:

@@ -42,6 +42,7 @@ import sys
 import time
 
 from corral.engine.monitor import attach as proto
+from corral.engine.monitor.alive import LOCK_NAME
 from corral.engine.monitor.logfile import LogWriter
 from corral.errors import CorralError
 
@@ -133,7 +134,7 @@ class Monitor:
     # -- the loop ------------------------------------------------------------------------------
 
     def run(self) -> int:
-        lock = os.open(os.path.join(self.root, "monitor.lock"),
+        lock = os.open(os.path.join(self.root, LOCK_NAME),
                        os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)  # fmt: skip
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -84,9 +84,12 @@ class RunState:
 
 
 def ensure(db: sqlite3.Connection) -> None:
-    """Create the table on first use (once per connection)."""
+    """Create the table on first use (once per connection), watched: ``ps`` shows it."""
+    from corral.engine.db import watch
+
     if _ready.get(id(db)) is not db:
-        db.execute(_SCHEMA)  # one statement: fine inside a transaction
+        for statement in (_SCHEMA, *watch("container_state")):
+            db.execute(statement)  # one statement each: fine inside a transaction
         _ready[id(db)] = db
 
 

@@ -24,7 +24,7 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterable
 
-from corral.engine.db import transaction
+from corral.engine.db import transaction, watch
 from corral.engine.network.model import Endpoint, Network, NetworkRequest, PortMapping
 from corral.errors import ExistsError, RuntimeFailure, UserError
 
@@ -93,7 +93,8 @@ class NetworkStore:
     def db(self) -> sqlite3.Connection:
         db = self._get()
         if db is not self._ready:
-            db.executescript(SCHEMA)
+            # net_ports is watched: ``ps`` shows the published ports (engine.views)
+            db.executescript(SCHEMA + "".join(f"{t};" for t in watch("net_ports")))
             self._ready = db
         return db
 
