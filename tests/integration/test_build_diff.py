@@ -8,7 +8,7 @@ import io
 import os
 import subprocess
 import tarfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -101,3 +101,47 @@ def test_redirect_xattr_is_refused(tmp_path: Path) -> None:
     os.setxattr(upper / "d", "trusted.overlay.redirect", b"/elsewhere")
     with pytest.raises(DiffError, match="redirect"):
         write_diff(upper, io.BytesIO())
+
+
+@pytest.mark.parametrize("swapped", ["file", "dir"])
+def test_an_entry_swapped_for_a_symlink_mid_walk_does_not_lead_out(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, swapped: str
+) -> None:
+    """``commit --pause=false`` reads a running container's upper dir: the container may swap
+    a file or directory for a symlink to the host between the walk's listing and its reading
+    (CVE-2018-15664's shape). The host's files must never reach the layer."""
+    host = tmp_path / "host"
+    host.mkdir()
+    (host / "shadow").write_text("HOST SECRET\n")
+    upper = tmp_path / "upper"
+    upper.mkdir()
+    (upper / "kept").write_text("mine\n")
+    target = upper / "victim"
+    if swapped == "file":
+        target.write_text("harmless\n")
+    else:
+        target.mkdir()
+        (target / "inner").write_text("harmless\n")
+    done: list[bool] = []
+
+    def then_swap(real: Callable[..., os.stat_result]) -> Callable[..., os.stat_result]:
+        def stat(path: object, *args: object, **kwargs: object) -> os.stat_result:
+            st = real(path, *args, **kwargs)
+            if str(path).endswith("victim") and not done:
+                done.append(True)
+                subprocess.run(["rm", "-rf", str(target)], check=True)  # the container's move
+                target.symlink_to(host / "shadow" if swapped == "file" else host)
+            return st
+
+        return stat
+
+    monkeypatch.setattr(os, "stat", then_swap(os.stat))  # the walk's listing, then the swap
+    monkeypatch.setattr(os, "lstat", then_swap(os.lstat))
+    out = io.BytesIO()
+    write_diff(upper, out)
+    monkeypatch.undo()
+    assert done, "the walk never looked at the victim"
+    assert b"HOST SECRET" not in out.getvalue()
+    with tarfile.open(fileobj=io.BytesIO(out.getvalue())) as tar:
+        names = tar.getnames()
+    assert "kept" in names and not any(n.startswith("victim/") for n in names)

@@ -80,39 +80,77 @@ class _Counting:
         return len(data)
 
 
-def _xattrs(path: str) -> dict[str, bytes]:
-    try:
-        names = os.listxattr(path, follow_symlinks=False)
-    except OSError:
-        return {}
-    out: dict[str, bytes] = {}
-    for name in sorted(names):
+class Entry:
+    """One entry of the upper directory, named relative to an fd of its parent directory."""
+
+    __slots__ = ("dfd", "name", "rel", "st")
+
+    def __init__(self, dfd: int, name: str, rel: str, st: os.stat_result) -> None:
+        self.dfd, self.name, self.rel, self.st = dfd, name, rel, st
+
+    def xattrs(self) -> dict[str, bytes]:
+        # /proc/self/fd/<parent>/<name>: the parent we hold, then the name itself, unfollowed
+        path = f"/proc/self/fd/{self.dfd}/{self.name}"
         try:
-            out[name] = os.getxattr(path, name, follow_symlinks=False)
+            names = os.listxattr(path, follow_symlinks=False)
         except OSError:
+            return {}
+        out: dict[str, bytes] = {}
+        for name in sorted(names):
+            try:
+                out[name] = os.getxattr(path, name, follow_symlinks=False)
+            except OSError:
+                continue
+        return out
+
+    def open(self, flags: int) -> int | None:
+        """An fd of this very entry (``O_NOFOLLOW``, and the same inode as walked), or None
+        if it was replaced meanwhile."""
+        try:
+            fd = os.open(self.name, flags | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=self.dfd)
+        except OSError:
+            return None
+        now = os.fstat(fd)
+        if (now.st_dev, now.st_ino) != (self.st.st_dev, self.st.st_ino):
+            os.close(fd)
+            return None
+        return fd
+
+
+def walk(top: str) -> Iterator[Entry]:
+    """Every entry below ``top``, in tar order (sorted, parents first).
+
+    Walked by fds, never by path: a running container (``commit --pause=false``) may swap a
+    directory or file for a symlink at any moment, and a path walk would then follow it out
+    to the host's files (CVE-2018-15664's shape). Each directory is opened ``O_NOFOLLOW``
+    relative to its parent's fd and must be the inode that was listed; an entry replaced
+    between its listing and its use is left out (the container was changing it).
+    """
+    top_fd = os.open(top, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        yield from _walk_fd(top_fd, "")
+    finally:
+        os.close(top_fd)
+
+
+def _walk_fd(dfd: int, prefix: str) -> Iterator[Entry]:
+    for name in sorted(os.listdir(dfd)):
+        try:
+            st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
+        except FileNotFoundError:
             continue
-    return out
-
-
-def _walk_dir(top: str, rel: str) -> Iterator[tuple[str, str, os.stat_result]]:
-    full = os.path.join(top, rel)
-    for name in sorted(os.listdir(full)):
-        child_rel = f"{rel}/{name}"
-        child = os.path.join(full, name)
-        st = os.lstat(child)
-        yield child_rel, child, st
-        if stat.S_ISDIR(st.st_mode):
-            yield from _walk_dir(top, child_rel)
-
-
-def walk(top: str) -> Iterator[tuple[str, str, os.stat_result]]:
-    """Every entry below ``top`` as (relative path, full path, lstat), in tar order."""
-    for name in sorted(os.listdir(top)):
-        child = os.path.join(top, name)
-        st = os.lstat(child)
-        yield name, child, st
-        if stat.S_ISDIR(st.st_mode):
-            yield from _walk_dir(top, name)
+        entry = Entry(dfd, name, prefix + name, st)
+        if not stat.S_ISDIR(st.st_mode):
+            yield entry
+            continue
+        cfd = entry.open(os.O_RDONLY | os.O_DIRECTORY)
+        if cfd is None:
+            continue
+        try:
+            yield entry
+            yield from _walk_fd(cfd, entry.rel + "/")
+        finally:
+            os.close(cfd)
 
 
 def write_diff(upper: str | os.PathLike[str], out: BinaryIO) -> DiffStats:
@@ -125,8 +163,9 @@ def write_diff(upper: str | os.PathLike[str], out: BinaryIO) -> DiffStats:
         fileobj=counting, mode="w|", format=tarfile.PAX_FORMAT, encoding="utf-8",
         errors="surrogateescape",
     ) as tar:  # fmt: skip
-        for rel, full, st in walk(top):
-            xattrs = _xattrs(full)
+        for entry in walk(top):
+            rel, st = entry.rel, entry.st
+            xattrs = entry.xattrs()
             for name in xattrs:
                 if name.startswith(_OVERLAY_XATTRS) and name.rsplit(".", 1)[-1] in _REFUSED:
                     raise DiffError(
@@ -172,13 +211,19 @@ def write_diff(upper: str | os.PathLike[str], out: BinaryIO) -> DiffStats:
                     info.linkname = links[key]
                     tar.addfile(info)
                 else:
+                    fd = entry.open(os.O_RDONLY | os.O_NONBLOCK)
+                    if fd is None:
+                        continue  # replaced since it was listed
                     links[key] = rel
-                    with open(full, "rb") as f:
-                        info.size = os.fstat(f.fileno()).st_size
+                    with open(fd, "rb") as f:
+                        info.size = os.fstat(fd).st_size
                         tar.addfile(info, f)
             elif stat.S_ISLNK(mode):
                 info.type = tarfile.SYMTYPE
-                info.linkname = os.readlink(full)
+                try:
+                    info.linkname = os.readlink(entry.name, dir_fd=entry.dfd)
+                except OSError:
+                    continue  # replaced since it was listed
                 tar.addfile(info)
             elif stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
                 info.type = tarfile.CHRTYPE if stat.S_ISCHR(mode) else tarfile.BLKTYPE
