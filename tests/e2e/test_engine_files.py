@@ -225,3 +225,36 @@ def test_commit_makes_an_image_of_the_changes(root: Path) -> None:
     assert done.returncode == 1 and "RUN cannot be changed by commit" in done.stderr
     assert corral(root, "images", "-q").stdout == before
     assert corral(root, "commit", "c1").stdout.startswith("sha256:")
+
+
+def test_file_capabilities_travel_into_containers_and_exports_not_onto_the_host(
+    root: Path, tmp_path: Path
+) -> None:
+    """``security.capability`` (what ``setcap cap_net_raw+ep`` writes) is the xattr docker's
+    archives carry: kept by ``cp`` into a container and by ``export``; dropped on the host, as
+    set-ID bits are."""
+    import struct
+
+    capability = struct.pack("<5I", 0x02000001, 1 << 13, 0, 0, 0)  # v2, effective, CAP_NET_RAW
+    header = {"SCHILY.xattr.security.capability": capability.decode("utf-8", "surrogateescape")}
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        info = tarfile.TarInfo("pinger")
+        info.size, info.mode, info.pax_headers = 2, 0o755, header
+        tar.addfile(info, io.BytesIO(b"#!"))
+    corral(root, "create", "--name", "caps", "busybox", "true")
+    subprocess.run([CORRAL, "--root", str(root), "cp", "-", "caps:/"], input=buf.getvalue(),
+                   check=True, capture_output=True)  # fmt: skip
+    exported = subprocess.run([CORRAL, "--root", str(root), "export", "caps"],
+                              check=True, capture_output=True).stdout  # fmt: skip
+    with tarfile.open(fileobj=io.BytesIO(exported)) as tar:
+        pinger = tar.getmember("pinger")
+    kept = pinger.pax_headers["SCHILY.xattr.security.capability"]
+    assert kept.encode("utf-8", "surrogateescape") == capability
+    out = tmp_path / "out"
+    out.mkdir()
+    corral(root, "cp", "caps:/pinger", str(out))
+    assert (out / "pinger").read_bytes() == b"#!"
+    with pytest.raises(OSError):
+        os.getxattr(out / "pinger", "security.capability")
+    corral(root, "rm", "caps")

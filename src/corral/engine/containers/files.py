@@ -23,6 +23,9 @@ So here, no path inside a container is ever resolved by the host's rules:
   by ``mkdirat``/``openat(O_CREAT|O_EXCL|O_NOFOLLOW)``/``symlinkat`` relative to a parent fd
   that was itself resolved in the root.
 - Owners are numbers (tar's uid/gid): no user database is read, on either side.
+- A file's capabilities (``security.capability``, the one xattr docker's archives carry)
+  travel in the tar, as a PAX ``SCHILY.xattr`` record, and are set when copying into a
+  container; never on the host, where they would grant privileges as a setuid bit does.
 
 Which root? A running (or paused) container's is ``/proc/<pid>/root`` of its init: its own
 mount namespace, volumes included, as ``docker cp`` sees it. A stopped one's overlay is
@@ -126,6 +129,11 @@ class _Exact:
 # -- reading a tree into tar entries ---------------------------------------------------------------
 
 
+#: The one extended attribute that docker's archives carry: a file's capabilities (``setcap``).
+CAPABILITY_XATTR = "security.capability"
+_PAX_CAPABILITY = "SCHILY.xattr." + CAPABILITY_XATTR
+
+
 def _info(name: str, st: os.stat_result) -> tarfile.TarInfo:
     info = tarfile.TarInfo(name)
     info.mode = stat.S_IMODE(st.st_mode)
@@ -218,6 +226,13 @@ class _Reader:
                 return
             self.links[key] = name
             info.size = st.st_size
+            try:
+                capability = os.getxattr(fd, CAPABILITY_XATTR)
+            except OSError:
+                capability = b""
+            if capability:
+                value = capability.decode("utf-8", "surrogateescape")
+                info.pax_headers = {**info.pax_headers, _PAX_CAPABILITY: value}
             yield info, _Exact(f, st.st_size)
 
     def _special(self, name: str, st: os.stat_result) -> Iterator[Entry]:
@@ -394,9 +409,14 @@ class _Extract:
         return self.owner if self.owner is not None else (info.uid, info.gid)
 
     def _meta(self, fd: int, info: tarfile.TarInfo) -> None:
-        """Owner, mode and mtime of an open file or directory (chown first: it clears set-ID)."""
+        """Owner, capabilities, mode and mtime of an open file or directory (chown first: it
+        clears set-ID bits and capabilities). File capabilities, like set-ID bits, are given
+        only inside a container (``strip_suid`` False), never on the host."""
         if self.chown:
             os.fchown(fd, *self._owner(info))
+        capability = info.pax_headers.get(_PAX_CAPABILITY)
+        if capability and not self.strip_suid:
+            os.setxattr(fd, CAPABILITY_XATTR, capability.encode("utf-8", "surrogateescape"))
         os.fchmod(fd, self._mode(info))
         os.utime(fd, (info.mtime, info.mtime))
 
