@@ -90,6 +90,17 @@ def test_a_connection_without_the_stamp_cannot_change_a_watched_table(tmp_path: 
     raw.close()
 
 
+def test_a_new_database_never_reads_the_views_of_an_old_one(tmp_path: Path) -> None:
+    _db(tmp_path).close()
+    root = str(tmp_path)
+    views.store(root, "ps", 0, [("old database",)])
+    for name in ("corral.db", "corral.db-wal", "corral.db-shm"):
+        (tmp_path / name).unlink(missing_ok=True)
+    _db(tmp_path).close()  # generation 0 again
+    assert views.read_stamp(root) == 0
+    assert views.load(root, "ps") is None
+
+
 def test_a_damaged_or_foreign_view_is_not_used(tmp_path: Path) -> None:
     _db(tmp_path).close()
     root = str(tmp_path)

@@ -103,7 +103,7 @@ def connect(path: Path) -> sqlite3.Connection:
 
     ``isolation_level=None`` puts transactions in our hands: callers use ``with transaction(db)``.
     """
-    from corral.engine.views import write_stamp
+    from corral.engine.views import forget_views, write_stamp
 
     root = str(Path(path).parent)
     db = sqlite3.connect(path, timeout=30, isolation_level=None)
@@ -113,7 +113,8 @@ def connect(path: Path) -> sqlite3.Connection:
     db.execute("PRAGMA foreign_keys=ON")
     db.execute("PRAGMA synchronous=NORMAL")
     version = db.execute("PRAGMA user_version").fetchone()[0]
-    if version < SCHEMA_VERSION:
+    if version < SCHEMA_VERSION:  # a new database: views left by another one are not of it
+        forget_views(root)
         triggers = "".join(f"{t};" for table in _WATCHED for t in watch(table))
         db.executescript(
             "BEGIN IMMEDIATE;" + _SCHEMA + triggers

@@ -149,6 +149,15 @@ def store(root: str, name: str, generation: int, rows: "list[tuple[object, ...]]
             pass
 
 
+def forget_views(root: str) -> None:
+    """Remove every view (a new database starts at generation 0 again)."""
+    for name in ("ps", "images"):
+        try:
+            posix.unlink(f"{root}/{DIR}/{name}")
+        except FileNotFoundError:
+            pass
+
+
 # -- ps ----------------------------------------------------------------------------------------
 
 
