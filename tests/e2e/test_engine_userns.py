@@ -8,14 +8,17 @@ read. ``--userns=auto`` takes its blocks from a test range the test adds to /etc
 
 from __future__ import annotations
 
+import io
 import json
 import os
+import subprocess
+import tarfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from helpers.engine import corral
+from helpers.engine import CORRAL, corral
 
 MAP = "0:200000:65536"
 
@@ -232,3 +235,38 @@ def test_a_store_others_cannot_reach_is_a_clear_error(tmp_path: Path) -> None:
     assert done.returncode == 125
     assert f"{closed} is not searchable by other users" in done.stderr
     assert json.loads(corral(root, "info", "-f", "json").stdout)["containers"] == 0
+
+
+def test_cp_and_export_speak_the_containers_ids(root: Path, tmp_path: Path) -> None:
+    """With a user namespace, ``cp`` and ``export`` number owners as the container does: a file
+    copied in is its root's (host 200000), ``-a`` keeps the source's ids as the container's,
+    and what comes out is numbered as inside; running or stopped."""
+    corral(root, "run", "-d", "--name", "u", "--uidmap", MAP, "busybox", "sh", "-c",
+           "touch /made; chown 7:8 /made; sleep 60")  # fmt: skip
+    src = tmp_path / "f"
+    src.write_text("x")
+    os.chown(src, 1234, 4321)
+    corral(root, "cp", str(src), "u:/copied")
+    corral(root, "cp", "-a", str(src), "u:/kept")
+    for state in ("running", "stopped"):
+        out = subprocess.run([CORRAL, "--root", str(root), "export", "u"], check=True,
+                             capture_output=True).stdout  # fmt: skip
+        with tarfile.open(fileobj=io.BytesIO(out)) as tar:
+            owners = {m.name: (m.uid, m.gid) for m in tar.getmembers()}
+        assert owners["bin/busybox"] == (0, 0), state
+        assert (owners["made"], owners["copied"], owners["kept"]) == ((7, 8), (0, 0),
+                                                                      (1234, 4321)), state
+        out = subprocess.run([CORRAL, "--root", str(root), "cp", "u:/made", "-"], check=True,
+                             capture_output=True).stdout  # fmt: skip
+        with tarfile.open(fileobj=io.BytesIO(out)) as tar:
+            made = tar.getmember("made")
+        assert (made.uid, made.gid) == (7, 8), state
+        if state == "running":
+            corral(root, "stop", "-t", "0", "u")
+    corral(root, "cp", str(src), "u:/later")  # into the stopped container's idmapped overlay
+    corral(root, "start", "u")
+    inside = corral(root, "exec", "u", "stat", "-c", "%u:%g %n", "/copied", "/kept", "/made",
+                    "/later").stdout  # fmt: skip
+    assert inside.splitlines() == ["0:0 /copied", "1234:4321 /kept", "7:8 /made", "0:0 /later"]
+    corral(root, "rm", "-f", "u")
+    assert mounts_under(root) == []

@@ -59,6 +59,7 @@ from corral.errors import KernelError, NotFoundError, StateError, UsageError, Us
 
 if TYPE_CHECKING:
     from corral.engine.containers.manager import Record
+    from corral.engine.containers.userns import Mapping
     from corral.engine.engine import Engine
     from corral.engine.images.store import Image
 
@@ -132,6 +133,8 @@ class _Exact:
 #: The one extended attribute that docker's archives carry: a file's capabilities (``setcap``).
 CAPABILITY_XATTR = "security.capability"
 _PAX_CAPABILITY = "SCHILY.xattr." + CAPABILITY_XATTR
+#: What a user namespace shows for an id it does not map (/proc/sys/kernel/overflowuid).
+_OVERFLOW_ID = 65534
 
 
 def _info(name: str, st: os.stat_result) -> tarfile.TarInfo:
@@ -286,6 +289,7 @@ class _Extract:
     owner: tuple[int, int] | None
     chown: bool
     strip_suid: bool
+    ids: Mapping | None = None  # the container's user namespace: owners are its ids
 
     def run(self, entries: Iterable[Entry]) -> int:
         dirs: list[tuple[str, tarfile.TarInfo]] = []
@@ -406,7 +410,15 @@ class _Extract:
         return mode & ~_SUID if self.strip_suid else mode
 
     def _owner(self, info: tarfile.TarInfo) -> tuple[int, int]:
-        return self.owner if self.owner is not None else (info.uid, info.gid)
+        """The host's uid and gid for the entry: ``owner``'s or its own, as container ids."""
+        uid, gid = self.owner if self.owner is not None else (info.uid, info.gid)
+        if self.ids is None:
+            return uid, gid
+        host_uid, host_gid = self.ids.host_uid(uid), self.ids.host_gid(gid)
+        if host_uid is None or host_gid is None:
+            raise CopyError(f"{info.name}: owner {uid}:{gid} is not mapped in the container's "
+                            "user namespace")  # fmt: skip
+        return host_uid, host_gid
 
     def _meta(self, fd: int, info: tarfile.TarInfo) -> None:
         """Owner, capabilities, mode and mtime of an open file or directory (chown first: it
@@ -448,13 +460,16 @@ def _is_mountpoint(path: str) -> bool:
 def _overlay_root(engine: Engine, record: Record) -> Iterator[int]:
     """An fd on the container's overlay, mounted on ``<container>/rootfs`` if it is not (a
     stopped container), and unmounted after."""
-    from corral.engine.snapshots.overlay import mount, unmount
+    from corral.engine.containers.prepare import mount_rootfs
+    from corral.engine.snapshots.overlay import unmount
 
-    rootfs = str(engine.containers.dir(record.id) / "rootfs")
+    container_dir = engine.containers.dir(record.id)
+    rootfs = str(container_dir / "rootfs")
     mounted = False
     with engine.locked():
-        if not _is_mountpoint(rootfs):
-            mount(engine.snapshots.mounts(record.id), rootfs)
+        if not _is_mountpoint(rootfs):  # as it runs: layers idmapped for a user namespace
+            mount_rootfs(container_dir, engine.snapshots.mounts(record.id),
+                         container_dir / "rootfs", volumes=False)  # fmt: skip
             mounted = True
         try:
             fd = os.open(rootfs, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -466,6 +481,26 @@ def _overlay_root(engine: Engine, record: Record) -> Iterator[int]:
             if mounted:
                 with contextlib.suppress(OSError, KernelError):
                     unmount(rootfs, detach=True)
+
+
+def _ids_of(engine: Engine, record: Record) -> Mapping | None:
+    """The container's user-namespace mapping, if it has one that is not the identity."""
+    from corral.engine.containers.userns import mapping_of
+
+    mapping = mapping_of(engine.containers.dir(record.id) / "config.json")
+    return None if mapping is None or mapping.identity else mapping
+
+
+def _seen_inside(entries: Iterable[Entry], ids: Mapping | None) -> Iterator[Entry]:
+    """``entries`` read from the container's files, owned as the container sees them: its
+    user namespace shows host id H as container id C, and an id it does not map as the
+    overflow id 65534, as the kernel does."""
+    for info, data in entries:
+        if ids is not None:
+            uid, gid = ids.container_uid(info.uid), ids.container_gid(info.gid)
+            info.uid = _OVERFLOW_ID if uid is None else uid
+            info.gid = _OVERFLOW_ID if gid is None else gid
+        yield info, data
 
 
 @contextlib.contextmanager
@@ -543,7 +578,8 @@ def copy_from(engine: Engine, ref: str, src: str, dest: str, *, follow: bool = F
         reader = _Reader()
         if dest == "-":
             assert out is not None
-            size = write_tar(reader.top(root, src_rel, _base(src), follow), out)
+            entries = reader.top(root, src_rel, _base(src), follow)
+            size = write_tar(_seen_inside(entries, _ids_of(engine, record)), out)
             return CopyResult(size, "STDOUT")
         host = os.path.abspath(dest)
         target = _host_target(host, dest, is_dir, _contents(src), _base(src))
@@ -588,6 +624,7 @@ def copy_to(engine: Engine, ref: str, src: str, dest: str, *, follow: bool = Fal
     which must be a directory). Owners are 0:0, or the source's with ``archive`` (``-a``)."""
     record = engine.containers.record(ref)
     owner = None if archive else (0, 0)
+    ids = _ids_of(engine, record)
     reader = _Reader()
     host_root = -1
     entries: Iterator[Entry]
@@ -610,7 +647,8 @@ def copy_to(engine: Engine, ref: str, src: str, dest: str, *, follow: bool = Fal
                 if not stat.S_ISDIR(dst.st_mode):
                     raise CopyError(f'destination "{ref}:{dest}" must be a directory')
                 assert source is not None
-                size = _Extract(root, dest_rel, owner, True, False).run(tar_entries(source))
+                extract = _Extract(root, dest_rel, owner, True, False, ids)
+                size = extract.run(tar_entries(source))
                 return CopyResult(size, f"{ref}:{dest}")
             host_root = os.open("/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
             if dst is not None and stat.S_ISDIR(dst.st_mode):
@@ -633,7 +671,7 @@ def copy_to(engine: Engine, ref: str, src: str, dest: str, *, follow: bool = Fal
                         f" in container {ref}"
                     )
                 entries = reader.top(host_root, host, name, follow)
-            size = _Extract(root, into, owner, True, False).run(entries)
+            size = _Extract(root, into, owner, True, False, ids).run(entries)
             return CopyResult(size, f"{ref}:{dest}")
     finally:
         if host_root >= 0:
@@ -647,7 +685,8 @@ def export(engine: Engine, ref: str, out: IO[bytes]) -> int:
     """``export``: a tar of the container's whole filesystem (its overlay, not its volumes)."""
     record = engine.containers.record(ref)
     with _overlay_root(engine, record) as root:
-        return write_tar(_Reader().top(root, ".", "", False, contents=True), out)
+        entries = _Reader().top(root, ".", "", False, contents=True)
+        return write_tar(_seen_inside(entries, _ids_of(engine, record)), out)
 
 
 @dataclass(frozen=True)

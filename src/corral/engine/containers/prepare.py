@@ -272,9 +272,11 @@ def after_mount(container_dir: Path, rootfs: str) -> None:
         _mkdir_in_root(rootfs, cwd, mapping)
 
 
-def mount_rootfs(container_dir: Path, mounts: list[Mount], rootfs: Path) -> None:
+def mount_rootfs(
+    container_dir: Path, mounts: list[Mount], rootfs: Path, volumes: bool = True
+) -> None:
     """Mount the snapshot's ``mounts`` on ``rootfs``: as they are, or, for a container with a
-    user namespace, with the layers and volumes idmapped (userns.py says why)."""
+    user namespace, with the layers (and ``volumes``) idmapped (userns.py says why)."""
     from corral.engine.containers.userns import mapping_of
     from corral.engine.containers.userns import mount_rootfs as mount_idmapped
     from corral.engine.snapshots.overlay import mount
@@ -283,7 +285,7 @@ def mount_rootfs(container_dir: Path, mounts: list[Mount], rootfs: Path) -> None
     if mapping is None or mapping.identity:
         mount(mounts, rootfs)
     else:
-        mount_idmapped(mounts, str(rootfs), container_dir, mapping)
+        mount_idmapped(mounts, str(rootfs), container_dir, mapping, volumes)
 
 
 def _mkdir_in_root(rootfs: str, path: str, mapping: Mapping | None = None) -> None:

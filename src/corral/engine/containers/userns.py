@@ -436,10 +436,12 @@ def idmapped_tree(path: str, userns_fd: int) -> int:
 
 
 def mount_rootfs(
-    mounts: Sequence[Any], rootfs: str, container_dir: Path, mapping: Mapping
+    mounts: Sequence[Any], rootfs: str, container_dir: Path, mapping: Mapping,
+    volumes: bool = True,
 ) -> None:
     """Mount the overlay of ``mounts`` (the snapshotter's, as data) on ``rootfs`` with its
-    lower layers idmapped by ``mapping``, and attach the idmapped volumes listed at create."""
+    lower layers idmapped by ``mapping``, and attach the idmapped volumes listed at create
+    (unless not ``volumes``: ``cp`` and ``export`` of a stopped container)."""
     from corral import sys as csys
 
     with namespace_fd(mapping) as ns:
@@ -466,8 +468,7 @@ def mount_rootfs(
         finally:
             for fd in fds:
                 os.close(fd)  # overlay keeps its own clones of the layers
-        volumes = _idmapped_volumes(container_dir)
-        for i, source in enumerate(volumes):
+        for i, source in enumerate(_idmapped_volumes(container_dir) if volumes else []):
             target = container_dir / IDMAP_DIR / str(i)
             target.mkdir(parents=True, exist_ok=True)
             fd = idmapped_tree(source, ns)
