@@ -1,8 +1,8 @@
 """Throughput and latency through a published port: corral, docker and podman, against a plain
 veth pair without NAT.
 
-    .venv/bin/python bench/network.py [--seconds 5] [--round-trips 20000] [--json]
-                                      [--paths veth,corral,docker,podman]
+    .venv/bin/python bench/network.py [--rounds 7] [--seconds 3] [--round-trips 10000] [--json]
+        [--paths veth,bridge,corral,corral-ip,docker,podman]  (default: the first four)
 
 Run as root, with what scripts/install.sh installs (iperf3, docker.io, podman). Nothing leaves
 this machine: every engine runs in a network namespace the bench makes (tests/helpers/clients.py:
@@ -12,18 +12,27 @@ this machine: every engine runs in a network namespace the bench makes (tests/he
 One image serves everything: ``corral image from-host netbench iperf3 python3`` (Debian's
 iperf3 and the host's python3 with its stdlib), saved with ``corral save`` and loaded into
 docker's and podman's stores. Its container runs ``iperf3 -s`` (port 5201) and a Python TCP echo
-server (port 7000), both published on the host side. Per path:
+server (port 7000), both published on the host side. Every path is set up first; then ROUNDS
+rounds, each measuring every path once, in turn (each round starts one path further along). A
+round of a path:
 
 - throughput: ``iperf3 -c ADDR -p PORT -t SECONDS`` (one TCP stream, host -> container);
   the receiver's bits per second;
 - latency: one TCP connection (TCP_NODELAY), ROUND-TRIPS times 1 byte out and 1 byte back,
-  each timed with perf_counter_ns; median and 99th percentile in microseconds.
+  each timed with perf_counter_ns; the median (and p99) in microseconds.
+
+The table gives, per path, the median of its rounds' throughputs and of its rounds' RTT medians,
+their spread (min-max under 10 rounds, p10-p90 from 10), and the ratio of the medians to veth's.
 
 Paths:
 
 - ``veth``: the baseline. A veth pair between the bench's namespace and a second one holding
-  the servers (no bridge, no NAT, no conntrack rules);
+  the servers (no bridge, no NAT, no netfilter rule: no conntrack);
+- ``bridge``: the same with a Linux bridge on the client's side (the client talks to the
+  bridge's address), still no netfilter rule: what the bridge itself costs;
 - ``corral``: ``corral run -p 127.0.0.1:H:C``: nftables DNAT in the kernel, no proxy process;
+- ``corral-ip``: the same container by its own address on corral0 (bridge and conntrack, which
+  corral's nat chains switch on for the namespace, but no NAT);
 - ``docker 127.0.0.1``: dockerd's default (``userland-proxy`` on): traffic to 127.0.0.1 is
   accepted by ``docker-proxy``, a userspace process copying bytes to the container;
 - ``docker bridge-ip``: the same port through docker0's address: iptables DNAT, no proxy;
@@ -61,7 +70,7 @@ CORRAL = str(REPO / ".venv" / "bin" / "corral")
 IMAGE = "netbench"
 IPERF_PORT, ECHO_PORT = 5201, 7000
 HOST_IPERF, HOST_ECHO = 15201, 17000
-PATHS = ("veth", "corral", "corral-ip", "docker", "podman")
+PATHS = ("veth", "bridge", "corral", "corral-ip", "docker", "podman")
 TEST_LOCK = "/run/corral-tests.lock"
 
 #: The container's program: iperf3 -s beside a TCP echo server.
@@ -248,6 +257,36 @@ def veth_path(clients: Any) -> Iterator[list[Target]]:
 
 
 @contextmanager
+def bridge_path(clients: Any) -> Iterator[list[Target]]:
+    """The veth pair of ``veth_path`` with a Linux bridge on A's side (10.254.1.1/24 on the
+    bridge, 10.254.1.2/24 in B), and no netfilter rule in either namespace: what a bridged
+    container's path costs before any conntrack or NAT."""
+    a, b = clients.NetNS(), clients.NetNS()
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        br, va, vb = (f"vb{secrets.token_hex(3)}{x}" for x in "rab")
+        _run(*a.enter, "ip", "link", "add", br, "type", "bridge")
+        _run(*a.enter, "ip", "link", "add", va, "type", "veth", "peer", "name", vb,
+             "netns", b.path)  # fmt: skip
+        _run(*a.enter, "ip", "link", "set", va, "master", br)
+        _run(*a.enter, "ip", "addr", "add", "10.254.1.1/24", "dev", br)
+        for dev in (br, va):
+            _run(*a.enter, "ip", "link", "set", dev, "up")
+        _run(*b.enter, "ip", "addr", "add", "10.254.1.2/24", "dev", vb)
+        _run(*b.enter, "ip", "link", "set", vb, "up")
+        procs.append(subprocess.Popen([*b.enter, sys.executable, "-c", SERVER],
+                                      start_new_session=True))  # fmt: skip
+        yield [Target("bridge", "kernel (bridge, no netfilter)", a.enter, "10.254.1.2",
+                      IPERF_PORT, ECHO_PORT)]  # fmt: skip
+    finally:
+        for p in procs:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait()
+        a.close()
+        b.close()
+
+
+@contextmanager
 def corral_path(clients: Any, root: Path, wanted: list[str]) -> Iterator[list[Target]]:
     """``corral run -p 127.0.0.1:H:C`` in a namespace of its own (its corral0 and nft table are
     that namespace's); ``corral-ip`` is the same container by its bridge address (no DNAT)."""
@@ -352,13 +391,14 @@ def format_table(results: list[Result]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="bench/network.py", description=__doc__.split("\n")[0])
+    title = __doc__.split("\n\n")[0].replace("\n", " ")
+    parser = argparse.ArgumentParser(prog="bench/network.py", description=title)
     parser.add_argument("--seconds", type=int, default=3, help="iperf3 seconds per round")
     parser.add_argument("--rounds", type=int, default=7, help="rounds per path (alternated)")
     parser.add_argument("--round-trips", type=int, default=10000,
                         help="1-byte round trips per round")  # fmt: skip
-    parser.add_argument("--paths", default="veth,corral",
-                        help=f"comma-separated, of {','.join(PATHS)} (default veth,corral)")
+    parser.add_argument("--paths", default="veth,bridge,corral,corral-ip",
+                        help=f"comma-separated, of {', '.join(PATHS)}")
     parser.add_argument("--json", action="store_true", help="every sample, as JSON")
     parser.add_argument("--latency", nargs=3, metavar=("ADDR", "PORT", "N"), help=argparse.SUPPRESS)
     ns = parser.parse_args(argv)
@@ -390,6 +430,8 @@ def main(argv: list[str] | None = None) -> int:
             targets: list[Target] = []
             if "veth" in wanted:
                 targets += stack.enter_context(veth_path(clients))
+            if "bridge" in wanted:
+                targets += stack.enter_context(bridge_path(clients))
             if "corral" in wanted or "corral-ip" in wanted:
                 targets += stack.enter_context(corral_path(clients, root, wanted))
             if "docker" in wanted:
