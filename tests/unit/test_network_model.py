@@ -163,6 +163,23 @@ def test_every_rule_names_its_owner_and_stays_in_corrals_table() -> None:
     assert len(masq) == 3  # out, hairpin, 127.0.0.1
 
 
+def test_only_nat_chains_see_the_hosts_published_port_traffic() -> None:
+    # The per-packet cost of a published port (bench/network.py): a nat chain runs for a
+    # connection's first packet only, later packets follow conntrack's NAT binding. The one filter
+    # chain hooks forward, which the host's own connections (output -> bridge, and the replies'
+    # input) never cross; there an established flow's packet meets the internal chain (empty
+    # unless there are --internal networks), then the accept.
+    batch = nft.table_batch() + nft.network_batch(_net("web", "10.8.0.0/24"))
+    chains = [i["add"]["chain"] for i in batch if "hook" in i["add"].get("chain", {})]
+    assert {(c["hook"], c["type"]) for c in chains} == {
+        ("prerouting", "nat"), ("output", "nat"), ("postrouting", "nat"), ("forward", "filter"),
+    }  # fmt: skip
+    forward = [i["add"]["rule"]["expr"] for i in batch
+               if "rule" in i["add"] and i["add"]["rule"]["chain"] == "forward"]  # fmt: skip
+    assert forward[0] == [{"jump": {"target": "internal"}}]
+    assert forward[1][0]["match"]["right"] == ["established", "related"]
+
+
 def test_internal_network_has_drops_and_no_masquerade() -> None:
     net = Network("in", "x" * 8, "10.8.1.0/24", "10.8.1.1", "corral-in", True)
     rules = [i["add"]["rule"] for i in nft.network_batch(net) if "rule" in i["add"]]
