@@ -286,6 +286,38 @@ def test_outbound_nat_remote_sees_the_host_address(host: Host) -> None:
         remote.close()
 
 
+def test_a_forged_source_address_does_not_leave_the_bridge(host: Host) -> None:
+    """A container may send any source address (CAP_NET_RAW, and here NET_ADMIN to add one):
+    only its network's own leave its bridge. Counted at the remote, whose ICMP counters see
+    the echo requests that arrive, answered or not."""
+    remote = Remote(host)
+    try:
+        # no reverse-path filter on the way: only corral's rules may stop the forged packets
+        loose = ["sysctl", "-qw", "net.ipv4.conf.all.rp_filter=0",
+                 "net.ipv4.conf.default.rp_filter=0"]  # fmt: skip
+        host.sh(*loose)
+        _sh(*remote.enter, *loose, "net.ipv4.conf.down0.rp_filter=0")
+
+        def echoes() -> int:
+            snmp = _sh(*remote.enter, "cat", "/proc/net/snmp").stdout.splitlines()
+            names, values = [line.split()[1:] for line in snmp if line.startswith("Icmp:")][:2]
+            return int(values[names.index("InEchos")])
+
+        before = echoes()
+        ping = f"ping -c 3 -W 1 -I {{}} {UPLINK_REMOTE}"
+        own = host.corral("run", "--rm", "--network", "bridge", "busybox", "sh", "-c",
+                          ping.format("eth0"))  # fmt: skip
+        assert own.returncode == 0 and echoes() == before + 3  # the container's own address
+        forged = host.corral("run", "--rm", "--network", "bridge", "--cap-add", "NET_ADMIN",
+                             "busybox", "sh", "-c",
+                             "ip addr add 192.0.2.77/32 dev eth0 && " + ping.format("192.0.2.77"),
+                             check=False)  # fmt: skip
+        assert forged.returncode != 0
+        assert echoes() == before + 3, "a forged source left the host"
+    finally:
+        remote.close()
+
+
 # -- many at once, and cleanup ------------------------------------------------------------------
 
 

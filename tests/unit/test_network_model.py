@@ -167,8 +167,8 @@ def test_only_nat_chains_see_the_hosts_published_port_traffic() -> None:
     # The per-packet cost of a published port (bench/network.py): a nat chain runs for a
     # connection's first packet only, later packets follow conntrack's NAT binding. The one filter
     # chain hooks forward, which the host's own connections (output -> bridge, and the replies'
-    # input) never cross; there an established flow's packet meets the internal chain (empty
-    # unless there are --internal networks), then the accept.
+    # input) never cross; there an established flow's packet meets the internal chain (one
+    # source check per network, and --internal networks' rules), then the accept.
     batch = nft.table_batch() + nft.network_batch(_net("web", "10.8.0.0/24"))
     chains = [i["add"]["chain"] for i in batch if "hook" in i["add"].get("chain", {})]
     assert {(c["hook"], c["type"]) for c in chains} == {
@@ -183,11 +183,25 @@ def test_only_nat_chains_see_the_hosts_published_port_traffic() -> None:
 def test_internal_network_has_drops_and_no_masquerade() -> None:
     net = Network("in", "x" * 8, "10.8.1.0/24", "10.8.1.1", "corral-in", True)
     rules = [i["add"]["rule"] for i in nft.network_batch(net) if "rule" in i["add"]]
-    assert sum(1 for r in rules if r["chain"] == "internal") == 2
+    assert sum(1 for r in rules if r["chain"] == "internal") == 3  # the source check, in, out
     outbound = [r for r in rules if r["chain"] == "postrouting"
                 and {"match": {"op": "!=", "left": {"meta": {"key": "oifname"}},
                                "right": "corral-in"}} in r["expr"]]  # fmt: skip
     assert outbound == []
+
+
+def test_a_networks_bridge_passes_only_its_own_source_addresses() -> None:
+    """Before the established accept (``jump internal`` comes first): a forged source could
+    otherwise ride another network's flow past ``isolate``, or leave unmasqueraded."""
+    rules = [i["add"]["rule"] for i in nft.network_batch(_net("web", "10.8.0.0/24"))
+             if "rule" in i["add"]]  # fmt: skip
+    guard = [r for r in rules if r["chain"] == "internal"]
+    assert [r["expr"] for r in guard] == [[
+        {"match": {"op": "==", "left": {"meta": {"key": "iifname"}}, "right": "corral-web"}},
+        {"match": {"op": "!=", "left": {"payload": {"protocol": "ip", "field": "saddr"}},
+                   "right": {"prefix": {"addr": "10.8.0.0", "len": 24}}}},
+        {"drop": None},
+    ]]  # fmt: skip
 
 
 # -- files --------------------------------------------------------------------------------------

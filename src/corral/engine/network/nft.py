@@ -24,7 +24,8 @@ rules are someone else's; see compat.py for the one thing docker needs from us):
                                   to 127.0.0.1:HOST; the bridge has route_localnet=1 so the
                                   kernel routes that source at all)
       chain forward           filter, hook forward, 0, policy accept:
-                                jump internal   (--internal networks: nothing in or out)
+                                jump internal   (a network's edge: from its bridge only its own
+                                                 source addresses; --internal: nothing in or out)
                                 established/related accept; DNATed (published) accept
                                 jump isolate    (no traffic from one corral network to another)
       chain internal, isolate regular chains, one rule per network
@@ -37,8 +38,8 @@ it pays is conntrack (switched on for the namespace by these nat chains), the NA
 route lookup per packet in each direction (the kernel re-routes a locally generated packet whose
 destination DNAT changed, and bridge-nf-call-iptables re-routes the reply whose destination the
 masquerade's reverse changed) and the bridge. Forwarded packets (from outside, container egress)
-also meet the forward chain: ``jump internal`` (empty without --internal networks), then the
-established accept. docs/network.md has the measured split.
+also meet the forward chain: ``jump internal`` (one source check per network, and the
+--internal networks' rules), then the established accept. docs/network.md has the measured split.
 
 Every rule carries a comment naming its owner (``ctr:<container id>`` or ``net:<name>``), so a
 container's or network's rules are found and deleted by handle, and nothing else is touched.
@@ -154,6 +155,14 @@ def network_batch(net: Network) -> list[Expr]:
     out: list[Expr] = [
         {"add": {"element": {"family": FAMILY, "table": TABLE, "name": "bridges", "elem": [br]}}},
     ]
+    # A container with CAP_NET_RAW (docker's default) can send any source address. From its
+    # bridge, only its network's own may pass: a forged one could ride another network's
+    # established flow past ``isolate`` (the established accept comes first), or leave the host
+    # unmasqueraded under an address that is not ours.
+    out.append({"add": _rule(
+        "internal", owner, _is(_meta("iifname"), br),
+        _is(_ip("saddr"), _prefix(net.subnet), "!="), _verdict("drop"),
+    )})  # fmt: skip
     if net.internal:
         out += [
             {
