@@ -244,14 +244,13 @@ def _runtime(g: "dict[str, Any]") -> "Any":
 
 
 def _create_options(g: "dict[str, Any]", o: "dict[str, Any]") -> "Any":
-    import os
-
+    from corral import _posix
     from corral.runtime.lifecycle import CreateOptions
 
     manager = g.get("cgroup-manager", "cgroupfs")
     if manager not in ("cgroupfs", "disabled", "systemd"):
         raise UsageError(f'--cgroup-manager: unknown manager "{manager}" (cgroupfs or disabled)')
-    if (g.get("systemd-cgroup") or manager == "systemd") and not os.path.isdir(
+    if (g.get("systemd-cgroup") or manager == "systemd") and not _posix.isdir(
         "/run/systemd/system"
     ):
         raise UsageError(
@@ -263,7 +262,7 @@ def _create_options(g: "dict[str, Any]", o: "dict[str, Any]") -> "Any":
         raise UsageError("--preserve-fds: must be a non-negative integer")
     return CreateOptions(
         # Relative to our cwd, not the bundle (create chdirs into the bundle before writing it).
-        pid_file=os.path.abspath(o["pid-file"]) if o.get("pid-file") else None,
+        pid_file=_posix.abspath(o["pid-file"]) if o.get("pid-file") else None,
         console_socket=o.get("console-socket"),
         no_pivot=bool(o.get("no-pivot")),
         no_new_keyring=bool(o.get("no-new-keyring")),

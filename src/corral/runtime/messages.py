@@ -32,8 +32,6 @@ message                  direction           meaning
 =======================  ==================  ====================================================
 """
 
-from __future__ import annotations
-
 USERNS = b"userns"
 MAPPED = b"mapped"
 PID = b"pid:"
