@@ -35,12 +35,12 @@ from corral.errors import ContainerInitError, CorralError, KernelError, SpecErro
 from corral.runtime import lsm, trampoline
 from corral.runtime import messages as msg
 from corral.runtime import rootfs as fs
+from corral.runtime.messages import InitConfig, enter_for_children
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, NoReturn
 
-    from corral.plan.rootfs import RootfsPlan
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -51,67 +51,6 @@ TIOCSCTTY = 0x540E
 TIOCSWINSZ = 0x5414
 TIOCGPTN = 0x80045430
 TIOCSPTLCK = 0x40045431
-
-
-class InitConfig:
-    """Everything the init needs, prepared by the parent before fork (fds stay open across it)."""
-
-    __slots__ = (
-        "bundle",
-        "cgroup_early",
-        "cgroup_fd",
-        "cgroup_procs_fds",
-        "cgroup_sources",
-        "container_id",
-        "join_fds",
-        "joined",
-        "new_namespaces",
-        "no_new_keyring",
-        "parent_sock",
-        "pid_flags",
-        "plan",
-        "preserve_fds",
-        "process",
-        "sock",
-        "spec",
-        "stdio",
-        "time_offsets",
-        "unshare_cgroup",
-        "user_fd",
-        "userns",
-    )
-
-    def __init__(self, spec: "dict[str, Any]", plan: "RootfsPlan") -> None:
-        self.spec = spec
-        self.container_id = ""
-        self.bundle = ""
-        self.process: dict[str, Any] = spec["process"]
-        self.plan = plan
-        self.sock: Any = None
-        self.parent_sock: Any = None  # the runtime's end: closed at once in the child
-        self.cgroup_procs_fds: list[int] = []  # joined by the init itself, just before exec
-        self.cgroup_early: list[str] = []  # cgroup.procs files the parent moves the init into
-        self.cgroup_fd = -1  # the parent's: a v2 cgroup the init is born in (clone3), or -1
-        self.joined = False  # the parent said JOINED (it may say so before we ask anything)
-        self.cgroup_sources: list[tuple[str, str]] = []
-        self.join_fds: list[tuple[str, int]] = []  # (namespace type, fd) to setns into
-        self.new_namespaces = 0  # CLONE_NEW* flags the init unshares itself
-        self.unshare_cgroup = False  # cgroup ns is unshared after joining the cgroup
-        self.userns = False  # the container has a user namespace (new, or user_fd to join)
-        self.user_fd = -1
-        self.pid_flags: list[tuple[int, int]] = []  # (CLONE_NEWPID or CLONE_NEWTIME, fd or -1)
-        self.time_offsets = ""
-        self.preserve_fds = 0  # fds 3 .. 3+preserve_fds-1 go to the program, on purpose
-        self.no_new_keyring = False
-        self.stdio: tuple[int, int, int] | None = None  # to dup2 onto 0-2 (a foreground run)
-
-    def own_fds(self) -> set[int]:
-        """The fds the init itself needs until it execs (all close-on-exec)."""
-        fds = {self.sock.fileno(), self.user_fd, *self.cgroup_procs_fds}
-        fds.update(fd for _kind, fd in self.join_fds)
-        fds.update(fd for _flag, fd in self.pid_flags)
-        fds.discard(-1)
-        return fds
 
 
 def run(cfg: "InitConfig") -> "NoReturn":
@@ -198,18 +137,6 @@ def _drop_parent_end(cfg: "InitConfig") -> None:
         cfg.parent_sock = None
 
 
-def enter_for_children(pid_flags: list[tuple[int, int]], time_offsets: str) -> None:
-    """Make or join the pid and time namespaces our next child will be born in."""
-    for flag, fd in pid_flags:
-        if fd >= 0:
-            k.setns(fd, flag)
-            continue
-        k.unshare(flag)
-        if flag == k.CLONE_NEWTIME and time_offsets:
-            with open("/proc/self/timens_offsets", "w") as f:
-                f.write(time_offsets)
-
-
 def receive(cfg: "InitConfig", want: bytes) -> bool:
     """Wait for ``want`` from the parent, noting a JOINED that may arrive first."""
     while True:
@@ -277,6 +204,12 @@ def _setup_and_exec(cfg: "InitConfig") -> None:
     fs.prepare_root(plan)
     # Opened after the rootfs is bound onto itself: mounts must go on top of that bind mount.
     root_fd = posix.open(plan.rootfs, posix.O_PATH | posix.O_DIRECTORY | posix.O_CLOEXEC)
+    if cfg.cgroup_deferred:  # the runtime made the cgroup meanwhile: wait until it is there
+        if not receive(cfg, msg.CGROUPS):
+            posix._exit(1)  # the runtime failed (and kills us) or died
+        cfg.cgroup_procs_fds = [
+            posix.open(path, posix.O_WRONLY | posix.O_CLOEXEC) for path in cfg.cgroup_join_paths
+        ]
     fs.mount_all(plan, root_fd, cfg.cgroup_sources)
     if plan.setup_dev:
         fs.create_devices(plan, root_fd, cfg.userns)

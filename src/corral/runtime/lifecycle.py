@@ -42,7 +42,7 @@ if TYPE_CHECKING:
 
     from corral.cgroups import Manager
     from corral.plan.rootfs import RootfsPlan
-    from corral.runtime.init import InitConfig
+    from corral.runtime.messages import InitConfig
 
 
 class CreateOptions:
@@ -176,9 +176,7 @@ def _spawn_init(
     """Prepare the init's inputs, fork it, and serve its requests until it is ready."""
     import _socket
 
-    from corral.runtime.init import InitConfig
-
-    cfg = InitConfig(spec, plan)
+    cfg = msg.InitConfig(spec, plan)
     cfg.container_id = container.id
     cfg.bundle = container.data["bundle"]
     cfg.preserve_fds = opts.preserve_fds
@@ -189,13 +187,24 @@ def _spawn_init(
 
         give_to_root(opts.stdio, linux)
         cfg.stdio = opts.stdio
-    if cgroup is not None:
+    pid_flags = _plan_namespaces(linux, cfg, fds)
+    # On v1 and hybrid hosts the cgroup is made after fork, while the init makes its namespaces
+    # and mounts (the two run in parallel), unless a user namespace or the systemd driver needs
+    # it first; the init waits for CGROUPS before it touches it (corral.runtime.init).
+    defer = (
+        cgroup is not None and cgroup.mode != "v2" and not cfg.userns
+        and getattr(cgroup, "adopt", None) is None
+    )
+    if cgroup is not None and not defer:
         _setup_cgroup(cgroup, linux, cfg, fds)
+    elif cgroup is not None:
+        cfg.cgroup_deferred = True
+        cfg.cgroup_early, cfg.cgroup_join_paths = cgroup.join_plan()
+        cfg.cgroup_sources = cgroup.mount_sources()
     flags = posix.O_WRONLY | posix.O_CREAT | posix.O_CLOEXEC
     posix.close(posix.open(container.created_marker, flags, 0o600))
     console = _connect_console(opts.console_socket) if opts.console_socket else None
-    pid_flags = _plan_namespaces(linux, cfg, fds)
-    if cgroup is not None and not cfg.userns:
+    if cgroup is not None and not cfg.userns and not defer:
         cfg.cgroup_fd = cgroup_to_be_born_in(cgroup, fds)
     parent_sock, child_sock = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_SEQPACKET)
     cfg.sock = child_sock
@@ -207,6 +216,12 @@ def _spawn_init(
     pid = _fork_into(pid_flags, cfg, fds)
     child_sock.close()
     try:
+        if defer and cgroup is not None:
+            _make_cgroup(cgroup, linux)
+            try:
+                parent_sock.send(msg.CGROUPS)
+            except BrokenPipeError:
+                pass  # the init failed already: its ERROR is waiting to be read
         if not cfg.userns:
             _join_early(cfg, pid, parent_sock, cgroup)
         pid, pty = _serve_init(container, parent_sock, pid, cfg, cgroup)
@@ -306,11 +321,14 @@ def _fork_into(pid_flags: list[tuple[int, int]], cfg: "InitConfig", fds: list[in
 
 
 def _fork_init(pid_flags: list[tuple[int, int]], cfg: "InitConfig", fds: list[int]) -> int:
-    from corral.runtime import init
-
+    """The init's code (corral.runtime.init and what it imports) is loaded by the child, after
+    fork: the runtime never runs it, and the child loads it while we make the cgroup."""
     if cfg.userns:
         pid = posix.fork()
         if pid == 0:
+            _no_collector()
+            from corral.runtime import init
+
             init.run_userns_stage(cfg)
         return pid
     own: list[tuple[int, int]] = []
@@ -320,18 +338,30 @@ def _fork_init(pid_flags: list[tuple[int, int]], cfg: "InitConfig", fds: list[in
         fds.append(mine)
         own.append((flag, mine))
     try:
-        init.enter_for_children(pid_flags, cfg.time_offsets)
+        msg.enter_for_children(pid_flags, cfg.time_offsets)
         pid = fork_born_joined(cfg.cgroup_fd) if cfg.cgroup_fd >= 0 else -1
         if pid == 0:
             cfg.cgroup_procs_fds = []  # born in the cgroup: nothing left to join
         elif pid < 0:
             pid = posix.fork()
         if pid == 0:
+            _no_collector()
+            from corral.runtime import init
+
             init.run(cfg)
     finally:
         for flag, mine in own:
             k.setns(mine, flag)
     return pid
+
+
+def _no_collector() -> None:
+    """In the forked child, first: no cyclic garbage collection until it execs. A collection
+    writes to every object it visits, so each page the child shares with us would be copied
+    for nothing (the child lives for milliseconds)."""
+    import gc
+
+    gc.disable()
 
 
 # Born in its cgroup, the init is charged from its first instruction for every page the forked
@@ -610,13 +640,7 @@ def _setup_cgroup(
 
     The state file already names the cgroup, so delete --force can remove it if we die here.
     """
-    from corral import cgroups
-
-    manager.create()
-    resources = dict(linux.get("resources") or {})
-    # runc appends its default allowed devices (/dev/null & co) to the config's rules.
-    resources["devices"] = [*(resources.get("devices") or []), *cgroups.DEFAULT_DEVICE_RULES]
-    manager.set(resources)
+    _make_cgroup(manager, linux)
     early, late = manager.join_plan()
     for procs in late:
         fd = posix.open(procs, posix.O_WRONLY | posix.O_CLOEXEC)
@@ -624,6 +648,17 @@ def _setup_cgroup(
         cfg.cgroup_procs_fds.append(fd)
     cfg.cgroup_early = early
     cfg.cgroup_sources = manager.mount_sources()
+
+
+def _make_cgroup(manager: "Manager", linux: "dict[str, Any]") -> None:
+    """Make the cgroup and apply linux.resources to it."""
+    from corral import cgroups
+
+    manager.create()
+    resources = dict(linux.get("resources") or {})
+    # runc appends its default allowed devices (/dev/null & co) to the config's rules.
+    resources["devices"] = [*(resources.get("devices") or []), *cgroups.DEFAULT_DEVICE_RULES]
+    manager.set(resources)
 
 
 def _owner() -> str:
