@@ -279,7 +279,9 @@ def cmd_create(g: "dict[str, Any]", o: "dict[str, Any]", a: list[str]) -> int:
         _, _, plan = lifecycle.prepare(o.get("bundle") or ".", _create_options(g, o))
         print("\n".join(plan.describe()))
         return 0
-    _runtime(g).create(a[0], o.get("bundle") or ".", _create_options(g, o))
+    from corral.runtime import lifecycle  # what Runtime.create calls, without the facade's module
+
+    lifecycle.create(_store(g), a[0], o.get("bundle") or ".", _create_options(g, o))
     return 0
 
 

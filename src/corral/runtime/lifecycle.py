@@ -143,8 +143,7 @@ def create(store: "StateStore", container_id: str, bundle: str, opts: "CreateOpt
         pid, pty = _spawn_init(container, spec, plan, opts, fds, cgroup)
         container.data.pop("status")
         container.data.pop("creator")
-        container.data["pid"] = pid
-        container.data["init_start"] = process_start_time(pid)
+        container.data["pid"] = pid  # and "init_start", from _serve_init
         container.save()
         if opts.pid_file:
             write_atomic(_posix.abspath(opts.pid_file), str(pid).encode())
@@ -537,10 +536,12 @@ def _serve_init(
             ready = True
         elif said.startswith(msg.ERROR):
             raise ContainerInitError(said[len(msg.ERROR) :].decode(errors="replace"))
-        elif ready and said == b"" and process_start_time(pid) is not None:
-            return pid, pty  # end of file: the init has exec'd the launcher
         else:
-            raise _died_early(pid, filtering)
+            started = process_start_time(pid) if ready and said == b"" else None
+            if started is None:
+                raise _died_early(pid, filtering)
+            container.data["init_start"] = started
+            return pid, pty  # end of file: the init has exec'd the launcher
 
 
 def _died_early(pid: int, filtering: bool) -> "CorralError":
