@@ -115,9 +115,11 @@ def prepare(bundle: str, opts: "CreateOptions") -> "tuple[dict[str, Any], str, R
         from corral.runtime.seccomp import prepare as prepare_seccomp
 
         prepare_seccomp(spec)  # checks linux.seccomp; loads libseccomp while the host is visible
-    from corral.runtime.lsm import check
+    labels = process.get("apparmorProfile"), process.get("selinuxLabel"), linux.get("mountLabel")
+    if any(labels):  # without them there is nothing to check (nor a module to load)
+        from corral.runtime.lsm import check
 
-    check(spec.get("process") or {}, linux)
+        check(process, linux)
     return spec, rootfs, plan
 
 
