@@ -12,10 +12,12 @@ the children it reaped:
 - ``create``, ``start`` and ``delete`` each as its own command. A created container's init is
   not reaped by ``create``; its CPU (corral: the forked Python that builds the container, then
   the launcher; runc: ``runc init``) is read from /proc/<init>/schedstat just before ``start``
-  and shown as its own row;
+  and shown as its own row, and added to ``create``'s in the next (work can move between the
+  two: corral's init loads its own code after fork);
 - ``run``: the whole life in one command (its init is its child, so counted in).
 
-runc's rows are the same commands with runc. It exits 0 whatever the figures; 1 if a command
+runc's rows are the same commands with runc, its rounds alternating with corral's (so that
+drift in the machine's load falls on both alike). It exits 0 whatever the figures; 1 if a command
 fails. Needs root, runc and a static busybox (scripts/install.sh).
 """
 
@@ -70,9 +72,9 @@ def init_cpu(root: str, runtime: list[str], cid: str) -> float:
         return int(f.read().split()[0]) / 1e6
 
 
-def rows_for(name: str, runtime: list[str], bundle: str, tmp: str, runs: int,
-             interpreter: list[str]) -> dict[str, tuple[list[float], list[float]]]:
-    rows: dict[str, tuple[list[float], list[float]]] = {}
+def one_round(rows: dict[str, tuple[list[float], list[float]]], name: str, runtime: list[str],
+              bundle: str, tmp: str, i: int, interpreter: list[str]) -> None:
+    """Round ``i`` of one runtime: each phase once, its figures appended to ``rows``."""
 
     def add(row: str, wall: float, cpu: float) -> None:
         walls, cpus = rows.setdefault(row, ([], []))
@@ -80,26 +82,27 @@ def rows_for(name: str, runtime: list[str], bundle: str, tmp: str, runs: int,
         cpus.append(cpu)
 
     root = os.path.join(tmp, f"root-{name}")
-    for i in range(runs):
-        if interpreter:
-            add("interpreter alone", *timed([*interpreter, "-c", "pass"]))
-            add("interpreter + imports", *timed([
-                *interpreter, "-c",
-                f"import sys; sys.path.insert(0, {str(REPO / 'src')!r}); import corral.cli.runc",
-            ]))
-        cid = f"cpu-{name}-{i}"
-        add("create", *timed([*runtime, "--root", root, "create", "--bundle", bundle, cid]))
-        add("  the init until start", 0.0, init_cpu(root, runtime, cid))
-        add("start", *timed([*runtime, "--root", root, "start", cid]))
-        deadline = time.monotonic() + 10
-        while os.path.exists(f"/proc/{_pid(root, runtime, cid)}"):
-            if time.monotonic() > deadline:
-                raise SystemExit(f"cpu_breakdown: {cid} did not stop")
-            time.sleep(0.002)
-        add("delete", *timed([*runtime, "--root", root, "delete", cid]))
-        add("run (whole life)", *timed([*runtime, "--root", root, "run", "--bundle", bundle,
-                                        f"{cid}-run"]))
-    return rows
+    if interpreter:
+        add("interpreter alone", *timed([*interpreter, "-c", "pass"]))
+        add("interpreter + imports", *timed([
+            *interpreter, "-c",
+            f"import sys; sys.path.insert(0, {str(REPO / 'src')!r}); import corral.cli.runc",
+        ]))
+    cid = f"cpu-{name}-{i}"
+    wall, cpu = timed([*runtime, "--root", root, "create", "--bundle", bundle, cid])
+    add("create", wall, cpu)
+    init = init_cpu(root, runtime, cid)
+    add("  the init until start", 0.0, init)
+    add("  create + its init", 0.0, cpu + init)
+    add("start", *timed([*runtime, "--root", root, "start", cid]))
+    deadline = time.monotonic() + 10
+    while os.path.exists(f"/proc/{_pid(root, runtime, cid)}"):
+        if time.monotonic() > deadline:
+            raise SystemExit(f"cpu_breakdown: {cid} did not stop")
+        time.sleep(0.002)
+    add("delete", *timed([*runtime, "--root", root, "delete", cid]))
+    add("run (whole life)", *timed([*runtime, "--root", root, "run", "--bundle", bundle,
+                                    f"{cid}-run"]))
 
 
 def _pid(root: str, runtime: list[str], cid: str) -> int:
@@ -143,9 +146,12 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="corral-cpu-") as tmp:
         bundle = os.path.join(tmp, "bundle")
         make_busybox_bundle(bundle, ["/bin/true"], terminal=False)
-        corral = rows_for("corral", [corral_path], bundle, tmp, ns.runs,
-                          script_interpreter(corral_path))
-        runc = rows_for("runc", [runc_path], bundle, tmp, ns.runs, [])
+        corral: dict[str, tuple[list[float], list[float]]] = {}
+        runc: dict[str, tuple[list[float], list[float]]] = {}
+        interpreter = script_interpreter(corral_path)
+        for i in range(ns.runs):  # alternating, so that drift in the load falls on both alike
+            one_round(corral, "corral", [corral_path], bundle, tmp, i, interpreter)
+            one_round(runc, "runc", [runc_path], bundle, tmp, i, [])
     print(f"CPU of run /bin/true by phase: medians of {ns.runs} rounds, ms "
           f"(corral-runc {corral_path}, runc {runc_path})")
     print(format_table(corral, runc))

@@ -14,6 +14,7 @@ import subprocess
 import time
 from pathlib import Path
 
+from corral.cgroups import detect
 from helpers import SRC, VENV_PYTHON, Bundle, Runc
 
 # Never on the path of state, start, kill, delete or --version.
@@ -85,3 +86,39 @@ def test_the_verbs_load_no_os_no_json_and_nothing_of_create(
     # A stopped container's empty cgroups are removed without loading a cgroup manager.
     managers = {"corral.cgroups._base", "corral.cgroups.v1", "corral.cgroups.v2"}
     assert not seen["delete"] & managers, sorted(seen["delete"] & managers)
+
+
+# Never on the path of a bare create (no hooks, seccomp, terminal or user namespace): it must
+# cost less than runc's (issue 8), and these are the modules it once loaded for nothing.
+CREATE_FORBIDDEN = {
+    "os",
+    "posixpath",
+    "__future__",
+    "corral.runtime.control",  # start/kill/delete's; a failed create imports it to clean up
+}
+
+
+def test_a_bare_create_loads_no_os_and_nothing_of_the_other_verbs(
+    corral_runc: Runc, runc_root: Path, bundle: Bundle, cid: str
+) -> None:
+    bundle.set(args=["sleep", "30"])
+    log = runc_root.parent / f"{cid}-importtime.txt"
+    with open(log, "w") as err:  # not a pipe: the container's init keeps the create's stdio
+        done = subprocess.run(
+            [str(VENV_PYTHON), "-I", "-S", "-X", "importtime", "-c", LAUNCHER,
+             "--root", str(runc_root), "create", "--bundle", str(bundle), cid],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err, timeout=30,
+            check=False,
+        )
+    lines = log.read_text().splitlines()
+    log.unlink()
+    modules = {line.rsplit("|", 1)[-1].strip() for line in lines[1:] if "|" in line}
+    try:
+        assert done.returncode == 0, [line for line in lines if "|" not in line]
+        assert sorted(modules & CREATE_FORBIDDEN) == []
+        state = json.loads(corral_runc("state", cid, check=True).stdout)
+        assert state["status"] == "created"
+        if detect() != "v2":  # v1 and hybrid hosts need no part of the v2 manager
+            assert "corral.cgroups.v2" not in modules
+    finally:
+        corral_runc("delete", "--force", cid)

@@ -16,8 +16,7 @@ The order is runc's:
   7. sysctls, then maskedPaths, readonlyPaths, and root.readonly last.
 """
 
-from __future__ import annotations
-
+from corral import _posix
 from corral.errors import SpecError
 from corral.spec.tables import MOUNT_ATTR__ATIME, mount_flags
 from corral.sys import MS_BIND, MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_RDONLY, MS_REC, MS_SLAVE
@@ -53,7 +52,7 @@ class Mount:
         "is_file", "propagation", "remount_flags", "source",
     )
 
-    def __init__(self, field: str, entry: dict[str, Any], bundle: str, source_is_file: bool):
+    def __init__(self, field: str, entry: "dict[str, Any]", bundle: str, source_is_file: bool):
         self.field = field
         self.dest = entry["destination"]
         self.fstype = entry.get("type") or ""
@@ -161,17 +160,15 @@ class RootfsPlan:
 
 
 def plan_rootfs(
-    spec: dict[str, Any],
+    spec: "dict[str, Any]",
     rootfs: str,
     bundle: str,
     *,
     no_pivot: bool = False,
-    is_file: Any = None,
-) -> RootfsPlan:
+    is_file: "Any" = None,
+) -> "RootfsPlan":
     """Build the plan. ``is_file(path) -> bool`` tells whether a bind source is a file."""
-    import os.path
-
-    check_file = is_file or os.path.isfile
+    check_file = is_file or _posix.isfile
     linux = spec.get("linux") or {}
     plan = RootfsPlan()
     plan.rootfs = rootfs
@@ -194,7 +191,7 @@ def plan_rootfs(
     if plan.setup_dev:
         plan.devices = _devices(linux.get("devices") or [])
         plan.symlinks = [*DEV_SYMLINKS, ("pts/ptmx", "/dev/ptmx")]
-        if os.path.exists("/proc/kcore"):
+        if _posix.exists("/proc/kcore"):
             plan.symlinks.append(("/proc/kcore", "/dev/core"))
     plan.sysctl = dict(linux.get("sysctl") or {})
     plan.masked = list(linux.get("maskedPaths") or [])
@@ -215,7 +212,7 @@ def _recursive_attrs(attr_set: int, attr_clr: int) -> tuple[int, int]:
     return attr_set, attr_clr
 
 
-def _devices(configured: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _devices(configured: "list[dict[str, Any]]") -> "list[dict[str, Any]]":
     """linux.devices plus the defaults the config does not already name."""
     named = {_clean(d["path"]) for d in configured}
     devices = [
@@ -234,9 +231,7 @@ def _abs(source: str, bundle: str) -> str:
 def _clean(path: str) -> str:
     """``path`` as an absolute, normalised path ("dev/", "/dev" and "//dev" are all "/dev":
     normpath keeps a leading "//", which POSIX leaves to the implementation)."""
-    import posixpath
-
-    return posixpath.normpath("/" + path.lstrip("/"))
+    return _posix.normpath("/" + path.lstrip("/"))
 
 
 # Flags a non-root user namespace inherits as "locked" on a bind mount: a remount must keep them.

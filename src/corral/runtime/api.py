@@ -16,10 +16,11 @@ Errors are corral's exception tree (``corral.CorralError``); nothing is printed.
 
 ``create`` and ``run`` load the machinery that builds a container (corral.runtime.lifecycle)
 when called; ``state``, ``start``, ``kill`` and ``delete`` need only corral.runtime.state and
-corral.runtime.control, which is what ``corral-runc``'s start-up pays for those verbs.
+corral.runtime.control, which is what ``corral-runc``'s start-up pays for those verbs; and
+``create`` loads no part of corral.runtime.control (it is 16 KB of bytecode; a failed create
+imports it to clean up).
 """
 
-from corral.runtime import control
 from corral.runtime.state import DEFAULT_ROOT, StateStore
 
 TYPE_CHECKING = False
@@ -60,6 +61,8 @@ class Runtime:
         return lifecycle.create(self.store, container_id, bundle, opts).container.pid
 
     def start(self, container_id: str) -> None:
+        from corral.runtime import control
+
         control.start(self.store, container_id)
 
     def run(
@@ -80,7 +83,7 @@ class Runtime:
         it keeps our stdio. ``started(pid)`` is called once the program runs. Returns 0 when
         detached.
         """
-        from corral.runtime import lifecycle
+        from corral.runtime import control, lifecycle
 
         opts = self._options(options)
         opts.detach = detach
@@ -124,9 +127,13 @@ class Runtime:
         return [self.store.load(cid).oci_state() for cid in self.store.ids()]
 
     def kill(self, container_id: str, signal: int = 15, *, all_processes: bool = False) -> None:
+        from corral.runtime import control
+
         control.kill(self.store, container_id, signal, all_processes)
 
     def delete(self, container_id: str, *, force: bool = False) -> None:
+        from corral.runtime import control
+
         control.delete(self.store, container_id, force)
 
     def exec(

@@ -27,21 +27,20 @@ On cgroup v2, unless such a limit is set, the init is instead born in its cgroup
 CLONE_INTO_CGROUP; corral.runtime.lifecycle.born_in_cgroup) and has nothing left to join.
 """
 
-from __future__ import annotations
+import posix
 
-import os
-
+from corral import _posix
 from corral import sys as k
 from corral.errors import ContainerInitError, CorralError, KernelError, SpecError
 from corral.runtime import lsm, trampoline
 from corral.runtime import messages as msg
 from corral.runtime import rootfs as fs
+from corral.runtime.messages import InitConfig, enter_for_children
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, NoReturn
 
-    from corral.plan.rootfs import RootfsPlan
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -54,68 +53,7 @@ TIOCGPTN = 0x80045430
 TIOCSPTLCK = 0x40045431
 
 
-class InitConfig:
-    """Everything the init needs, prepared by the parent before fork (fds stay open across it)."""
-
-    __slots__ = (
-        "bundle",
-        "cgroup_early",
-        "cgroup_fd",
-        "cgroup_procs_fds",
-        "cgroup_sources",
-        "container_id",
-        "join_fds",
-        "joined",
-        "new_namespaces",
-        "no_new_keyring",
-        "parent_sock",
-        "pid_flags",
-        "plan",
-        "preserve_fds",
-        "process",
-        "sock",
-        "spec",
-        "stdio",
-        "time_offsets",
-        "unshare_cgroup",
-        "user_fd",
-        "userns",
-    )
-
-    def __init__(self, spec: dict[str, Any], plan: RootfsPlan) -> None:
-        self.spec = spec
-        self.container_id = ""
-        self.bundle = ""
-        self.process: dict[str, Any] = spec["process"]
-        self.plan = plan
-        self.sock: Any = None
-        self.parent_sock: Any = None  # the runtime's end: closed at once in the child
-        self.cgroup_procs_fds: list[int] = []  # joined by the init itself, just before exec
-        self.cgroup_early: list[str] = []  # cgroup.procs files the parent moves the init into
-        self.cgroup_fd = -1  # the parent's: a v2 cgroup the init is born in (clone3), or -1
-        self.joined = False  # the parent said JOINED (it may say so before we ask anything)
-        self.cgroup_sources: list[tuple[str, str]] = []
-        self.join_fds: list[tuple[str, int]] = []  # (namespace type, fd) to setns into
-        self.new_namespaces = 0  # CLONE_NEW* flags the init unshares itself
-        self.unshare_cgroup = False  # cgroup ns is unshared after joining the cgroup
-        self.userns = False  # the container has a user namespace (new, or user_fd to join)
-        self.user_fd = -1
-        self.pid_flags: list[tuple[int, int]] = []  # (CLONE_NEWPID or CLONE_NEWTIME, fd or -1)
-        self.time_offsets = ""
-        self.preserve_fds = 0  # fds 3 .. 3+preserve_fds-1 go to the program, on purpose
-        self.no_new_keyring = False
-        self.stdio: tuple[int, int, int] | None = None  # to dup2 onto 0-2 (a foreground run)
-
-    def own_fds(self) -> set[int]:
-        """The fds the init itself needs until it execs (all close-on-exec)."""
-        fds = {self.sock.fileno(), self.user_fd, *self.cgroup_procs_fds}
-        fds.update(fd for _kind, fd in self.join_fds)
-        fds.update(fd for _flag, fd in self.pid_flags)
-        fds.discard(-1)
-        return fds
-
-
-def run(cfg: InitConfig) -> NoReturn:
+def run(cfg: "InitConfig") -> "NoReturn":
     """Entry point in the child after fork. Never returns: execs the program or exits 1."""
     _drop_parent_end(cfg)
     try:
@@ -128,10 +66,10 @@ def run(cfg: InitConfig) -> NoReturn:
         _report(cfg, f"{err.strerror or err}" + (f": {err.filename}" if err.filename else ""))
     except BaseException as err:  # pragma: no cover - a bug; still never a traceback
         _report(cfg, f"internal error in container init: {type(err).__name__}: {err}")
-    os._exit(1)
+    posix._exit(1)
 
 
-def run_userns_stage(cfg: InitConfig) -> NoReturn:
+def run_userns_stage(cfg: "InitConfig") -> "NoReturn":
     """First child, when the container has a user namespace: enter it, then fork the init.
 
     A new user namespace starts unmapped; only a process outside it may write its uid_map and
@@ -145,7 +83,7 @@ def run_userns_stage(cfg: InitConfig) -> NoReturn:
         if cfg.user_fd >= 0:
             k.setns(cfg.user_fd, k.CLONE_NEWUSER)
         else:
-            rootless = os.geteuid() != 0
+            rootless = posix.geteuid() != 0
             if not rootless:
                 # As runc's nsexec: namespaces given by path (an engine's network namespace)
                 # belong to the host's user namespace; only the host's root may join them, so
@@ -162,56 +100,44 @@ def run_userns_stage(cfg: InitConfig) -> NoReturn:
                 k.prctl(k.PR_SET_DUMPABLE, 1)
             cfg.sock.send(msg.USERNS)
             if cfg.sock.recv(msg.MAX_CONTROL) != msg.MAPPED:
-                os._exit(1)
+                posix._exit(1)
             k.prctl(k.PR_SET_DUMPABLE, 0)
         try:
-            os.setresgid(0, 0, 0)
-            os.setresuid(0, 0, 0)
+            posix.setresgid(0, 0, 0)
+            posix.setresuid(0, 0, 0)
         except OSError:
             raise SpecError("linux.uidMappings", "container uid/gid 0 must be mapped") from None
         enter_for_children(cfg.pid_flags, cfg.time_offsets)
-        pid = os.fork()
+        pid = posix.fork()
         if pid == 0:
             run(cfg)
         cfg.sock.send(msg.PID + b"%d" % pid)
-        os._exit(0)
+        posix._exit(0)
     except CorralError as err:
         _report(cfg, str(err))
     except OSError as err:
         _report(cfg, f"{err.strerror or err}" + (f": {err.filename}" if err.filename else ""))
-    os._exit(1)
+    posix._exit(1)
 
 
-def _take_stdio(cfg: InitConfig) -> None:
+def _take_stdio(cfg: "InitConfig") -> None:
     """Make the pipes of a foreground run our fds 0-2 (numbered above them: no clobbering);
     close_stray_fds then closes the originals, and the init a user-namespace stage forks
     inherits the result."""
     if cfg.stdio is not None:
         for target, fd in enumerate(cfg.stdio):
-            os.dup2(fd, target)
+            posix.dup2(fd, target)
         cfg.stdio = None
 
 
-def _drop_parent_end(cfg: InitConfig) -> None:
+def _drop_parent_end(cfg: "InitConfig") -> None:
     """Close our copy of the runtime's socket end, so its death reads as EOF here."""
     if cfg.parent_sock is not None:
         cfg.parent_sock.close()
         cfg.parent_sock = None
 
 
-def enter_for_children(pid_flags: list[tuple[int, int]], time_offsets: str) -> None:
-    """Make or join the pid and time namespaces our next child will be born in."""
-    for flag, fd in pid_flags:
-        if fd >= 0:
-            k.setns(fd, flag)
-            continue
-        k.unshare(flag)
-        if flag == k.CLONE_NEWTIME and time_offsets:
-            with open("/proc/self/timens_offsets", "w") as f:
-                f.write(time_offsets)
-
-
-def receive(cfg: InitConfig, want: bytes) -> bool:
+def receive(cfg: "InitConfig", want: bytes) -> bool:
     """Wait for ``want`` from the parent, noting a JOINED that may arrive first."""
     while True:
         said = cfg.sock.recv(msg.MAX_CONTROL)
@@ -223,14 +149,14 @@ def receive(cfg: InitConfig, want: bytes) -> bool:
         return bool(said == want)
 
 
-def _report(cfg: InitConfig, message: str) -> None:
+def _report(cfg: "InitConfig", message: str) -> None:
     try:
         cfg.sock.send(msg.error(message))
     except OSError:
         pass
 
 
-def _preload(spec: dict[str, Any], process: dict[str, Any]) -> None:
+def _preload(spec: "dict[str, Any]", process: "dict[str, Any]") -> None:
     """Import now what the steps after pivot_root will need.
 
     After pivot_root the host's files, our own Python modules included, are out of reach: an
@@ -244,7 +170,7 @@ def _preload(spec: dict[str, Any], process: dict[str, Any]) -> None:
         import corral.runtime.hooks  # noqa: F401
 
 
-def _setup_and_exec(cfg: InitConfig) -> None:
+def _setup_and_exec(cfg: "InitConfig") -> None:
     spec, process = cfg.spec, cfg.process
     _preload(spec, process)
     # The program is exec'd through a sealed in-memory launcher, never with the host's Python
@@ -254,16 +180,16 @@ def _setup_and_exec(cfg: InitConfig) -> None:
     # stays open across the exec of the launcher (not close-on-exec); the launcher closes it.
     launcher = trampoline.sealed_launcher()
     if launcher is None:
-        raise ContainerInitError(f"corral has no sealed launcher for {os.uname().machine}")
+        raise ContainerInitError(f"corral has no sealed launcher for {posix.uname().machine}")
     start_fd = start_pipe()
-    os.chdir(cfg.bundle)  # as runc: the init starts in the bundle (the caller's cwd is theirs)
+    posix.chdir(cfg.bundle)  # as runc: the init starts in the bundle (the caller's cwd is theirs)
     # 1. Namespaces: join the given ones (user first, so the others are owned by it), then make
     #    the new ones. pid and time were arranged by the parent: they apply from our birth.
     for _kind, fd in cfg.join_fds:
         k.setns(fd)
     if cfg.new_namespaces:
         k.unshare(cfg.new_namespaces)
-    os.setsid()
+    posix.setsid()
     if spec.get("hostname") is not None:
         k.sethostname(spec["hostname"])
     if spec.get("domainname") is not None:
@@ -277,16 +203,22 @@ def _setup_and_exec(cfg: InitConfig) -> None:
         cfg.sock.send(msg.MOUNTS + b"%d" % fs.mounts_at(plan.rootfs))
     fs.prepare_root(plan)
     # Opened after the rootfs is bound onto itself: mounts must go on top of that bind mount.
-    root_fd = os.open(plan.rootfs, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    root_fd = posix.open(plan.rootfs, posix.O_PATH | posix.O_DIRECTORY | posix.O_CLOEXEC)
+    if cfg.cgroup_deferred:  # the runtime made the cgroup meanwhile: wait until it is there
+        if not receive(cfg, msg.CGROUPS):
+            posix._exit(1)  # the runtime failed (and kills us) or died
+        cfg.cgroup_procs_fds = [
+            posix.open(path, posix.O_WRONLY | posix.O_CLOEXEC) for path in cfg.cgroup_join_paths
+        ]
     fs.mount_all(plan, root_fd, cfg.cgroup_sources)
     if plan.setup_dev:
         fs.create_devices(plan, root_fd, cfg.userns)
-    os.close(root_fd)
+    posix.close(root_fd)
     hooks = spec.get("hooks") or {}
     if hooks.get("prestart") or hooks.get("createRuntime"):
         cfg.sock.send(msg.HOOKS)
         if not receive(cfg, msg.GO):
-            os._exit(1)  # the parent reported the hook's failure itself
+            posix._exit(1)  # the parent reported the hook's failure itself
     if hooks.get("createContainer"):
         from corral.runtime.hooks import run_hooks
 
@@ -304,7 +236,7 @@ def _setup_and_exec(cfg: InitConfig) -> None:
     # A cgroup namespace's root is where we are when we unshare it: be in every cgroup first.
     needs_all = cfg.cgroup_early and cfg.unshare_cgroup and not cfg.joined
     if needs_all and not receive(cfg, msg.JOINED):
-        os._exit(1)
+        posix._exit(1)
     # The late cgroups (memory) are joined as late as possible, so that the pages this
     # interpreter dirties until it execs the launcher are not charged to the container: right
     # before that exec, unless a cgroup namespace (whose root is taken at unshare) needs the
@@ -350,35 +282,35 @@ def start_pipe() -> int:
     writes 8 bytes: one open(2) and one write(2), no pidfd_getfd, so no libc loaded on
     ``start``'s path. Not close-on-exec: it must survive the exec of the launcher.
     """
-    r, w = os.pipe()
+    r, w = posix.pipe()
     try:
-        both = os.open(f"/proc/self/fd/{r}", os.O_RDWR)
+        both = posix.open(f"/proc/self/fd/{r}", posix.O_RDWR)
     finally:
-        os.close(r)
-        os.close(w)
-    os.set_inheritable(both, True)
+        posix.close(r)
+        posix.close(w)
+    posix.set_inheritable(both, True)
     return both
 
 
-def join_late_cgroups(cfg: InitConfig) -> None:
+def join_late_cgroups(cfg: "InitConfig") -> None:
     """Join the cgroups of Manager.join_plan's late list through the fds opened before fork.
 
     Called right before the launcher's exec when the process stays uid 0 (see
     _setup_and_exec); "0" moves the writing process itself, which v1 always allows.
     """
     for fd in cfg.cgroup_procs_fds:
-        os.write(fd, b"0")  # "0" means "the writing process"
-        os.close(fd)
+        posix.write(fd, b"0")  # "0" means "the writing process"
+        posix.close(fd)
     cfg.cgroup_procs_fds = []
 
 
-def _hook_state(cfg: InitConfig, status: str) -> dict[str, Any]:
+def _hook_state(cfg: "InitConfig", status: str) -> "dict[str, Any]":
     """The state JSON for hooks the init runs itself (pid as the host sees it is the parent's
     business; inside, the init is pid 1 of its namespace)."""
     ann = cfg.spec.get("annotations")
     state: dict[str, Any] = {
         "ociVersion": cfg.spec.get("ociVersion", ""), "id": cfg.container_id,
-        "status": status, "pid": os.getpid(), "bundle": cfg.bundle,
+        "status": status, "pid": posix.getpid(), "bundle": cfg.bundle,
     }
     if ann:
         state["annotations"] = ann
@@ -397,9 +329,9 @@ def find_program(name: str, env: list[str]) -> str:
         path = next((v for key, v in _env_pairs(env) if key == "PATH"), DEFAULT_PATH)
         candidates = [f"{d or '.'}/{name}" for d in path.split(":")]
     for candidate in candidates:
-        if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+        if _posix.isfile(candidate) and posix.access(candidate, posix.X_OK):
             return candidate
-    if "/" in name and os.path.exists(name):
+    if "/" in name and _posix.exists(name):
         raise SpecError("process.args[0]", f"exec: {_quoted(name)}: permission denied")
     raise SpecError("process.args[0]", f"exec: {_quoted(name)}: executable file not found in $PATH")
 
@@ -410,30 +342,30 @@ def _quoted(name: str) -> str:
     return '"' + escaped.replace("\r", "\\r") + '"'
 
 
-def setup_terminal(process: dict[str, Any], sock: Any, console: bool) -> None:
+def setup_terminal(process: "dict[str, Any]", sock: "Any", console: bool) -> None:
     """Make a pty inside the container's devpts; its slave becomes our stdio (and, for the
     init, /dev/console). The master goes to the runtime over ``sock``."""
     import fcntl
     import struct
 
-    master = os.open("/dev/ptmx", os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
+    master = posix.open("/dev/ptmx", posix.O_RDWR | posix.O_NOCTTY | posix.O_CLOEXEC)
     fcntl.ioctl(master, TIOCSPTLCK, struct.pack("i", 0))
     number = struct.unpack("I", fcntl.ioctl(master, TIOCGPTN, b"\0\0\0\0"))[0]
     slave_path = f"/dev/pts/{number}"
-    slave = os.open(slave_path, os.O_RDWR | os.O_NOCTTY)
+    slave = posix.open(slave_path, posix.O_RDWR | posix.O_NOCTTY)
     size = process.get("consoleSize")
     if size:
         fcntl.ioctl(slave, TIOCSWINSZ, struct.pack("HHHH", size["height"], size["width"], 0, 0))
     if console:
         _bind_console(slave)
     for fd in (0, 1, 2):
-        os.dup2(slave, fd)
-    os.close(slave)
+        posix.dup2(slave, fd)
+    posix.close(slave)
     fcntl.ioctl(0, TIOCSCTTY, 0)
     import _socket
 
     sock.sendmsg([b"pty"], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, struct.pack("i", master))])
-    os.close(master)
+    posix.close(master)
 
 
 def _bind_console(slave: int) -> None:
@@ -447,23 +379,21 @@ def _bind_console(slave: int) -> None:
     import stat
 
     try:
-        mode = os.lstat("/dev/console").st_mode
+        mode = posix.lstat("/dev/console").st_mode
         if not (stat.S_ISREG(mode) or stat.S_ISCHR(mode)):
-            os.unlink("/dev/console")
+            posix.unlink("/dev/console")
             raise FileNotFoundError
     except FileNotFoundError:
-        os.close(os.open(
-            "/dev/console", os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC,
-            0o600,
-        ))
-    target = os.open("/dev/console", os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
+        flags = posix.O_CREAT | posix.O_EXCL | posix.O_WRONLY | posix.O_NOFOLLOW | posix.O_CLOEXEC
+        posix.close(posix.open("/dev/console", flags, 0o600))
+    target = posix.open("/dev/console", posix.O_PATH | posix.O_NOFOLLOW | posix.O_CLOEXEC)
     try:
         k.mount(k.fd_path(slave), k.fd_path(target), None, k.MS_BIND)
     finally:
-        os.close(target)
+        posix.close(target)
 
 
-def apply_process_limits(process: dict[str, Any]) -> None:
+def apply_process_limits(process: "dict[str, Any]") -> None:
     for i, rl in enumerate(process.get("rlimits") or []):
         from corral.spec.tables import RLIMITS
 
@@ -482,7 +412,7 @@ def apply_process_limits(process: dict[str, Any]) -> None:
             f.write(str(process["oomScoreAdj"]))
 
 
-def become_user(process: dict[str, Any]) -> None:
+def become_user(process: "dict[str, Any]") -> None:
     """Switch to the configured user, keeping exactly the configured capabilities.
 
     No ``capabilities`` means none at all, as in runc (the field is optional; a process must
@@ -504,11 +434,11 @@ def become_user(process: dict[str, Any]) -> None:
     k.prctl(k.PR_SET_KEEPCAPS, 1)
     if "additionalGids" in user or uid != 0 or gid != 0:
         try:
-            os.setgroups(list(user.get("additionalGids") or []))
+            posix.setgroups(list(user.get("additionalGids") or []))
         except PermissionError:
             pass  # a user namespace with setgroups denied keeps the (empty) list it has
-    os.setresgid(gid, gid, gid)
-    os.setresuid(uid, uid, uid)
+    posix.setresgid(gid, gid, gid)
+    posix.setresuid(uid, uid, uid)
     k.prctl(k.PR_SET_KEEPCAPS, 0)
     permitted = cap_mask(caps.get("permitted") or [])
     inheritable = cap_mask(caps.get("inheritable") or [])
@@ -521,9 +451,9 @@ def become_user(process: dict[str, Any]) -> None:
     if process.get("noNewPrivileges"):
         k.prctl(k.PR_SET_NO_NEW_PRIVS, 1)
     if user.get("umask") is not None:
-        os.umask(user["umask"])
+        posix.umask(user["umask"])
     else:
-        os.umask(0o022)
+        posix.umask(0o022)
     enter_cwd(process.get("cwd") or "/")
 
 
@@ -555,11 +485,11 @@ def enter_cwd(cwd: str) -> None:
     our root, which Python reports as FileNotFoundError.
     """
     try:
-        os.chdir(cwd)
+        posix.chdir(cwd)
     except OSError as err:
         raise SpecError("process.cwd", f"chdir to {cwd}: {err.strerror}") from None
     try:
-        here = os.getcwd()
+        here = posix.getcwd()
     except FileNotFoundError:
         here = ""
     if not here.startswith("/"):
@@ -584,19 +514,19 @@ def close_stray_fds(first: int, keep: set[int]) -> None:
     low = first
     for fd in sorted(f for f in keep if f >= first):
         if fd > low:
-            os.closerange(low, fd)
+            posix.closerange(low, fd)
         low = fd + 1
-    os.closerange(low, 1 << 20)
+    posix.closerange(low, 1 << 20)
 
 
 def close_fds_from(first: int, keep: int = -1) -> None:
     """Every fd from ``first`` up, but ``keep``, is closed at exec (the first 3 + preserved ones
     stay)."""
-    for name in os.listdir("/proc/self/fd"):
+    for name in posix.listdir("/proc/self/fd"):
         fd = int(name)
         if fd >= first and fd != keep:
             try:
-                os.set_inheritable(fd, False)
+                posix.set_inheritable(fd, False)
             except OSError:
                 pass
 

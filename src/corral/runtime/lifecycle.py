@@ -16,10 +16,9 @@ born as PID 1, and then steps back into its own pid namespace (setns) so that ho
 later are not born inside the container. The child (corral.runtime.init) does the rest.
 """
 
-from __future__ import annotations
+import posix
 
-import os
-
+from corral import _posix
 from corral import sys as k
 from corral.errors import (
     ContainerInitError,
@@ -29,7 +28,6 @@ from corral.errors import (
     UsageError,
 )
 from corral.runtime import messages as msg
-from corral.runtime.control import destroy, kill_and_reap
 from corral.runtime.state import (
     Container,
     StateStore,
@@ -44,7 +42,7 @@ if TYPE_CHECKING:
 
     from corral.cgroups import Manager
     from corral.plan.rootfs import RootfsPlan
-    from corral.runtime.init import InitConfig
+    from corral.runtime.messages import InitConfig
 
 
 class CreateOptions:
@@ -84,12 +82,12 @@ class Created:
 
     __slots__ = ("container", "pty_master")
 
-    def __init__(self, container: Container, pty_master: int | None) -> None:
+    def __init__(self, container: "Container", pty_master: int | None) -> None:
         self.container = container
         self.pty_master = pty_master
 
 
-def prepare(bundle: str, opts: CreateOptions) -> tuple[dict[str, Any], str, RootfsPlan]:
+def prepare(bundle: str, opts: "CreateOptions") -> "tuple[dict[str, Any], str, RootfsPlan]":
     """Load and check a bundle and plan its filesystem, touching nothing: (config, rootfs, plan).
 
     Everything a user can get wrong is found here, before create makes anything.
@@ -98,7 +96,7 @@ def prepare(bundle: str, opts: CreateOptions) -> tuple[dict[str, Any], str, Root
     from corral.plan.rootfs import plan_rootfs
     from corral.spec.load import load_bundle
 
-    bundle = os.path.abspath(bundle)
+    bundle = _posix.abspath(bundle)
     # The runtime reads the validated config as plain JSON data (the TypedDicts document it).
     loaded: tuple[dict[str, Any], str] = load_bundle(bundle)  # type: ignore[assignment]
     spec, rootfs = loaded
@@ -108,7 +106,7 @@ def prepare(bundle: str, opts: CreateOptions) -> tuple[dict[str, Any], str, Root
     if opts.console_socket and not (process.get("terminal") and opts.detach):
         raise UsageError("cannot use console socket if runc will not detach or allocate tty")
     linux = spec.get("linux") or {}
-    if os.geteuid() != 0:
+    if posix.geteuid() != 0:
         from corral.runtime.rootless import check_spec
 
         check_spec(spec)
@@ -117,23 +115,25 @@ def prepare(bundle: str, opts: CreateOptions) -> tuple[dict[str, Any], str, Root
         from corral.runtime.seccomp import prepare as prepare_seccomp
 
         prepare_seccomp(spec)  # checks linux.seccomp; loads libseccomp while the host is visible
-    from corral.runtime.lsm import check
+    labels = process.get("apparmorProfile"), process.get("selinuxLabel"), linux.get("mountLabel")
+    if any(labels):  # without them there is nothing to check (nor a module to load)
+        from corral.runtime.lsm import check
 
-    check(spec.get("process") or {}, linux)
+        check(process, linux)
     return spec, rootfs, plan
 
 
-def create(store: StateStore, container_id: str, bundle: str, opts: CreateOptions) -> Created:
+def create(store: "StateStore", container_id: str, bundle: str, opts: "CreateOptions") -> "Created":
     """Set the container up and leave its init waiting for ``start`` (runtime.md "create")."""
     store.dir(container_id)  # validates the id before anything else
     spec, rootfs, plan = prepare(bundle, opts)
-    bundle = os.path.abspath(bundle)
+    bundle = _posix.abspath(bundle)
     linux = spec.get("linux") or {}
     cgroup = _open_cgroup(linux, container_id, opts)  # a bad cgroupsPath fails here, before
     path = store.reserve(container_id)  # anything exists
     container = Container(path, {
         "ociVersion": spec.get("ociVersion", ""), "id": container_id, "pid": 0,
-        "status": "creating", "creator": [os.getpid(), process_start_time(os.getpid())],
+        "status": "creating", "creator": [posix.getpid(), process_start_time(posix.getpid())],
         "bundle": bundle, "rootfs": rootfs, "created": rfc3339_now(), "owner": _owner(),
         "annotations": spec.get("annotations") or {}, "config": spec,
         "cgroup": cgroup.to_state() if cgroup else None,
@@ -145,16 +145,17 @@ def create(store: StateStore, container_id: str, bundle: str, opts: CreateOption
         pid, pty = _spawn_init(container, spec, plan, opts, fds, cgroup)
         container.data.pop("status")
         container.data.pop("creator")
-        container.data["pid"] = pid
-        container.data["init_start"] = process_start_time(pid)
+        container.data["pid"] = pid  # and "init_start", from _serve_init
         container.save()
         if opts.pid_file:
-            write_atomic(os.path.abspath(opts.pid_file), str(pid).encode())
+            write_atomic(_posix.abspath(opts.pid_file), str(pid).encode())
         from corral.runtime import log
 
         log.debug(f"created container {container_id} pid {pid} in {container.dir}")
         return Created(container, pty)
     except BaseException:
+        from corral.runtime.control import destroy, kill_and_reap
+
         if pid:
             kill_and_reap(pid)
         try:
@@ -166,19 +167,17 @@ def create(store: StateStore, container_id: str, bundle: str, opts: CreateOption
         raise
     finally:
         for fd in fds:
-            os.close(fd)
+            posix.close(fd)
 
 
 def _spawn_init(
-    container: Container, spec: dict[str, Any], plan: Any, opts: CreateOptions, fds: list[int],
-    cgroup: Manager | None,
+    container: Container, spec: "dict[str, Any]", plan: "Any", opts: CreateOptions, fds: list[int],
+    cgroup: "Manager | None",
 ) -> tuple[int, int | None]:
     """Prepare the init's inputs, fork it, and serve its requests until it is ready."""
     import _socket
 
-    from corral.runtime.init import InitConfig
-
-    cfg = InitConfig(spec, plan)
+    cfg = msg.InitConfig(spec, plan)
     cfg.container_id = container.id
     cfg.bundle = container.data["bundle"]
     cfg.preserve_fds = opts.preserve_fds
@@ -189,12 +188,24 @@ def _spawn_init(
 
         give_to_root(opts.stdio, linux)
         cfg.stdio = opts.stdio
-    if cgroup is not None:
-        _setup_cgroup(cgroup, linux, cfg, fds)
-    os.close(os.open(container.created_marker, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600))
-    console = _connect_console(opts.console_socket) if opts.console_socket else None
     pid_flags = _plan_namespaces(linux, cfg, fds)
-    if cgroup is not None and not cfg.userns:
+    # On v1 and hybrid hosts the cgroup is made after fork, while the init makes its namespaces
+    # and mounts (the two run in parallel), unless a user namespace or the systemd driver needs
+    # it first; the init waits for CGROUPS before it touches it (corral.runtime.init).
+    defer = (
+        cgroup is not None and cgroup.mode != "v2" and not cfg.userns
+        and getattr(cgroup, "adopt", None) is None
+    )
+    if cgroup is not None and not defer:
+        _setup_cgroup(cgroup, linux, cfg, fds)
+    elif cgroup is not None:
+        cfg.cgroup_deferred = True
+        cfg.cgroup_early, cfg.cgroup_join_paths = cgroup.join_plan()
+        cfg.cgroup_sources = cgroup.mount_sources()
+    flags = posix.O_WRONLY | posix.O_CREAT | posix.O_CLOEXEC
+    posix.close(posix.open(container.created_marker, flags, 0o600))
+    console = _connect_console(opts.console_socket) if opts.console_socket else None
+    if cgroup is not None and not cfg.userns and not defer:
         cfg.cgroup_fd = cgroup_to_be_born_in(cgroup, fds)
     parent_sock, child_sock = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_SEQPACKET)
     cfg.sock = child_sock
@@ -206,17 +217,25 @@ def _spawn_init(
     pid = _fork_into(pid_flags, cfg, fds)
     child_sock.close()
     try:
+        if defer and cgroup is not None:
+            _make_cgroup(cgroup, linux)
+            try:
+                parent_sock.send(msg.CGROUPS)
+            except BrokenPipeError:
+                pass  # the init failed already: its ERROR is waiting to be read
         if not cfg.userns:
             _join_early(cfg, pid, parent_sock, cgroup)
         pid, pty = _serve_init(container, parent_sock, pid, cfg, cgroup)
     except BaseException:
+        from corral.runtime.control import kill_and_reap
+
         kill_and_reap(container.data.get("pid") or pid)  # the init must not outlive us
         raise
     finally:
         parent_sock.close()
     if pty is not None and console is not None:
         _send_fd(console, pty, "/dev/ptmx")
-        os.close(pty)
+        posix.close(pty)
         pty = None
     if console is not None:
         console.close()
@@ -224,7 +243,7 @@ def _spawn_init(
 
 
 def _plan_namespaces(
-    linux: dict[str, Any], cfg: InitConfig, fds: list[int]
+    linux: "dict[str, Any]", cfg: "InitConfig", fds: list[int]
 ) -> list[tuple[int, int]]:
     """Decide, per namespace, who makes it: returns the (flag, fd) pairs for the parent to apply
     before fork (pid and time: they take effect for children only); the rest go to the init."""
@@ -236,7 +255,7 @@ def _plan_namespaces(
         flag = k.NAMESPACE_FLAGS[kind]
         if path:
             try:
-                fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+                fd = posix.open(path, posix.O_RDONLY | posix.O_CLOEXEC)
             except OSError as err:
                 raise SpecError(f"linux.namespaces[{i}].path", f"{path}: {err.strerror}") from None
             fds.append(fd)
@@ -273,7 +292,7 @@ def _check_namespace_type(fd: int, flag: int, field: str, path: str, kind: str) 
         raise SpecError(field, f"{path} is not a {kind} namespace")
 
 
-def _time_offsets(linux: dict[str, Any]) -> str:
+def _time_offsets(linux: "dict[str, Any]") -> str:
     """linux.timeOffsets in the format of /proc/self/timens_offsets ("monotonic 5 0")."""
     offsets = linux.get("timeOffsets") or {}
     return "".join(
@@ -281,7 +300,7 @@ def _time_offsets(linux: dict[str, Any]) -> str:
     )
 
 
-def _fork_into(pid_flags: list[tuple[int, int]], cfg: InitConfig, fds: list[int]) -> int:
+def _fork_into(pid_flags: list[tuple[int, int]], cfg: "InitConfig", fds: list[int]) -> int:
     """Fork the init inside the container's pid (and time) namespace, then step back out.
 
     With a user namespace the pid namespace must be owned by it (or the init could not mount
@@ -302,33 +321,48 @@ def _fork_into(pid_flags: list[tuple[int, int]], cfg: InitConfig, fds: list[int]
             k.prctl(k.PR_SET_DUMPABLE, dumpable)
 
 
-def _fork_init(pid_flags: list[tuple[int, int]], cfg: InitConfig, fds: list[int]) -> int:
-    from corral.runtime import init
-
+def _fork_init(pid_flags: list[tuple[int, int]], cfg: "InitConfig", fds: list[int]) -> int:
+    """The init's code (corral.runtime.init and what it imports) is loaded by the child, after
+    fork: the runtime never runs it, and the child loads it while we make the cgroup."""
     if cfg.userns:
-        pid = os.fork()
+        pid = posix.fork()
         if pid == 0:
+            _no_collector()
+            from corral.runtime import init
+
             init.run_userns_stage(cfg)
         return pid
     own: list[tuple[int, int]] = []
     for flag, _fd in pid_flags:
         name = "pid" if flag == k.CLONE_NEWPID else "time"
-        mine = os.open(f"/proc/self/ns/{name}_for_children", os.O_RDONLY | os.O_CLOEXEC)
+        mine = posix.open(f"/proc/self/ns/{name}_for_children", posix.O_RDONLY | posix.O_CLOEXEC)
         fds.append(mine)
         own.append((flag, mine))
     try:
-        init.enter_for_children(pid_flags, cfg.time_offsets)
+        msg.enter_for_children(pid_flags, cfg.time_offsets)
         pid = fork_born_joined(cfg.cgroup_fd) if cfg.cgroup_fd >= 0 else -1
         if pid == 0:
             cfg.cgroup_procs_fds = []  # born in the cgroup: nothing left to join
         elif pid < 0:
-            pid = os.fork()
+            pid = posix.fork()
         if pid == 0:
+            _no_collector()
+            from corral.runtime import init
+
             init.run(cfg)
     finally:
         for flag, mine in own:
             k.setns(mine, flag)
     return pid
+
+
+def _no_collector() -> None:
+    """In the forked child, first: no cyclic garbage collection until it execs. A collection
+    writes to every object it visits, so each page the child shares with us would be copied
+    for nothing (the child lives for milliseconds)."""
+    import gc
+
+    gc.disable()
 
 
 # Born in its cgroup, the init is charged from its first instruction for every page the forked
@@ -353,7 +387,7 @@ def born_in_cgroup(mode: str, ceiling: int | None) -> bool:
     return ceiling is None or ceiling >= BORN_IN_CGROUP_MIN_MEMORY
 
 
-def cgroup_to_be_born_in(manager: Manager, fds: list[int], *, late_join: bool = True) -> int:
+def cgroup_to_be_born_in(manager: "Manager", fds: list[int], *, late_join: bool = True) -> int:
     """An fd of the v2 cgroup for clone3, when born_in_cgroup says so; else -1.
 
     v2 only: on v1 (and hybrid) a process is in one cgroup per hierarchy, and CLONE_INTO_CGROUP
@@ -361,6 +395,8 @@ def cgroup_to_be_born_in(manager: Manager, fds: list[int], *, late_join: bool = 
     ``late_join``: the alternative would join as late as possible, so the memory limit counts
     (an exec'd process joins at its first step: for it, none does).
     """
+    if manager.mode != "v2":  # checked first: on v1 and hybrid hosts v2's module stays unloaded
+        return -1
     from corral.cgroups.v2 import V2Manager
 
     if type(manager) is not V2Manager:
@@ -389,7 +425,7 @@ def fork_born_joined(cgroup_fd: int) -> int:
         return -1
 
 
-def _write_id_maps(pid: int, linux: dict[str, Any]) -> None:
+def _write_id_maps(pid: int, linux: "dict[str, Any]") -> None:
     """Write the user namespace's uid_map and gid_map for the init (only a parent may)."""
     for kind in ("uid", "gid"):
         lines = "".join(
@@ -399,7 +435,7 @@ def _write_id_maps(pid: int, linux: dict[str, Any]) -> None:
         field = f"linux.{kind}Mappings"
         if not lines:
             raise SpecError(field, "a new user namespace needs mappings")
-        if kind == "gid" and os.geteuid() != 0:
+        if kind == "gid" and posix.geteuid() != 0:
             write_atomic_plain(f"/proc/{pid}/setgroups", "deny")
         try:
             write_atomic_plain(f"/proc/{pid}/{kind}_map", lines)
@@ -409,14 +445,14 @@ def _write_id_maps(pid: int, linux: dict[str, Any]) -> None:
 
 def write_atomic_plain(path: str, text: str) -> None:
     """One write(2) call: /proc files such as uid_map take their whole content at once."""
-    fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+    fd = posix.open(path, posix.O_WRONLY | posix.O_CLOEXEC)
     try:
-        os.write(fd, text.encode())
+        posix.write(fd, text.encode())
     finally:
-        os.close(fd)
+        posix.close(fd)
 
 
-def _join_early(cfg: InitConfig, pid: int, sock: Any, cgroup: Manager | None = None) -> None:
+def _join_early(cfg: "InitConfig", pid: int, sock: "Any", cgroup: "Manager | None" = None) -> None:
     """Move the new init into the background cgroups (see Manager.join_plan).
 
     Done by us, right after fork, while the init works on its mounts: the kernel's first
@@ -451,7 +487,7 @@ def _join_early(cfg: InitConfig, pid: int, sock: Any, cgroup: Manager | None = N
 
 
 def _serve_init(
-    container: Container, sock: Any, pid: int, cfg: InitConfig, cgroup: Manager | None = None
+    container: Container, sock: "Any", pid: int, cfg: "InitConfig", cgroup: "Manager | None" = None
 ) -> tuple[int, int | None]:
     """Answer the init until it has exec'd the launcher (or failed).
 
@@ -469,7 +505,7 @@ def _serve_init(
             _write_id_maps(pid, container.config.get("linux") or {})
             sock.send(msg.MAPPED)
         elif said.startswith(msg.PID):
-            os.waitpid(pid, 0)  # the user-namespace stage, done once it has forked the init
+            posix.waitpid(pid, 0)  # the user-namespace stage, done once it has forked the init
             pid = msg.number(said, msg.PID)
             container.data["pid"] = pid  # known from now on, for the cleanup of a failure
             _join_early(cfg, pid, sock, cgroup)
@@ -502,16 +538,18 @@ def _serve_init(
             ready = True
         elif said.startswith(msg.ERROR):
             raise ContainerInitError(said[len(msg.ERROR) :].decode(errors="replace"))
-        elif ready and said == b"" and process_start_time(pid) is not None:
-            return pid, pty  # end of file: the init has exec'd the launcher
         else:
-            raise _died_early(pid, filtering)
+            started = process_start_time(pid) if ready and said == b"" else None
+            if started is None:
+                raise _died_early(pid, filtering)
+            container.data["init_start"] = started
+            return pid, pty  # end of file: the init has exec'd the launcher
 
 
-def _died_early(pid: int, filtering: bool) -> CorralError:
+def _died_early(pid: int, filtering: bool) -> "CorralError":
     """The error for a child that died without saying why (reaping it when it is ours)."""
     try:
-        _, status = os.waitpid(pid, 0)
+        _, status = posix.waitpid(pid, 0)
         how = f" ({_describe(status)})"
     except ChildProcessError:
         how = ""  # a user-namespace stage's child: not ours to reap
@@ -525,9 +563,9 @@ def _died_early(pid: int, filtering: bool) -> CorralError:
 
 
 def _describe(status: int) -> str:
-    if os.WIFSIGNALED(status):
-        return f"killed by signal {os.WTERMSIG(status)}"
-    return f"exit status {os.waitstatus_to_exitcode(status)}"
+    if posix.WIFSIGNALED(status):
+        return f"killed by signal {posix.WTERMSIG(status)}"
+    return f"exit status {posix.waitstatus_to_exitcode(status)}"
 
 
 # What the init and the launcher call once the filter is on (runc's init needs much the same).
@@ -536,7 +574,9 @@ NEEDED_AFTER_FILTER = (
 )
 
 
-def _forward_seccomp_fd(config: dict[str, Any], fd: int, state: dict[str, Any], pid: int) -> None:
+def _forward_seccomp_fd(
+    config: "dict[str, Any]", fd: int, state: "dict[str, Any]", pid: int
+) -> None:
     """Hand the seccomp notify fd the init sent us to linux.seccomp.listenerPath."""
     from corral.runtime.seccomp import send_to_listener
 
@@ -546,7 +586,7 @@ def _forward_seccomp_fd(config: dict[str, Any], fd: int, state: dict[str, Any], 
             seccomp.get("listenerPath", ""), fd, seccomp.get("listenerMetadata", ""), state, pid
         )
     finally:
-        os.close(fd)
+        posix.close(fd)
 
 
 def _fd_from(ancdata: list[tuple[int, int, bytes]]) -> int:
@@ -557,7 +597,7 @@ def _fd_from(ancdata: list[tuple[int, int, bytes]]) -> int:
     raise ContainerInitError("the init sent a terminal without its file descriptor")
 
 
-def _connect_console(path: str) -> Any:
+def _connect_console(path: str) -> "Any":
     import _socket
 
     sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
@@ -569,7 +609,7 @@ def _connect_console(path: str) -> Any:
     return sock
 
 
-def _send_fd(sock: Any, fd: int, name: str) -> None:
+def _send_fd(sock: "Any", fd: int, name: str) -> None:
     """Send a file descriptor with SCM_RIGHTS, as runc does to --console-socket."""
     import _socket
     import struct
@@ -577,7 +617,9 @@ def _send_fd(sock: Any, fd: int, name: str) -> None:
     sock.sendmsg([name.encode()], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, struct.pack("i", fd))])
 
 
-def _open_cgroup(linux: dict[str, Any], container_id: str, opts: CreateOptions) -> Manager | None:
+def _open_cgroup(
+    linux: "dict[str, Any]", container_id: str, opts: CreateOptions
+) -> "Manager | None":
     """The container's cgroup manager (nothing is created yet), or None when disabled."""
     if opts.cgroup_manager == "disabled":
         return None
@@ -585,7 +627,7 @@ def _open_cgroup(linux: dict[str, Any], container_id: str, opts: CreateOptions) 
 
     systemd = opts.systemd_cgroup
     path = cgroups.resolve_path(linux.get("cgroupsPath"), container_id, systemd=systemd)
-    if os.geteuid() != 0:
+    if posix.geteuid() != 0:
         if systemd:
             raise UsageError("--systemd-cgroup: not supported for rootless containers")
         from corral.runtime.rootless import usable_cgroup
@@ -595,12 +637,24 @@ def _open_cgroup(linux: dict[str, Any], container_id: str, opts: CreateOptions) 
 
 
 def _setup_cgroup(
-    manager: Manager, linux: dict[str, Any], cfg: InitConfig, fds: list[int]
+    manager: "Manager", linux: "dict[str, Any]", cfg: "InitConfig", fds: list[int]
 ) -> None:
     """Make the cgroup, apply linux.resources, and open the files the init will join through.
 
     The state file already names the cgroup, so delete --force can remove it if we die here.
     """
+    _make_cgroup(manager, linux)
+    early, late = manager.join_plan()
+    for procs in late:
+        fd = posix.open(procs, posix.O_WRONLY | posix.O_CLOEXEC)
+        fds.append(fd)
+        cfg.cgroup_procs_fds.append(fd)
+    cfg.cgroup_early = early
+    cfg.cgroup_sources = manager.mount_sources()
+
+
+def _make_cgroup(manager: "Manager", linux: "dict[str, Any]") -> None:
+    """Make the cgroup and apply linux.resources to it."""
     from corral import cgroups
 
     manager.create()
@@ -608,17 +662,10 @@ def _setup_cgroup(
     # runc appends its default allowed devices (/dev/null & co) to the config's rules.
     resources["devices"] = [*(resources.get("devices") or []), *cgroups.DEFAULT_DEVICE_RULES]
     manager.set(resources)
-    early, late = manager.join_plan()
-    for procs in late:
-        fd = os.open(procs, os.O_WRONLY | os.O_CLOEXEC)
-        fds.append(fd)
-        cfg.cgroup_procs_fds.append(fd)
-    cfg.cgroup_early = early
-    cfg.cgroup_sources = manager.mount_sources()
 
 
 def _owner() -> str:
-    return "" if os.geteuid() == 0 else str(os.geteuid())
+    return "" if posix.geteuid() == 0 else str(posix.geteuid())
 
 
 # -- run -------------------------------------------------------------------------------------
@@ -627,7 +674,7 @@ def _owner() -> str:
 FORWARDED_SIGNALS = (1, 2, 3, 10, 12, 14, 15, 18, 28)  # HUP INT QUIT USR1 USR2 ALRM TERM CONT WINCH
 
 
-def forward_signals(pid: int) -> dict[int, Any]:
+def forward_signals(pid: int) -> "dict[int, Any]":
     """From now on, pass the signals a user sends us (FORWARDED_SIGNALS) on to ``pid``; returns
     the handlers they had, for restore_signals. A foreground ``run`` calls this before
     ``start``: a signal that came between the program's start and the wait would otherwise
@@ -636,14 +683,14 @@ def forward_signals(pid: int) -> dict[int, Any]:
 
     def forward(signum: int, _frame: object) -> None:
         try:
-            os.kill(pid, signum)
+            posix.kill(pid, signum)
         except ProcessLookupError:
             pass
 
     return {sig: _signal.signal(sig, forward) for sig in FORWARDED_SIGNALS}
 
 
-def restore_signals(handlers: dict[int, Any]) -> None:
+def restore_signals(handlers: "dict[int, Any]") -> None:
     """Put back the handlers forward_signals replaced (a library caller keeps its own)."""
     import _signal
 
@@ -678,9 +725,9 @@ def _wait(pid: int, pty: int | None, stdio: tuple[int, int, int] | None) -> int:
         copy(stdio, pid)
     while True:
         try:
-            _, status = os.waitpid(pid, 0)
+            _, status = posix.waitpid(pid, 0)
             break
         except ChildProcessError:
             return 255
-    code = os.waitstatus_to_exitcode(status)
+    code = posix.waitstatus_to_exitcode(status)
     return 128 - code if code < 0 else code

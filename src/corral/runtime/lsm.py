@@ -8,10 +8,9 @@ the next execve through /proc/self/attr, as runc does: the container's program s
 the runtime never is.
 """
 
-from __future__ import annotations
+import posix
 
-import os
-
+from corral import _posix
 from corral.errors import KernelError, SpecError
 
 TYPE_CHECKING = False
@@ -31,10 +30,10 @@ def apparmor_enabled() -> bool:
 
 
 def selinux_enabled() -> bool:
-    return os.path.isfile(f"{SELINUX_FS}/enforce")
+    return _posix.isfile(f"{SELINUX_FS}/enforce")
 
 
-def check(process: dict[str, Any], linux: dict[str, Any], where: str = "process") -> None:
+def check(process: "dict[str, Any]", linux: "dict[str, Any]", where: str = "process") -> None:
     """Refuse a profile or label this host cannot apply (called before anything is made)."""
     if process.get("apparmorProfile") and not apparmor_enabled():
         raise SpecError(f"{where}.apparmorProfile", "AppArmor is not enabled on this host")
@@ -44,12 +43,12 @@ def check(process: dict[str, Any], linux: dict[str, Any], where: str = "process"
         raise SpecError("linux.mountLabel", "SELinux is not enabled on this host")
 
 
-def apply(process: dict[str, Any]) -> None:
+def apply(process: "dict[str, Any]") -> None:
     """Set the profile/label for our next execve (in the init or an exec'd process)."""
     profile = process.get("apparmorProfile")
     if profile:
         path = "/proc/self/attr/apparmor/exec"
-        _write(path if os.path.exists(path) else "/proc/self/attr/exec", f"exec {profile}")
+        _write(path if _posix.exists(path) else "/proc/self/attr/exec", f"exec {profile}")
     label = process.get("selinuxLabel")
     if label:
         _write("/proc/self/attr/exec", label)
@@ -57,10 +56,10 @@ def apply(process: dict[str, Any]) -> None:
 
 def _write(path: str, value: str) -> None:
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+        fd = posix.open(path, posix.O_WRONLY | posix.O_CLOEXEC)
         try:
-            os.write(fd, value.encode())
+            posix.write(fd, value.encode())
         finally:
-            os.close(fd)
+            posix.close(fd)
     except OSError as err:
         raise KernelError(f"setting {value!r}", err.errno or 0, err.strerror or "", path) from None

@@ -8,11 +8,10 @@ Two rules make this safe against hostile images:
   after the check cannot redirect it (the fd pins the directory we checked).
 """
 
-from __future__ import annotations
-
-import os
+import posix
 import stat
 
+from corral import _posix
 from corral import sys as k
 from corral.errors import ContainerInitError, KernelError, SpecError
 
@@ -26,7 +25,7 @@ if TYPE_CHECKING:
 _ST_TO_MS = 0x1 | 0x2 | 0x4 | 0x8 | 0x10 | 0x40 | 0x400 | 0x800 | 0x1000
 
 
-def prepare_root(plan: RootfsPlan) -> None:
+def prepare_root(plan: "RootfsPlan") -> None:
     """Steps 1 and 2: stop propagation to the host, make the rootfs a mount point.
 
     As runc does, the mount holding the rootfs is made private if it is shared (pivot_root
@@ -83,7 +82,7 @@ def _shared_parent_mount(path: str) -> str | None:
     return best if shared else None
 
 
-def mount_all(plan: RootfsPlan, root_fd: int, cgroup_sources: list[tuple[str, str]]) -> None:
+def mount_all(plan: "RootfsPlan", root_fd: int, cgroup_sources: list[tuple[str, str]]) -> None:
     """Step 3: config.mounts, in order."""
     for m in plan.mounts:
         if m.fstype in ("cgroup", "cgroup2") and not m.is_bind:
@@ -92,7 +91,7 @@ def mount_all(plan: RootfsPlan, root_fd: int, cgroup_sources: list[tuple[str, st
             mount_one(m, root_fd)
 
 
-def mount_one(m: Mount, root_fd: int) -> None:
+def mount_one(m: "Mount", root_fd: int) -> None:
     fd = ensure_in_root(root_fd, m.dest, is_file=m.is_file, field=f"{m.field}.destination")
     target = k.fd_path(fd)
     try:
@@ -114,13 +113,13 @@ def mount_one(m: Mount, root_fd: int) -> None:
             try:
                 k.mount_setattr(top, m.attr_set, m.attr_clr)
             finally:
-                os.close(top)
+                posix.close(top)
         for flag in m.propagation:
             mount_at(root_fd, m.dest, None, None, flag)
     except KernelError as err:
         raise KernelError(err.op, err.errno, err.strerror, f"{m.dest} ({m.field})") from None
     finally:
-        os.close(fd)
+        posix.close(fd)
 
 
 def copy_up(under_fd: int, root_fd: int, dest: str) -> None:
@@ -134,70 +133,68 @@ def copy_up(under_fd: int, root_fd: int, dest: str) -> None:
     lookup is relative to a directory fd with O_NOFOLLOW, so no symlink in the image is ever
     followed: the copy cannot read or write outside the two trees.
     """
-    src = os.open(k.fd_path(under_fd), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    top = k.open_in_root(root_fd, dest, os.O_RDONLY | os.O_DIRECTORY)
+    src = posix.open(k.fd_path(under_fd), posix.O_RDONLY | posix.O_DIRECTORY | posix.O_CLOEXEC)
+    top = k.open_in_root(root_fd, dest, posix.O_RDONLY | posix.O_DIRECTORY)
     try:
         _copy_tree(src, top)
-        st = os.fstat(src)
-        os.fchown(top, st.st_uid, st.st_gid)
-        os.fchmod(top, stat.S_IMODE(st.st_mode))
+        st = posix.fstat(src)
+        posix.fchown(top, st.st_uid, st.st_gid)
+        posix.fchmod(top, stat.S_IMODE(st.st_mode))
     finally:
-        os.close(src)
-        os.close(top)
+        posix.close(src)
+        posix.close(top)
 
 
-_DIR_OPEN = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_DIR_OPEN = posix.O_RDONLY | posix.O_DIRECTORY | posix.O_NOFOLLOW | posix.O_CLOEXEC
 
 
 def _copy_tree(src: int, dst: int) -> None:
     """Copy the entries of directory ``src`` into directory ``dst`` (both fds), recursively."""
-    with os.scandir(src) as entries:
+    with posix.scandir(src) as entries:
         names = [e.name for e in entries]
     for name in names:
-        st = os.stat(name, dir_fd=src, follow_symlinks=False)
+        st = posix.stat(name, dir_fd=src, follow_symlinks=False)
         mode = st.st_mode
         if stat.S_ISDIR(mode):
-            os.mkdir(name, 0o700, dir_fd=dst)
-            s_fd = os.open(name, _DIR_OPEN, dir_fd=src)
-            d_fd = os.open(name, _DIR_OPEN, dir_fd=dst)
+            posix.mkdir(name, 0o700, dir_fd=dst)
+            s_fd = posix.open(name, _DIR_OPEN, dir_fd=src)
+            d_fd = posix.open(name, _DIR_OPEN, dir_fd=dst)
             try:
                 _copy_tree(s_fd, d_fd)
             finally:
-                os.close(s_fd)
-                os.close(d_fd)
+                posix.close(s_fd)
+                posix.close(d_fd)
         elif stat.S_ISLNK(mode):
-            os.symlink(os.readlink(name, dir_fd=src), name, dir_fd=dst)
+            posix.symlink(posix.readlink(name, dir_fd=src), name, dir_fd=dst)
         elif stat.S_ISREG(mode):
             _copy_file(src, dst, name, st.st_size)
         else:  # devices, fifos, sockets
-            os.mknod(name, mode, st.st_rdev, dir_fd=dst)
-        os.chown(name, st.st_uid, st.st_gid, dir_fd=dst, follow_symlinks=False)
+            posix.mknod(name, mode, st.st_rdev, dir_fd=dst)
+        posix.chown(name, st.st_uid, st.st_gid, dir_fd=dst, follow_symlinks=False)
         if not stat.S_ISLNK(mode):
-            os.chmod(name, stat.S_IMODE(mode), dir_fd=dst)
-        os.utime(name, ns=(st.st_atime_ns, st.st_mtime_ns), dir_fd=dst, follow_symlinks=False)
+            posix.chmod(name, stat.S_IMODE(mode), dir_fd=dst)
+        posix.utime(name, ns=(st.st_atime_ns, st.st_mtime_ns), dir_fd=dst, follow_symlinks=False)
 
 
 def _copy_file(src: int, dst: int, name: str, size: int) -> None:
-    s_fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=src)
+    s_fd = posix.open(name, posix.O_RDONLY | posix.O_NOFOLLOW | posix.O_CLOEXEC, dir_fd=src)
     try:
-        d_fd = os.open(
-            name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
-            dir_fd=dst,
-        )
+        flags = posix.O_WRONLY | posix.O_CREAT | posix.O_EXCL | posix.O_NOFOLLOW | posix.O_CLOEXEC
+        d_fd = posix.open(name, flags, 0o600, dir_fd=dst)
         try:
             offset = 0
             while offset < size:
-                sent = os.sendfile(d_fd, s_fd, offset, size - offset)
+                sent = posix.sendfile(d_fd, s_fd, offset, size - offset)
                 if sent == 0:
                     break
                 offset += sent
         finally:
-            os.close(d_fd)
+            posix.close(d_fd)
     finally:
-        os.close(s_fd)
+        posix.close(s_fd)
 
 
-def mount_cgroup(m: Mount, root_fd: int, sources: list[tuple[str, str]]) -> None:
+def mount_cgroup(m: "Mount", root_fd: int, sources: list[tuple[str, str]]) -> None:
     """A ``cgroup`` mount shows the container its own cgroups, never the host's tree.
 
     cgroup v2: the container's cgroup directory is bind-mounted at the destination.
@@ -207,7 +204,7 @@ def mount_cgroup(m: Mount, root_fd: int, sources: list[tuple[str, str]]) -> None
     readonly = m.flags & k.MS_RDONLY
     flags = m.flags & ~k.MS_RDONLY
     fd = ensure_in_root(root_fd, m.dest, field=f"{m.field}.destination")
-    os.close(fd)
+    posix.close(fd)
     if len(sources) == 1 and sources[0][1] == "":
         _bind(sources[0][0], root_fd, m.dest, readonly)
         return
@@ -223,7 +220,7 @@ def _bind(source: str, root_fd: int, dest: str, readonly: int) -> None:
     try:
         k.mount(source, k.fd_path(fd), None, k.MS_BIND | k.MS_REC)
     finally:
-        os.close(fd)
+        posix.close(fd)
     if readonly:
         remount(dest, root_fd, k.MS_BIND | k.MS_RDONLY | k.MS_NOSUID | k.MS_NODEV | k.MS_NOEXEC)
 
@@ -233,10 +230,10 @@ def remount(dest: str, root_fd: int, flags: int) -> None:
     fd = k.open_in_root(root_fd, dest)
     try:
         locked = k.MS_NOSUID | k.MS_NODEV | k.MS_NOEXEC
-        kept = os.statvfs(k.fd_path(fd)).f_flag & _ST_TO_MS & locked
+        kept = posix.statvfs(k.fd_path(fd)).f_flag & _ST_TO_MS & locked
         k.mount(None, k.fd_path(fd), None, k.MS_REMOUNT | flags | kept)
     finally:
-        os.close(fd)
+        posix.close(fd)
 
 
 def mount_at(
@@ -248,7 +245,7 @@ def mount_at(
     try:
         k.mount(source, k.fd_path(fd), fstype, flags, data)
     finally:
-        os.close(fd)
+        posix.close(fd)
 
 
 def ensure_in_root(
@@ -270,24 +267,24 @@ def ensure_in_root(
     parent, _, name = rel.rpartition("/")
     parent_fd = ensure_in_root(root_fd, parent, field=field)
     try:
-        if not stat.S_ISDIR(os.stat(k.fd_path(parent_fd)).st_mode):
+        if not stat.S_ISDIR(posix.stat(k.fd_path(parent_fd)).st_mode):
             raise SpecError(field, f"cannot create {path}: a parent is not a directory")
         if is_file:
-            os.close(os.open(name, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o644,
+            posix.close(posix.open(name, posix.O_CREAT | posix.O_WRONLY | posix.O_CLOEXEC, 0o644,
                              dir_fd=_dir_fd(parent_fd)))
         else:
-            os.mkdir(name, 0o755, dir_fd=_dir_fd(parent_fd))
+            posix.mkdir(name, 0o755, dir_fd=_dir_fd(parent_fd))
     except FileExistsError:
         target = _dangling_target(root_fd, parent_fd, name)
         if target is not None:
             if _links >= 40:  # ELOOP, as the kernel counts
                 raise SpecError(field, f"cannot create {path}: too many levels of symlinks")
-            os.close(parent_fd)
+            posix.close(parent_fd)
             parent_fd = -1
             return ensure_in_root(root_fd, target, is_file=is_file, field=field, _links=_links + 1)
     finally:
         if parent_fd >= 0:
-            os.close(parent_fd)
+            posix.close(parent_fd)
     return k.open_in_root(root_fd, rel)
 
 
@@ -298,17 +295,15 @@ def _dangling_target(root_fd: int, parent_fd: int, name: str) -> str | None:
     resolved), not from the path we were given, which may have passed through other links.
     """
     try:
-        target = os.readlink(name, dir_fd=_dir_fd(parent_fd))
+        target = posix.readlink(name, dir_fd=_dir_fd(parent_fd))
     except OSError:
         return None  # not a symlink: a file or directory that appeared meanwhile
     if target.startswith("/"):
         return target
-    import posixpath
-
-    root = os.readlink(k.fd_path(root_fd))
-    where = os.readlink(k.fd_path(parent_fd))
+    root = posix.readlink(k.fd_path(root_fd))
+    where = posix.readlink(k.fd_path(parent_fd))
     inside = where[len(root):] if where.startswith(root) else "/"
-    return posixpath.normpath(posixpath.join("/", inside.lstrip("/"), target))
+    return _posix.normpath(_posix.join("/", inside.lstrip("/"), target))
 
 
 def _dir_fd(path_fd: int) -> int:
@@ -317,7 +312,7 @@ def _dir_fd(path_fd: int) -> int:
     The magic link is resolved by the kernel to the very directory we opened, so this stays
     inside the rootfs.
     """
-    fd = os.open(k.fd_path(path_fd), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    fd = posix.open(k.fd_path(path_fd), posix.O_RDONLY | posix.O_DIRECTORY | posix.O_CLOEXEC)
     _DIR_FDS.append(fd)
     return fd
 
@@ -327,10 +322,10 @@ _DIR_FDS: list[int] = []
 
 def close_dir_fds() -> None:
     while _DIR_FDS:
-        os.close(_DIR_FDS.pop())
+        posix.close(_DIR_FDS.pop())
 
 
-def create_devices(plan: RootfsPlan, root_fd: int, in_userns: bool) -> None:
+def create_devices(plan: "RootfsPlan", root_fd: int, in_userns: bool) -> None:
     """Step 4: device nodes and the /dev symlinks.
 
     In a user namespace mknod is not allowed; as runc does, the host's node is bind-mounted
@@ -344,49 +339,50 @@ def create_devices(plan: RootfsPlan, root_fd: int, in_userns: bool) -> None:
         try:
             dfd = _dir_fd(pfd)
             try:
-                os.unlink(name, dir_fd=dfd)
+                posix.unlink(name, dir_fd=dfd)
             except FileNotFoundError:
                 pass
             except IsADirectoryError:
                 continue
-            os.symlink(target, name, dir_fd=dfd)
+            posix.symlink(target, name, dir_fd=dfd)
         finally:
-            os.close(pfd)
+            posix.close(pfd)
     close_dir_fds()
 
 
 _DEV_TYPES = {"c": stat.S_IFCHR, "u": stat.S_IFCHR, "b": stat.S_IFBLK, "p": stat.S_IFIFO}
 
 
-def _make_device(d: dict[str, Any], root_fd: int, in_userns: bool) -> None:
+def _make_device(d: "dict[str, Any]", root_fd: int, in_userns: bool) -> None:
     path = d["path"]
     parent, _, name = path.strip("/").rpartition("/")
     pfd = ensure_in_root(root_fd, parent)
     try:
         dfd = _dir_fd(pfd)
         try:
-            os.unlink(name, dir_fd=dfd)
+            posix.unlink(name, dir_fd=dfd)
         except FileNotFoundError:
             pass
         if in_userns:
-            os.close(os.open(name, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o644, dir_fd=dfd))
+            flags = posix.O_CREAT | posix.O_WRONLY | posix.O_CLOEXEC
+            posix.close(posix.open(name, flags, 0o644, dir_fd=dfd))
             fd = k.open_in_root(root_fd, path)
             try:
                 k.mount(path, k.fd_path(fd), None, k.MS_BIND)
             finally:
-                os.close(fd)
+                posix.close(fd)
             return
         mode = (d.get("fileMode") or 0o666) & 0o7777
         kind = _DEV_TYPES[d["type"]]
-        dev = os.makedev(d.get("major", 0), d.get("minor", 0)) if kind != stat.S_IFIFO else 0
-        os.mknod(name, kind | mode, dev, dir_fd=dfd)
-        os.chmod(name, mode, dir_fd=dfd)  # mknod's mode is filtered by the umask
-        os.chown(name, d.get("uid") or 0, d.get("gid") or 0, dir_fd=dfd)
+        dev = posix.makedev(d.get("major", 0), d.get("minor", 0)) if kind != stat.S_IFIFO else 0
+        posix.mknod(name, kind | mode, dev, dir_fd=dfd)
+        posix.chmod(name, mode, dir_fd=dfd)  # mknod's mode is filtered by the umask
+        posix.chown(name, d.get("uid") or 0, d.get("gid") or 0, dir_fd=dfd)
     finally:
-        os.close(pfd)
+        posix.close(pfd)
 
 
-def enter_root(plan: RootfsPlan) -> None:
+def enter_root(plan: "RootfsPlan") -> None:
     """Step 6: make the rootfs "/" and drop every path back to the host's root.
 
     pivot_root(".", ".") stacks the old root under the new one at "/"; unmounting it (after
@@ -394,26 +390,26 @@ def enter_root(plan: RootfsPlan) -> None:
     With --no-pivot (for rootfs on ramfs, where pivot_root is not allowed) the rootfs is moved
     over "/" and chroot'ed into: weaker, as a process with CAP_SYS_CHROOT can climb out.
     """
-    os.chdir(plan.rootfs)
+    posix.chdir(plan.rootfs)
     if not plan.own_mount_ns:
-        os.chroot(".")  # a shared mount namespace: moving or pivoting would hit everyone in it
-        os.chdir("/")
+        posix.chroot(".")  # a shared mount namespace: moving or pivoting would hit everyone in it
+        posix.chdir("/")
         return
     if plan.no_pivot:
         k.mount(plan.rootfs, "/", None, k.MS_MOVE)
-        os.chroot(".")
+        posix.chroot(".")
     else:
-        old_root = os.open("/", os.O_DIRECTORY | os.O_RDONLY | os.O_CLOEXEC)
+        old_root = posix.open("/", posix.O_DIRECTORY | posix.O_RDONLY | posix.O_CLOEXEC)
         k.pivot_root(".", ".")
-        os.fchdir(old_root)
+        posix.fchdir(old_root)
         k.mount(None, ".", None, k.MS_SLAVE | k.MS_REC)
         k.umount2(".", k.MNT_DETACH)
-        os.close(old_root)
-    os.chdir("/")
+        posix.close(old_root)
+    posix.chdir("/")
     k.mount(None, "/", None, plan.propagation)  # rootfsPropagation, on the container's "/"
 
 
-def finish(plan: RootfsPlan) -> None:
+def finish(plan: "RootfsPlan") -> None:
     """Step 7, inside the new root: sysctls, masked and read-only paths, read-only root."""
     for key, value in plan.sysctl.items():
         path = "/proc/sys/" + key.replace(".", "/")
@@ -427,14 +423,14 @@ def finish(plan: RootfsPlan) -> None:
     for path in plan.readonly_paths:
         readonly(path)
     if plan.readonly_root:
-        flags = os.statvfs("/").f_flag & _ST_TO_MS
+        flags = posix.statvfs("/").f_flag & _ST_TO_MS
         k.mount(None, "/", None, k.MS_REMOUNT | k.MS_BIND | k.MS_RDONLY | flags)
 
 
 def mask(path: str) -> None:
     """Hide a path: /dev/null over a file, an empty read-only tmpfs over a directory."""
     try:
-        is_dir = stat.S_ISDIR(os.stat(path).st_mode)
+        is_dir = stat.S_ISDIR(posix.stat(path).st_mode)
     except FileNotFoundError:
         return
     if is_dir:
@@ -444,7 +440,7 @@ def mask(path: str) -> None:
     try:
         k.mount(k.fd_path(null), path, None, k.MS_BIND)
     finally:
-        os.close(null)
+        posix.close(null)
 
 
 def open_null_device() -> int:
@@ -456,12 +452,12 @@ def open_null_device() -> int:
     names the node we checked, and the bind goes through it.
     """
     try:
-        fd = os.open("/dev/null", os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
+        fd = posix.open("/dev/null", posix.O_PATH | posix.O_NOFOLLOW | posix.O_CLOEXEC)
     except OSError as err:
         raise ContainerInitError(f"/dev/null in the container: {err.strerror}") from None
-    st = os.fstat(fd)
-    if not stat.S_ISCHR(st.st_mode) or st.st_rdev != os.makedev(1, 3):
-        os.close(fd)
+    st = posix.fstat(fd)
+    if not stat.S_ISCHR(st.st_mode) or st.st_rdev != posix.makedev(1, 3):
+        posix.close(fd)
         raise ContainerInitError(
             "/dev/null in the container is not the null device (1:3): refusing to mask with it"
         )
@@ -475,5 +471,5 @@ def readonly(path: str) -> None:
         if err.errno == 2:
             return
         raise
-    flags = os.statvfs(path).f_flag & _ST_TO_MS
+    flags = posix.statvfs(path).f_flag & _ST_TO_MS
     k.mount(None, path, None, k.MS_BIND | k.MS_REMOUNT | k.MS_RDONLY | k.MS_REC | flags)

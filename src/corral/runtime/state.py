@@ -74,10 +74,8 @@ class StateStore:
 
     def reserve(self, container_id: str) -> str:
         """Make the container's directory; fail as runc does when the ID is taken."""
-        from os import makedirs  # create imports os anyway
-
         path = self.dir(container_id)
-        makedirs(self.root, mode=0o711, exist_ok=True)
+        _posix.makedirs(self.root, 0o711)
         try:
             posix.mkdir(path, 0o711)
         except FileExistsError:

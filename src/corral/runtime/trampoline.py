@@ -48,9 +48,7 @@ the exec goes through ``/proc/self/fd/N`` with the execve syscall (a seccomp pro
 container's program to start allows that), or fexecve where the container has no /proc.
 """
 
-from __future__ import annotations
-
-import os
+import posix
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -93,7 +91,7 @@ _SEALS = 0x1 | 0x2 | 0x4 | 0x8  # F_SEAL_SEAL | F_SEAL_SHRINK | F_SEAL_GROW | F_
 
 def launcher_elf(machine: str | None = None) -> bytes | None:
     """The launcher as a static ELF executable for ``machine`` (uname -m); None if unknown."""
-    entry = _CODE.get(machine or os.uname().machine)
+    entry = _CODE.get(machine or posix.uname().machine)
     if entry is None:
         return None
     e_machine, hexcode = entry
@@ -132,45 +130,45 @@ def sealed_launcher() -> int | None:
     import fcntl
 
     try:
-        fd = os.memfd_create("corral-exec", _MFD_CLOEXEC | _MFD_ALLOW_SEALING | _MFD_EXEC)
+        fd = posix.memfd_create("corral-exec", _MFD_CLOEXEC | _MFD_ALLOW_SEALING | _MFD_EXEC)
     except OSError as err:
         if err.errno != 22:  # EINVAL: a kernel before 6.3 does not know MFD_EXEC
             raise
-        fd = os.memfd_create("corral-exec", _MFD_CLOEXEC | _MFD_ALLOW_SEALING)
+        fd = posix.memfd_create("corral-exec", _MFD_CLOEXEC | _MFD_ALLOW_SEALING)
     try:
-        os.write(fd, elf)
+        posix.write(fd, elf)
         # Execute-only: a process without CAP_DAC_OVERRIDE / CAP_DAC_READ_SEARCH (the runtime
         # spec's default capabilities) cannot read it, so the kernel makes it non-dumpable from
         # its exec (would_dump) instead of from its first instruction's prctl.
-        os.fchmod(fd, 0o111)
+        posix.fchmod(fd, 0o111)
         fcntl.fcntl(fd, _F_ADD_SEALS, _SEALS)
     except BaseException:
-        os.close(fd)
+        posix.close(fd)
         raise
     return fd
 
 
-def execve(launcher: int | None, path: str, args: list[str], env: dict[str, str]) -> NoReturn:
+def execve(launcher: int | None, path: str, args: list[str], env: dict[str, str]) -> "NoReturn":
     """Exec ``path`` with ``args`` through the sealed launcher (or directly without one)."""
     if launcher is None:
-        os.execve(path, args, env)
+        posix.execve(path, args, env)
     _exec_launcher(launcher, ["-", path, *args], env)
 
 
 def execve_waiting(
     launcher: int, wait_fd: int, path: str, args: list[str], env: dict[str, str]
-) -> NoReturn:
+) -> "NoReturn":
     """Become the launcher now; it waits for 8 bytes on ``wait_fd`` (a pipe that `start`
     writes to), then execs ``path``. ``wait_fd`` must not be close-on-exec; the launcher closes
     it before the program runs."""
     _exec_launcher(launcher, [f"-{wait_fd}", path, *args], env)
 
 
-def _exec_launcher(launcher: int, argv: list[str], env: dict[str, str]) -> NoReturn:
+def _exec_launcher(launcher: int, argv: list[str], env: dict[str, str]) -> "NoReturn":
     try:
-        os.execve(f"/proc/self/fd/{launcher}", argv, env)
+        posix.execve(f"/proc/self/fd/{launcher}", argv, env)
     except FileNotFoundError:  # no /proc in the container: fexecve (execveat) instead
-        os.execve(launcher, argv, env)
+        posix.execve(launcher, argv, env)
 
 
 def _bench(rounds: int = 200) -> None:  # pragma: no cover - a measurement, not a test
@@ -180,14 +178,14 @@ def _bench(rounds: int = 200) -> None:  # pragma: no cover - a measurement, not 
     def run(through: bool) -> float:
         start = time.perf_counter()
         for _ in range(rounds):
-            pid = os.fork()
+            pid = posix.fork()
             if pid == 0:
                 try:
                     fd = sealed_launcher() if through else None
                     execve(fd, "/bin/true", ["true"], {})
                 finally:
-                    os._exit(127)
-            os.waitpid(pid, 0)
+                    posix._exit(127)
+            posix.waitpid(pid, 0)
         return (time.perf_counter() - start) / rounds * 1000
 
     direct, launched = run(False), run(True)

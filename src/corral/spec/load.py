@@ -11,13 +11,10 @@ the rootfs's ``/proc``, ``/sys`` and ``/dev`` must be real directories, and ``ne
 may not be set in a network namespace joined by path that is the runtime's own (the host's).
 """
 
-from __future__ import annotations
-
-import os
-import posixpath
+import posix
 import stat
 
-from corral import _json
+from corral import _json, _posix
 from corral.errors import SpecError
 from corral.spec.validate import validate_config, validate_process
 
@@ -26,7 +23,7 @@ if TYPE_CHECKING:
     from corral.spec.types import Process, Spec
 
 
-def load_bundle(bundle: str) -> tuple[Spec, str]:
+def load_bundle(bundle: str) -> "tuple[Spec, str]":
     """Return the bundle's validated config and the absolute path of its root filesystem.
 
     Like runc, a relative ``root.path`` is taken from the bundle's real (symlink-free) path,
@@ -34,7 +31,7 @@ def load_bundle(bundle: str) -> tuple[Spec, str]:
     relative to it, and a symlink that changed between check and use would move them.
     """
     directory = _bundle_dir(bundle)
-    source = posixpath.join(directory, "config.json")
+    source = _posix.join(directory, "config.json")
     spec = validate_config(_read_json(source), source)
     rootfs = _rootfs(directory, spec["root"]["path"], source)
     _check_system_dirs(rootfs, source)
@@ -42,7 +39,7 @@ def load_bundle(bundle: str) -> tuple[Spec, str]:
     return spec, rootfs
 
 
-def load_process(path: str) -> Process:
+def load_process(path: str) -> "Process":
     """Read the JSON process of ``exec --process FILE``; its fields are named from its top."""
     return validate_process(_read_json(path), path, "")
 
@@ -50,14 +47,14 @@ def load_process(path: str) -> Process:
 def _bundle_dir(bundle: str) -> str:
     """The bundle's absolute, symlink-free path; it must be a directory."""
     try:
-        mode = os.stat(bundle).st_mode
+        mode = posix.stat(bundle).st_mode
     except FileNotFoundError:
         raise SpecError("", f"bundle {bundle}: no such directory") from None
     except OSError as err:
         raise SpecError("", f"bundle {bundle}: {err.strerror}") from None
     if not stat.S_ISDIR(mode):
         raise SpecError("", f"bundle {bundle}: not a directory")
-    return posixpath.realpath(bundle)
+    return _posix.realpath(bundle)
 
 
 def _read_json(path: str) -> object:
@@ -79,17 +76,17 @@ def _read_json(path: str) -> object:
 
 def _rootfs(bundle: str, root: str, source: str) -> str:
     """``root.path`` made absolute from the bundle; it must be a directory and no symlink."""
-    rootfs = posixpath.normpath(posixpath.join(bundle, root))
+    rootfs = _posix.normpath(_posix.join(bundle, root))
     shown = _shown(rootfs)
     try:
-        mode = os.stat(rootfs).st_mode
+        mode = posix.stat(rootfs).st_mode
     except FileNotFoundError:
         raise SpecError("root.path", f"rootfs {shown} does not exist", source) from None
     except OSError as err:
         raise SpecError("root.path", f"rootfs {shown}: {err.strerror}", source) from None
     if not stat.S_ISDIR(mode):
         raise SpecError("root.path", f"rootfs {shown} is not a directory", source)
-    real = posixpath.realpath(rootfs)
+    real = _posix.realpath(rootfs)
     if real != rootfs:
         message = f"rootfs {shown} is or goes through a symlink; use the real path {_shown(real)}"
         raise SpecError("root.path", message, source)
@@ -109,9 +106,9 @@ def _check_system_dirs(rootfs: str, source: str) -> None:
     the masked and read-only paths under ``/proc`` and ``/sys`` would miss it.
     """
     for name in ("proc", "sys", "dev"):
-        path = posixpath.join(rootfs, name)
+        path = _posix.join(rootfs, name)
         try:
-            mode = os.lstat(path).st_mode
+            mode = posix.lstat(path).st_mode
         except FileNotFoundError:
             continue  # made as a directory when the container's mounts are set up
         except OSError as err:
@@ -124,7 +121,7 @@ def _check_system_dirs(rootfs: str, source: str) -> None:
             raise SpecError("root.path", message, source)
 
 
-def _check_host_network(spec: Spec, source: str) -> None:
+def _check_host_network(spec: "Spec", source: str) -> None:
     """``net.*`` sysctls in a network namespace joined by path that is our own: refused, as runc
     refuses them (validate has already refused them when there is no network namespace)."""
     linux = spec.get("linux") or {}
@@ -136,7 +133,7 @@ def _check_host_network(spec: Spec, source: str) -> None:
         if ns["type"] != "network" or not path:
             continue
         try:
-            joined, own = os.stat(path), os.stat("/proc/self/ns/net")
+            joined, own = posix.stat(path), posix.stat("/proc/self/ns/net")
         except OSError:
             return  # joining it fails, and says why, when the container is set up
         if (joined.st_dev, joined.st_ino) == (own.st_dev, own.st_ino):

@@ -9,8 +9,6 @@ looks a name up here it is known to exist.
 Pure data and arithmetic: no kernel calls, no imports beyond the standard library's cheapest.
 """
 
-from __future__ import annotations
-
 from corral.errors import SpecError
 
 TYPE_CHECKING = False
@@ -234,7 +232,7 @@ def cap_mask(names: list[str]) -> int:
     return mask
 
 
-def mount_flags(options: list[str]) -> tuple[int, int, list[int], str, MountExtra]:
+def mount_flags(options: list[str]) -> "tuple[int, int, list[int], str, MountExtra]":
     """Split OCI mount options into what mount(2) and friends take, as runc does.
 
     Returns ``(set_flags, clear_flags, propagation, data, extra)``:

@@ -32,11 +32,7 @@ The check functions share one signature, ``check(value, path)``, and tables map 
 them, so a section of the config reads as a small schema.
 """
 
-from __future__ import annotations
-
-import posixpath
-
-from corral import _json
+from corral import _json, _posix
 from corral.errors import SpecError
 from corral.spec.tables import (
     CAPABILITIES,
@@ -63,7 +59,7 @@ I64_MIN = -(2**63)
 I64_MAX = 2**63 - 1
 
 
-def validate_config(cfg: object, source: str | None = None, *, need_process: bool = True) -> Spec:
+def validate_config(cfg: object, source: str | None = None, *, need_process: bool = True) -> "Spec":
     """Check a parsed config.json and return it, typed; raise SpecError at the first problem.
 
     ``source`` (the file's name) prefixes the error message. ``need_process=False`` allows a
@@ -77,7 +73,7 @@ def validate_config(cfg: object, source: str | None = None, *, need_process: boo
     return spec
 
 
-def validate_resources(resources: object, source: str | None = None) -> dict[str, Any]:
+def validate_resources(resources: object, source: str | None = None) -> "dict[str, Any]":
     """Check a ``linux.resources`` object on its own, as ``update`` gets it (``--resources``
     JSON or runc's flags, merged with what the container has), by the same rules as in a
     config: the shapes, the values the kernel takes, and the rules between fields (swap and
@@ -90,7 +86,7 @@ def validate_resources(resources: object, source: str | None = None) -> dict[str
     return checked
 
 
-def validate_process(proc: object, source: str | None = None, path: str = "process") -> Process:
+def validate_process(proc: object, source: str | None = None, path: str = "process") -> "Process":
     """Check one process object (``process`` of config.json, or ``exec --process`` JSON).
 
     ``path`` prefixes field paths in errors; pass ``""`` for a file that holds only a process.
@@ -103,7 +99,7 @@ def validate_process(proc: object, source: str | None = None, path: str = "proce
     return process
 
 
-def _with_source(err: SpecError, source: str | None) -> SpecError:
+def _with_source(err: "SpecError", source: str | None) -> "SpecError":
     return SpecError(err.path, err.detail, source) if source else err
 
 
@@ -133,24 +129,24 @@ def _show(value: object) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
-def _fail(path: str, message: str) -> NoReturn:
+def _fail(path: str, message: str) -> "NoReturn":
     raise SpecError(path, message)
 
 
-def _expected(path: str, what: str, value: object) -> NoReturn:
+def _expected(path: str, what: str, value: object) -> "NoReturn":
     _fail(path, f"must be {what}, got {_show(value)}")
 
 
 # --- JSON types --------------------------------------------------------------------------------
 
 
-def _object(value: object, path: str) -> dict[str, Any]:
+def _object(value: object, path: str) -> "dict[str, Any]":
     if not isinstance(value, dict):
         _expected(path, "an object" if path else "a JSON object", value)
     return value
 
 
-def _list(value: object, path: str) -> list[Any]:
+def _list(value: object, path: str) -> "list[Any]":
     if not isinstance(value, list):
         _expected(path, "a list", value)
     return value
@@ -264,15 +260,15 @@ def _abs_paths(value: object, path: str) -> list[str]:
     return items
 
 
-def _one_of(value: object, path: str, choices: tuple[str, ...] | dict[str, Any]) -> str:
+def _one_of(value: object, path: str, choices: "tuple[str, ...] | dict[str, Any]") -> str:
     if not isinstance(value, str) or value not in choices:
         _expected(path, "one of " + ", ".join(choices), value)
     return value
 
 
 def _fields(
-    value: object, path: str, table: dict[str, Check], required: dict[str, str] | None = None
-) -> dict[str, Any]:
+    value: object, path: str, table: "dict[str, Check]", required: dict[str, str] | None = None
+) -> "dict[str, Any]":
     """Check an object against a table of ``field -> check``; ``required`` maps the fields
     that must be present to a description of what they should hold.
 
@@ -290,10 +286,10 @@ def _fields(
     return obj
 
 
-def _list_of(check: Check) -> Check:
+def _list_of(check: "Check") -> "Check":
     """A check for a list whose every item passes ``check``."""
 
-    def check_list(value: object, path: str) -> list[Any]:
+    def check_list(value: object, path: str) -> "list[Any]":
         items = _list(value, path)
         for i, item in enumerate(items):
             check(item, _item(path, i))
@@ -321,13 +317,13 @@ def _env(value: object, path: str) -> list[str]:
     return items
 
 
-def _console(value: object, path: str) -> dict[str, Any]:
+def _console(value: object, path: str) -> "dict[str, Any]":
     """Rows and columns go to the TIOCSWINSZ ioctl, which holds each in 16 bits."""
     table: dict[str, Check] = {"height": _u16, "width": _u16}
     return _fields(value, path, table, {"height": "rows", "width": "columns"})
 
 
-_USER: dict[str, Check] = {
+_USER: "dict[str, Check]" = {
     "uid": _u32,
     "gid": _u32,
     "umask": _u32,
@@ -336,7 +332,7 @@ _USER: dict[str, Check] = {
 }
 
 
-def _user(value: object, path: str) -> dict[str, Any]:
+def _user(value: object, path: str) -> "dict[str, Any]":
     return _fields(value, path, _USER)
 
 
@@ -349,18 +345,18 @@ def _capability_names(value: object, path: str) -> list[str]:
     return names
 
 
-_CAPABILITIES: dict[str, Check] = {name: _capability_names for name in CAPABILITY_SETS}
+_CAPABILITIES: "dict[str, Check]" = {name: _capability_names for name in CAPABILITY_SETS}
 
 
-def _capabilities(value: object, path: str) -> dict[str, Any]:
+def _capabilities(value: object, path: str) -> "dict[str, Any]":
     return _fields(value, path, _CAPABILITIES)
 
 
-_RLIMIT: dict[str, Check] = {"type": _string, "hard": _u64, "soft": _u64}
+_RLIMIT: "dict[str, Check]" = {"type": _string, "hard": _u64, "soft": _u64}
 _RLIMIT_REQUIRED = {"type": "an RLIMIT_* name", "hard": "an integer", "soft": "an integer"}
 
 
-def _rlimits(value: object, path: str) -> list[Any]:
+def _rlimits(value: object, path: str) -> "list[Any]":
     """setrlimit(2) calls: known names, soft <= hard, each name once (the spec forbids repeats)."""
     seen: dict[str, str] = {}
     items = _list(value, path)
@@ -382,7 +378,7 @@ def _oom_score_adj(value: object, path: str) -> int:
     return _integer(value, path, -1000, 1000)
 
 
-_PROCESS: dict[str, Check] = {
+_PROCESS: "dict[str, Check]" = {
     "terminal": _boolean,
     "consoleSize": _console,
     "user": _user,
@@ -400,7 +396,7 @@ _PROCESS: dict[str, Check] = {
 _PROCESS_REQUIRED = {"args": "a non-empty list of strings", "cwd": "an absolute path"}
 
 
-def _process(value: object, path: str) -> dict[str, Any]:
+def _process(value: object, path: str) -> "dict[str, Any]":
     """runc refuses an empty ``args`` and a relative ``cwd``; so do we, before any work."""
     return _fields(value, path, _PROCESS, _PROCESS_REQUIRED)
 
@@ -408,7 +404,7 @@ def _process(value: object, path: str) -> dict[str, Any]:
 # --- root, mounts, hooks -----------------------------------------------------------------------
 
 
-def _root(value: object, path: str) -> dict[str, Any]:
+def _root(value: object, path: str) -> "dict[str, Any]":
     table: dict[str, Check] = {"path": _nonempty, "readonly": _boolean}
     return _fields(value, path, table, {"path": "the rootfs directory, relative to the bundle"})
 
@@ -420,12 +416,12 @@ def _destination(value: object, path: str) -> str:
     configs, and so do we. Either way ``..`` may not climb out of the container's root.
     """
     text = _nonempty(value, path)
-    if posixpath.normpath(text).startswith(".."):
+    if _posix.normpath(text).startswith(".."):
         _expected(path, "a path inside the container", text)
     return text
 
 
-def _idmap(value: object, path: str) -> dict[str, Any]:
+def _idmap(value: object, path: str) -> "dict[str, Any]":
     """``size`` IDs from ``containerID`` map to ``hostID`` on (a line of /proc/PID/uid_map)."""
     table: dict[str, Check] = {"containerID": _u32, "hostID": _u32, "size": _map_size}
     what = {"containerID": "an integer", "hostID": "an integer", "size": "a positive integer"}
@@ -438,7 +434,7 @@ def _map_size(value: object, path: str) -> int:
 
 _idmaps = _list_of(_idmap)
 
-_MOUNT: dict[str, Check] = {
+_MOUNT: "dict[str, Check]" = {
     "destination": _destination,
     "type": _cstring,
     "source": _cstring,
@@ -448,7 +444,7 @@ _MOUNT: dict[str, Check] = {
 }
 
 
-def _mount(value: object, path: str) -> dict[str, Any]:
+def _mount(value: object, path: str) -> "dict[str, Any]":
     """Option words are not checked: the unknown ones are the filesystem's own (``mode=755``)."""
     return _fields(value, path, _MOUNT, {"destination": "an absolute path in the container"})
 
@@ -457,7 +453,7 @@ def _hook_timeout(value: object, path: str) -> int:
     return _integer(value, path, 1, I64_MAX)
 
 
-_HOOK: dict[str, Check] = {
+_HOOK: "dict[str, Check]" = {
     "path": _abs_path,
     "args": _strings,
     "env": _strings,
@@ -465,15 +461,15 @@ _HOOK: dict[str, Check] = {
 }
 
 
-def _hook(value: object, path: str) -> dict[str, Any]:
+def _hook(value: object, path: str) -> "dict[str, Any]":
     """A hook runs a host program: its path must be absolute, never looked up in $PATH."""
     return _fields(value, path, _HOOK, {"path": "an absolute path"})
 
 
-_HOOKS: dict[str, Check] = {kind: _list_of(_hook) for kind in HOOK_KINDS}
+_HOOKS: "dict[str, Check]" = {kind: _list_of(_hook) for kind in HOOK_KINDS}
 
 
-def _hooks(value: object, path: str) -> dict[str, Any]:
+def _hooks(value: object, path: str) -> "dict[str, Any]":
     """The six lifecycle points, each a list of hooks run in order."""
     return _fields(value, path, _HOOKS)
 
@@ -481,7 +477,7 @@ def _hooks(value: object, path: str) -> dict[str, Any]:
 # --- linux: namespaces, devices, odds and ends -------------------------------------------------
 
 
-def _namespaces(value: object, path: str) -> list[Any]:
+def _namespaces(value: object, path: str) -> "list[Any]":
     """Each type once: a process is in exactly one namespace of each kind."""
     seen: dict[str, str] = {}
     items = _list(value, path)
@@ -500,7 +496,7 @@ def _namespace_type(value: object, path: str) -> str:
 
 
 _DEVICE_TYPES = ("c", "b", "u", "p")
-_DEVICE: dict[str, Check] = {
+_DEVICE: "dict[str, Check]" = {
     "type": lambda value, path: _one_of(value, path, _DEVICE_TYPES),
     "path": _abs_path,
     "major": _i64,
@@ -512,7 +508,7 @@ _DEVICE: dict[str, Check] = {
 }
 
 
-def _device(value: object, path: str) -> dict[str, Any]:
+def _device(value: object, path: str) -> "dict[str, Any]":
     """A node to mknod(2) in /dev: character (c, or u unbuffered), block (b) or a FIFO (p)."""
     device = _fields(value, path, _DEVICE, {"type": "c, b, u or p", "path": "an absolute path"})
     if device["type"] != "p":
@@ -527,7 +523,7 @@ def _propagation(value: object, path: str) -> str:
     return "" if value == "" else _one_of(value, path, PROPAGATION)
 
 
-def _personality(value: object, path: str) -> dict[str, Any]:
+def _personality(value: object, path: str) -> "dict[str, Any]":
     table: dict[str, Check] = {
         "domain": lambda value, path: _one_of(value, path, ("LINUX", "LINUX32")),
         "flags": _strings,
@@ -539,7 +535,7 @@ def _nanoseconds(value: object, path: str) -> int:
     return _integer(value, path, 0, 999_999_999)
 
 
-def _time_offsets(value: object, path: str) -> dict[str, Any]:
+def _time_offsets(value: object, path: str) -> "dict[str, Any]":
     """Clock offsets for a new time namespace: only CLOCK_MONOTONIC and CLOCK_BOOTTIME move."""
     offsets = _object(value, path)
     table: dict[str, Check] = {"secs": _i64, "nanosecs": _nanoseconds}
@@ -550,7 +546,7 @@ def _time_offsets(value: object, path: str) -> dict[str, Any]:
     return offsets
 
 
-_INTEL_RDT: dict[str, Check] = {
+_INTEL_RDT: "dict[str, Check]" = {
     "closID": _cstring,
     "l3CacheSchema": _cstring,
     "memBwSchema": _cstring,
@@ -559,14 +555,14 @@ _INTEL_RDT: dict[str, Check] = {
 }
 
 
-def _intel_rdt(value: object, path: str) -> dict[str, Any]:
+def _intel_rdt(value: object, path: str) -> "dict[str, Any]":
     return _fields(value, path, _INTEL_RDT)
 
 
 # --- linux.resources (cgroups) -----------------------------------------------------------------
 
 
-def _device_rule(value: object, path: str) -> dict[str, Any]:
+def _device_rule(value: object, path: str) -> "dict[str, Any]":
     """A device-cgroup rule: type a (all), c or b; access a subset of "rwm"; -1 = any number."""
     table: dict[str, Check] = {
         "allow": _boolean,
@@ -590,7 +586,7 @@ def _access(value: object, path: str) -> str:
     return text
 
 
-_MEMORY: dict[str, Check] = {
+_MEMORY: "dict[str, Check]" = {
     "limit": _limit,
     "reservation": _limit,
     "swap": _limit,
@@ -601,7 +597,7 @@ _MEMORY: dict[str, Check] = {
     "useHierarchy": _boolean,
     "checkBeforeUpdate": _boolean,
 }
-_CPU: dict[str, Check] = {
+_CPU: "dict[str, Check]" = {
     "shares": lambda value, path: _zero_or(value, path, 2, 262144),
     "quota": _limit,
     "burst": _u64,
@@ -634,15 +630,15 @@ def _cpu_list(value: object, path: str) -> str:
     return text
 
 
-def _memory(value: object, path: str) -> dict[str, Any]:
+def _memory(value: object, path: str) -> "dict[str, Any]":
     return _fields(value, path, _MEMORY)
 
 
-def _cpu(value: object, path: str) -> dict[str, Any]:
+def _cpu(value: object, path: str) -> "dict[str, Any]":
     return _fields(value, path, _CPU)
 
 
-def _pids(value: object, path: str) -> dict[str, Any]:
+def _pids(value: object, path: str) -> "dict[str, Any]":
     """pids.max: 0 or less means no limit."""
     return _fields(value, path, {"limit": _i64}, {"limit": "an integer"})
 
@@ -650,7 +646,7 @@ def _pids(value: object, path: str) -> dict[str, Any]:
 _BLOCK_DEVICE = {"major": "an integer", "minor": "an integer"}
 
 
-def _weight_device(value: object, path: str) -> dict[str, Any]:
+def _weight_device(value: object, path: str) -> "dict[str, Any]":
     table: dict[str, Check] = {
         "major": _u32,
         "minor": _u32,
@@ -665,13 +661,13 @@ def _blkio_weight(value: object, path: str) -> int:
     return _zero_or(value, path, 10, 1000)
 
 
-def _throttle_device(value: object, path: str) -> dict[str, Any]:
+def _throttle_device(value: object, path: str) -> "dict[str, Any]":
     table: dict[str, Check] = {"major": _u32, "minor": _u32, "rate": _u64}
     return _fields(value, path, table, _BLOCK_DEVICE)
 
 
 _throttles = _list_of(_throttle_device)
-_BLOCK_IO: dict[str, Check] = {
+_BLOCK_IO: "dict[str, Check]" = {
     "weight": _blkio_weight,
     "leafWeight": _blkio_weight,
     "weightDevice": _list_of(_weight_device),
@@ -682,7 +678,7 @@ _BLOCK_IO: dict[str, Check] = {
 }
 
 
-def _block_io(value: object, path: str) -> dict[str, Any]:
+def _block_io(value: object, path: str) -> "dict[str, Any]":
     return _fields(value, path, _BLOCK_IO)
 
 
@@ -697,12 +693,12 @@ def _page_size(value: object, path: str) -> str:
     return text
 
 
-def _hugepage_limit(value: object, path: str) -> dict[str, Any]:
+def _hugepage_limit(value: object, path: str) -> "dict[str, Any]":
     table: dict[str, Check] = {"pageSize": _page_size, "limit": _u64}
     return _fields(value, path, table, {"pageSize": 'a size like "2MB"', "limit": "bytes"})
 
 
-def _priority(value: object, path: str) -> dict[str, Any]:
+def _priority(value: object, path: str) -> "dict[str, Any]":
     table: dict[str, Check] = {"name": _interface_name, "priority": _u32}
     return _fields(value, path, table, {"name": "an interface name", "priority": "an integer"})
 
@@ -714,12 +710,12 @@ def _interface_name(value: object, path: str) -> str:
     return text
 
 
-def _network(value: object, path: str) -> dict[str, Any]:
+def _network(value: object, path: str) -> "dict[str, Any]":
     table: dict[str, Check] = {"classID": _u32, "priorities": _list_of(_priority)}
     return _fields(value, path, table)
 
 
-def _rdma(value: object, path: str) -> dict[str, Any]:
+def _rdma(value: object, path: str) -> "dict[str, Any]":
     """RDMA limits per device name: ``{"mlx5_1": {"hcaHandles": 3}}``."""
     devices = _object(value, path)
     table: dict[str, Check] = {"hcaHandles": _u32, "hcaObjects": _u32}
@@ -730,7 +726,7 @@ def _rdma(value: object, path: str) -> dict[str, Any]:
     return devices
 
 
-_RESOURCES: dict[str, Check] = {
+_RESOURCES: "dict[str, Check]" = {
     "devices": _list_of(_device_rule),
     "memory": _memory,
     "cpu": _cpu,
@@ -752,14 +748,14 @@ def _unified(value: object, path: str) -> dict[str, str]:
     return files
 
 
-def _resources(value: object, path: str) -> dict[str, Any]:
+def _resources(value: object, path: str) -> "dict[str, Any]":
     return _fields(value, path, _RESOURCES)
 
 
 # --- linux.seccomp: shape only (the seccomp compiler checks names and actions) -----------------
 
 
-def _syscall_arg(value: object, path: str) -> dict[str, Any]:
+def _syscall_arg(value: object, path: str) -> "dict[str, Any]":
     table: dict[str, Check] = {"index": _u32, "value": _u64, "valueTwo": _u64, "op": _string}
     what = {"index": "an argument number", "value": "an integer", "op": "an SCMP_CMP_* name"}
     return _fields(value, path, table, what)
@@ -771,13 +767,13 @@ def _syscall_names(value: object, path: str) -> list[str]:
     return _strings(value, path)
 
 
-_SYSCALL: dict[str, Check] = {
+_SYSCALL: "dict[str, Check]" = {
     "names": _syscall_names,
     "action": _string,
     "errnoRet": _u32,
     "args": _list_of(_syscall_arg),
 }
-_SECCOMP: dict[str, Check] = {
+_SECCOMP: "dict[str, Check]" = {
     "defaultAction": _string,
     "defaultErrnoRet": _u32,
     "architectures": _strings,
@@ -792,11 +788,11 @@ _SECCOMP: dict[str, Check] = {
 }
 
 
-def _seccomp(value: object, path: str) -> dict[str, Any]:
+def _seccomp(value: object, path: str) -> "dict[str, Any]":
     return _fields(value, path, _SECCOMP, {"defaultAction": "an SCMP_ACT_* name"})
 
 
-_LINUX: dict[str, Check] = {
+_LINUX: "dict[str, Check]" = {
     "uidMappings": _idmaps,
     "gidMappings": _idmaps,
     "timeOffsets": _time_offsets,
@@ -815,13 +811,13 @@ _LINUX: dict[str, Check] = {
 }
 
 
-def _linux(value: object, path: str) -> dict[str, Any]:
+def _linux(value: object, path: str) -> "dict[str, Any]":
     return _fields(value, path, _LINUX)
 
 
 # --- the whole config --------------------------------------------------------------------------
 
-_SPEC: dict[str, Check] = {
+_SPEC: "dict[str, Check]" = {
     "ociVersion": _string,
     "process": _process,
     "root": _root,
@@ -835,7 +831,7 @@ _SPEC: dict[str, Check] = {
 _SPEC_REQUIRED = {"ociVersion": 'a version string like "1.0.2"', "root": 'an object with "path"'}
 
 
-def _check_config(cfg: object, need_process: bool) -> dict[str, Any]:
+def _check_config(cfg: object, need_process: bool) -> "dict[str, Any]":
     required = dict(_SPEC_REQUIRED)
     if need_process:
         required["process"] = "an object with args and cwd"
@@ -879,7 +875,7 @@ def _needs(path: str, namespaces: dict[str, str], kind: str) -> None:
         _fail(path, f'requires a new {label} namespace (linux.namespaces type "{kind}")')
 
 
-def _check_rules(spec: dict[str, Any]) -> None:
+def _check_rules(spec: "dict[str, Any]") -> None:
     """The rules runc applies to a whole config, in the order runc applies them."""
     linux: dict[str, Any] = spec.get("linux", {})
     namespaces = {ns["type"]: ns.get("path", "") for ns in linux.get("namespaces", [])}
@@ -899,7 +895,7 @@ def _check_rules(spec: dict[str, Any]) -> None:
         _check_resources(linux["resources"], "linux.resources")
 
 
-def _check_resources(resources: dict[str, Any], path: str) -> None:
+def _check_resources(resources: "dict[str, Any]", path: str) -> None:
     """linux.resources' rule between fields: ``memory.swap`` is memory+swap (runc's and v1's
     meaning), so it needs a memory limit and must not be below it. 0 means "not set" and -1
     "unlimited", for both."""
@@ -914,7 +910,7 @@ def _check_resources(resources: dict[str, Any], path: str) -> None:
         _fail(where, f"is memory+swap and must not be below memory.limit ({limit}), got {swap}")
 
 
-def _check_id_mappings(linux: dict[str, Any], namespaces: dict[str, str]) -> None:
+def _check_id_mappings(linux: "dict[str, Any]", namespaces: dict[str, str]) -> None:
     """Mappings are written for a *new* user namespace; one without them leaves root unmapped.
 
     What the kernel would refuse when the parent writes uid_map (EINVAL, long after the
@@ -931,7 +927,7 @@ def _check_id_mappings(linux: dict[str, Any], namespaces: dict[str, str]) -> Non
             _fail(where, 'is required when linux.namespaces creates a "user" namespace')
 
 
-def _check_user_mapped(user: dict[str, Any], linux: dict[str, Any]) -> None:
+def _check_user_mapped(user: "dict[str, Any]", linux: "dict[str, Any]") -> None:
     """The process's uid and gid must exist in the new user namespace, or setuid fails."""
     for key, field in (("uid", "uidMappings"), ("gid", "gidMappings")):
         value = user.get(key, 0)
@@ -940,7 +936,7 @@ def _check_user_mapped(user: dict[str, Any], linux: dict[str, Any]) -> None:
             _fail(_at("process.user", key), f"{value} is not mapped by linux.{field}")
 
 
-def _check_id_ranges(maps: list[dict[str, Any]], where: str) -> None:
+def _check_id_ranges(maps: "list[dict[str, Any]]", where: str) -> None:
     if len(maps) > 340:  # the kernel's limit on lines in uid_map (Linux 4.15+)
         _fail(where, f"has {len(maps)} entries; the kernel takes at most 340")
     for i, m in enumerate(maps):
@@ -964,7 +960,7 @@ def _check_id_ranges(maps: list[dict[str, Any]], where: str) -> None:
         _fail(where, "must map container ID 0 (the container's root), none of its ranges does")
 
 
-def _check_time_offsets(linux: dict[str, Any], namespaces: dict[str, str]) -> None:
+def _check_time_offsets(linux: "dict[str, Any]", namespaces: dict[str, str]) -> None:
     """Offsets can only be written into a time namespace that nothing has entered yet."""
     if not linux.get("timeOffsets"):
         return

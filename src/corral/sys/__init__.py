@@ -10,10 +10,9 @@ The binding is loaded on first use, not at import (``corral-runc state`` and ``k
 it), and through corral.sys._ffi rather than ctypes itself: see that module for why.
 """
 
-from __future__ import annotations
+import posix
 
-import os
-
+from corral import _posix
 from corral.errors import KernelError
 
 TYPE_CHECKING = False
@@ -100,16 +99,16 @@ RESOLVE_IN_ROOT = 0x10
 # System call numbers for calls glibc 2.36 does not wrap, per architecture.
 # Read once, at import: after the init sets a LINUX32 personality uname says "i686", but the
 # syscall numbers are still those of the native ABI.
-_MACHINE = os.uname().machine
+_MACHINE = posix.uname().machine
 _SYSCALLS = {
     "x86_64": {"pivot_root": 155, "capget": 125, "capset": 126, "openat2": 437, "keyctl": 250},
     "aarch64": {"pivot_root": 41, "capget": 90, "capset": 91, "openat2": 437, "keyctl": 219},
 }
 
-_libc: Any = None
+_libc: "Any" = None
 
 
-def _lib() -> Any:
+def _lib() -> "Any":
     """Load libc once, on first use (errno is captured after every call)."""
     global _libc
     if _libc is None:
@@ -124,11 +123,11 @@ def _check(op: str, ret: int, path: str | None = None) -> int:
         from corral.sys._ffi import get_errno
 
         err = get_errno()
-        raise KernelError(op, err, os.strerror(err), path)
+        raise KernelError(op, err, posix.strerror(err), path)
     return ret
 
 
-def _syscall(name: str, *args: Any) -> int:
+def _syscall(name: str, *args: "Any") -> int:
     from corral.sys._ffi import c_long
 
     numbers = _SYSCALLS.get(_MACHINE)
@@ -138,7 +137,7 @@ def _syscall(name: str, *args: Any) -> int:
 
 
 def _b(value: str | None) -> bytes | None:
-    return None if value is None else os.fsencode(value)
+    return None if value is None else _posix.fsencode(value)
 
 
 def mount(
@@ -237,14 +236,14 @@ def openat2(dirfd: int, path: str, flags: int, resolve: int, mode: int = 0) -> i
     return _check("open", ret, path)
 
 
-def open_in_root(root_fd: int, path: str, flags: int = os.O_PATH) -> int:
+def open_in_root(root_fd: int, path: str, flags: int = posix.O_PATH) -> int:
     """Open ``path`` as if ``root_fd`` were "/": symlinks and ``..`` can never leave it.
 
     This is how mount destinations are resolved inside a container's rootfs: a symlink
     ``/etc -> /host-etc`` in the image resolves to ``<rootfs>/host-etc``, never the host's.
     """
     return openat2(
-        root_fd, path, flags | os.O_CLOEXEC, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS
+        root_fd, path, flags | posix.O_CLOEXEC, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS
     )
 
 
@@ -295,7 +294,7 @@ def mount_setattr(
     if isinstance(target, int):
         dirfd, path, flags, name = target, b"", flags | AT_EMPTY_PATH, fd_path(target)
     else:
-        dirfd, path, name = AT_FDCWD, os.fsencode(target), target
+        dirfd, path, name = AT_FDCWD, _posix.fsencode(target), target
     attr = (c_uint64 * 4)(attr_set, attr_clr, propagation, userns_fd)
     ret = _lib().function("syscall", c_long)(
         c_long(number), c_int(dirfd), path, c_int(flags), byref(attr), c_size_t(32)
@@ -337,7 +336,7 @@ def open_tree(path: str, flags: int = OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_R
     from corral.sys._ffi import c_int, c_long, c_uint32
 
     ret = _lib().function("syscall", c_long)(
-        c_long(_NEW_MOUNT_API["open_tree"]), c_int(AT_FDCWD), os.fsencode(path), c_uint32(flags)
+        c_long(_NEW_MOUNT_API["open_tree"]), c_int(AT_FDCWD), _posix.fsencode(path), c_uint32(flags)
     )
     return _check("open_tree", int(ret), path)
 
@@ -348,7 +347,7 @@ def move_mount(fd: int, target: str) -> None:
 
     ret = _lib().function("syscall", c_long)(
         c_long(_NEW_MOUNT_API["move_mount"]), c_int(fd), b"", c_int(AT_FDCWD),
-        os.fsencode(target), c_uint32(MOVE_MOUNT_F_EMPTY_PATH),
+        _posix.fsencode(target), c_uint32(MOVE_MOUNT_F_EMPTY_PATH),
     )  # fmt: skip
     _check("move_mount", int(ret), target)
 
@@ -384,10 +383,10 @@ def fork_into_cgroup(cgroup_fd: int) -> int:
     0 in the child, its pid in the parent; KernelError("clone3") when the kernel refuses
     (ENOSYS before 5.3, E2BIG or EINVAL before 5.7, EPERM under a filter that forbids it).
 
-    Wrapped the way os.fork wraps fork(2), so the interpreter stays right in both processes:
+    Wrapped the way posix.fork wraps fork(2), so the interpreter stays right in both processes:
     PyOS_BeforeFork (the at-fork "before" hooks; the import lock taken), then
     PyOS_AfterFork_Child or PyOS_AfterFork_Parent. The call holds the GIL throughout, as
-    os.fork does (a GIL released around the system call could be another thread's in the
+    posix.fork does (a GIL released around the system call could be another thread's in the
     child). What glibc's fork adds for itself, clone3 does not: its atfork handlers (malloc's
     and stdio's locks), and the thread id cached in the child's thread block stays the
     parent's. Both matter only to a process with other threads, which ``fork_into_cgroup``

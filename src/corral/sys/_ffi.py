@@ -7,8 +7,6 @@ directly; this module names them the way ctypes does, so the calls in corral.sys
 same. Modules off the runtime's start-up path (seccomp, bpf) use ctypes itself.
 """
 
-from __future__ import annotations
-
 import _ctypes
 
 TYPE_CHECKING = False
@@ -63,7 +61,7 @@ class Library:
         self._handle = _ctypes.dlopen(name, _RTLD_NOW)  # type: ignore[arg-type]  # None: libc
         self._cache: dict[tuple[str, type, bool], Any] = {}
 
-    def function(self, name: str, restype: type = c_int, *, hold_gil: bool = False) -> Any:
+    def function(self, name: str, restype: type = c_int, *, hold_gil: bool = False) -> "Any":
         """``hold_gil``: call without releasing the GIL, as ctypes.pythonapi does; for the
         interpreter's own C API (PyOS_BeforeFork) and for a call that forks the process."""
         key = (name, restype, hold_gil)
@@ -78,7 +76,7 @@ class Library:
             fn = self._cache[key] = Function((name, self))  # type: ignore[arg-type]
         return fn
 
-    def __getattr__(self, name: str) -> Any:
+    def __getattr__(self, name: str) -> "Any":
         if name.startswith("_"):
             raise AttributeError(name)
         return self.function(name)
