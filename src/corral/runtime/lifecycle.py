@@ -191,10 +191,13 @@ def _spawn_init(
     pid_flags = _plan_namespaces(linux, cfg, fds)
     # On v1 and hybrid hosts the cgroup is made after fork, while the init makes its namespaces
     # and mounts (the two run in parallel), unless a user namespace or the systemd driver needs
-    # it first; the init waits for CGROUPS before it touches it (corral.runtime.init).
+    # it first; the init waits for CGROUPS before it touches it (corral.runtime.init). Not
+    # when the init joins a mount namespace by path: it opens the cgroup files itself, and
+    # there another container's processes could mount over /sys/fs/cgroup.
     defer = (
         cgroup is not None and cgroup.mode != "v2" and not cfg.userns
         and getattr(cgroup, "adopt", None) is None
+        and not any(kind == "mount" for kind, _ in cfg.join_fds)
     )
     if cgroup is not None and not defer:
         _setup_cgroup(cgroup, linux, cfg, fds)
