@@ -27,9 +27,7 @@ import builtins
 import json
 import os
 import re
-import secrets
 import sqlite3
-import subprocess
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -127,7 +125,7 @@ class Volumes:
     ) -> Volume:
         """Make volume ``name`` (a random 64-hex name when None); an existing one is returned."""
         if name is None:
-            name = secrets.token_hex(32)
+            name = os.urandom(32).hex()  # as secrets.token_hex, without importing hashlib
             anonymous = True
         check_name(name)
         db = self._schema()
@@ -264,6 +262,8 @@ def seed(volume_data: Path, rootfs: str, target: str) -> bool:
     source = existing_in_root(rootfs, target)
     if source is None or not os.path.isdir(source) or os.path.islink(source):
         return False
+    import subprocess  # here: run without volumes does not need it
+
     done = subprocess.run(
         ["cp", "-a", "--", f"{source}/.", f"{volume_data}/"],
         stdin=subprocess.DEVNULL,

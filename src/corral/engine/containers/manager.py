@@ -58,6 +58,7 @@ if TYPE_CHECKING:
     from corral.engine.containers.spec import RunOptions
     from corral.engine.engine import Engine
     from corral.engine.images.store import ImageStore
+    from corral.engine.network.model import NetworkRequest
     from corral.engine.volumes import Volumes
     from corral.runtime.api import Runtime
     from corral.runtime.state import StateStore
@@ -84,9 +85,12 @@ class Record:
     args: list[str]
     created: float
     auto_remove: bool = False
+    #: False for a plain ``--network none`` (no -p, -P, alias): engine.network keeps nothing
+    #: for it and is not even imported (a record without the key: True).
+    network: bool = True
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        data = {
             "id": self.id,
             "name": self.name,
             "image": self.image,
@@ -95,6 +99,9 @@ class Record:
             "created": self.created,
             "auto_remove": self.auto_remove,
         }
+        if not self.network:
+            data["network"] = False
+        return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Record:
@@ -106,6 +113,7 @@ class Record:
             [str(a) for a in data.get("args") or []],
             float(data["created"]),
             bool(data.get("auto_remove")),
+            bool(data.get("network", True)),
         )
 
 
@@ -197,8 +205,6 @@ class Containers:
     ) -> Record:
         """Make the container: writable snapshot, OCI config, record. Nothing runs yet.
         ``monitor``: restart policy, healthcheck, stop signal and timeout, log rotation."""
-        import secrets
-
         from corral.engine.containers import prepare
         from corral.engine.images.reference import normalize
 
@@ -214,7 +220,7 @@ class Containers:
                 image = images.ensure_busybox()
             image_config = images.config(image.id)
             run_config = _monitor_config(monitor, image_config)
-            cid = secrets.token_hex(32)
+            cid = os.urandom(32).hex()  # secrets.token_hex's bytes; secrets imports hashlib
             name = name or self._new_name()
             taken = self.engine.db.execute(
                 "SELECT id FROM containers WHERE name = ?", (name,)
@@ -237,13 +243,17 @@ class Containers:
                     image_config, layers, opts, container_id=cid, container_dir=path,
                     volumes=volumes,
                 )  # fmt: skip
+                networked = not _plain_none(opts.network)
                 record = Record(
                     cid, name, image_ref, image.id, list(spec["process"]["args"]), time.time(),
-                    auto_remove,
+                    auto_remove, networked,
                 )  # fmt: skip
-                self.engine.networks.create_container(
-                    cid, opts.network, image_config, spec, path, self.resolve
-                )
+                if networked:
+                    self.engine.networks.create_container(
+                        cid, opts.network, image_config, spec, path, self.resolve
+                    )
+                else:
+                    _edit_spec_none(spec, path, cid)
                 _write_json(path / "config.json", spec)
                 _write_json(path / "engine.json", record.to_json())
                 images.snapshots.prepare(cid, parent)
@@ -255,8 +265,9 @@ class Containers:
                     runstate.insert(self.engine.db, cid, run_config)
                 os.close(os.open(path / "exit", os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600))
             except BaseException:
-                with contextlib.suppress(CorralError):
-                    self.engine.networks.forget(cid)
+                if networked:
+                    with contextlib.suppress(CorralError):
+                        self.engine.networks.forget(cid)
                 with contextlib.suppress(CorralError):
                     images.snapshots.remove(cid)
                 volumes.detach(cid, remove_anonymous=True)
@@ -281,14 +292,12 @@ class Containers:
             db.execute("DELETE FROM containers WHERE id = ?", (container_id,))
 
     def _new_name(self) -> str:
-        import secrets
-
         taken = {name for _, name in self._ids()}
         for _ in range(50):
-            name = f"{secrets.choice(_ADJECTIVES)}_{secrets.choice(_NAMES)}"
+            name = f"{_pick(_ADJECTIVES)}_{_pick(_NAMES)}"
             if name not in taken:
                 return name
-        return f"corral_{secrets.token_hex(4)}"
+        return f"corral_{os.urandom(4).hex()}"
 
     # -- start -----------------------------------------------------------------------------------
 
@@ -306,7 +315,8 @@ class Containers:
             prepare.after_mount(path, str(rootfs))
             netns.remove(str(path / "netns"))
             netns.create(str(path / "netns"))
-            self.engine.networks.setup(record.id, record.name, str(path / "netns"), path)
+            if record.network:
+                self.engine.networks.setup(record.id, record.name, str(path / "netns"), path)
         except BaseException:
             self._teardown(record.id)
             raise
@@ -610,7 +620,8 @@ class Containers:
             except (OSError, KernelError):
                 unmount(rootfs, detach=True)
         userns.unmount_volumes(path)
-        self.engine.networks.teardown(container_id)
+        if _networked(path):
+            self.engine.networks.teardown(container_id)
         netns.remove(str(path / "netns"))
         with contextlib.suppress(OSError):
             self.runtime_root.rmdir()  # only if empty
@@ -836,7 +847,8 @@ class Containers:
         images = self.images
         with images.locked():
             self._teardown(record.id)
-            self.engine.networks.forget(record.id)
+            if record.network:
+                self.engine.networks.forget(record.id)
             with contextlib.suppress(NotFoundError):
                 images.snapshots.remove(record.id)
             remove_tree(self.dir(record.id))
@@ -904,6 +916,42 @@ def _monitor_config(given: MonitorConfig | None, image_config: dict[str, Any]) -
     if config.healthcheck is None and not config.no_healthcheck:
         config.healthcheck = healthcheck_from(cfg.get("Healthcheck"))
     return config
+
+
+def _pick(words: tuple[str, ...]) -> str:
+    """A random word (os.urandom, as secrets.choice, without importing secrets and hashlib)."""
+    return words[int.from_bytes(os.urandom(4), "little") % len(words)]
+
+
+def _plain_none(req: NetworkRequest | None) -> bool:
+    """``--network none`` without -p, -P or --network-alias (which engine.network refuses
+    for it, so those go there): a container the network code has nothing to keep for."""
+    return (
+        req is not None and req.mode == "none" and not req.publish and not req.publish_all
+        and not req.aliases
+    )  # fmt: skip
+
+
+def _edit_spec_none(spec: dict[str, Any], container_dir: Path, container_id: str) -> None:
+    """What ``Networks.edit_spec`` does for ``none``: join the container's own namespace file
+    and bind-mount the generated /etc files (unless etc_files made them)."""
+    from corral.engine.network import files
+
+    linux = spec.setdefault("linux", {})
+    spaces = [ns for ns in linux.get("namespaces", []) if ns.get("type") != "network"]
+    spaces.append({"type": "network", "path": str(container_dir / "netns")})
+    linux["namespaces"] = spaces
+    mounts = spec.setdefault("mounts", [])
+    if "/etc/hosts" not in {m.get("destination") for m in mounts}:
+        files.write_initial(container_dir, str(spec.get("hostname") or container_id[:12]))
+        mounts.extend(files.spec_mounts(container_dir))
+
+
+def _networked(container_dir: Path) -> bool:
+    """Whether the container's record says engine.network keeps anything for it (True when
+    the record is missing or unreadable: ask the network code)."""
+    data = _read_json(container_dir / "engine.json")
+    return data is None or bool(data.get("network", True))
 
 
 def _valid_name(name: str) -> bool:
