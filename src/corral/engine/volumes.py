@@ -30,9 +30,9 @@ import re
 import sqlite3
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from pathlib import Path
 
+from corral._record import datarecord, field
 from corral.engine.layout import remove_tree
 from corral.engine.rootpath import existing_in_root
 from corral.errors import CorralError, ExistsError, NotFoundError, StateError, UsageError
@@ -55,7 +55,7 @@ CREATE TABLE IF NOT EXISTS volume_users (
 NAME_PATTERN = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
 
 
-@dataclass
+@datarecord
 class Volume:
     name: str
     path: Path  # the mount point: <root>/volumes/<name>/_data

@@ -32,10 +32,10 @@ import json
 import os
 import sqlite3
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from corral._record import datarecord, field
 from corral.engine.db import transaction
 from corral.engine.layout import remove_tree
 from corral.engine.monitor import state as runstate
@@ -74,7 +74,7 @@ _NAMES = (
 _POLL = 0.02
 
 
-@dataclass
+@datarecord
 class Record:
     """What ``engine.json`` holds about a container."""
 
@@ -117,7 +117,7 @@ class Record:
         )
 
 
-@dataclass
+@datarecord
 class Status:
     """A container's state as ``ps`` shows it."""
 
@@ -243,14 +243,15 @@ class Containers:
                     image_config, layers, opts, container_id=cid, container_dir=path,
                     volumes=volumes,
                 )  # fmt: skip
-                networked = not _plain_none(opts.network)
+                req = opts.network
+                networked = not _plain_none(req)
                 record = Record(
                     cid, name, image_ref, image.id, list(spec["process"]["args"]), time.time(),
                     auto_remove, networked,
                 )  # fmt: skip
-                if networked:
+                if networked and not isinstance(req, str):
                     self.engine.networks.create_container(
-                        cid, opts.network, image_config, spec, path, self.resolve
+                        cid, req, image_config, spec, path, self.resolve
                     )
                 else:
                     _edit_spec_none(spec, path, cid)
@@ -923,9 +924,12 @@ def _pick(words: tuple[str, ...]) -> str:
     return words[int.from_bytes(os.urandom(4), "little") % len(words)]
 
 
-def _plain_none(req: NetworkRequest | None) -> bool:
+def _plain_none(req: NetworkRequest | str | None) -> bool:
     """``--network none`` without -p, -P or --network-alias (which engine.network refuses
-    for it, so those go there): a container the network code has nothing to keep for."""
+    for it, so those go there): a container the network code has nothing to keep for.
+    ``req``: RunOptions.network (spec.NO_NETWORK, the CLI's for that case, is a str)."""
+    if isinstance(req, str):
+        return True
     return (
         req is not None and req.mode == "none" and not req.publish and not req.publish_all
         and not req.aliases

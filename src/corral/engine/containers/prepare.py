@@ -114,8 +114,7 @@ def _user_namespace(
 ) -> tuple[Mapping | None, Identity]:
     """``--userns``/``--uidmap``: the mapping (userns.py), and the identity (keep-id runs as
     the caller's ids unless ``-u`` says otherwise); the user must be mapped."""
-    import dataclasses
-
+    from corral._record import replace
     from corral.engine.containers import userns
 
     assert opts.userns is not None
@@ -132,7 +131,7 @@ def _user_namespace(
     if opts.userns.mode == "keep-id" and opts.user is None:
         uid = os.getuid() if opts.userns.keep_uid is None else opts.userns.keep_uid
         gid = os.getgid() if opts.userns.keep_gid is None else opts.userns.keep_gid
-        identity = dataclasses.replace(identity, uid=uid, gid=gid)
+        identity = replace(identity, uid=uid, gid=gid)
     userns.check_identity(mapping, identity.uid, identity.gid, identity.additional_gids)
     userns.open_path(container_dir.parent.parent, container_dir)
     return mapping, identity

@@ -19,9 +19,9 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from corral._record import datarecord, field
 from corral.errors import CorralError, StateError, UsageError
 
 if TYPE_CHECKING:
@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 SAMPLE_INTERVAL = 0.5
 
 
-@dataclass(frozen=True)
+@datarecord(frozen=True)
 class ExecRequest:
     """``corral exec [-d] [-i] [-t] [-e K=V] [-u UID[:GID]] [-w DIR] CONTAINER CMD...``."""
 
@@ -122,7 +122,7 @@ def top(containers: Containers, ref: str, ps_args: list[str]) -> str:
 # -- stats -------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@datarecord(frozen=True)
 class Stats:
     """One row of ``corral stats``."""
 
@@ -142,7 +142,7 @@ class Stats:
         return 100.0 * self.memory_usage / self.memory_limit if self.memory_limit else 0.0
 
 
-@dataclass(frozen=True)
+@datarecord(frozen=True)
 class _Sample:
     when: float
     cpu_ns: int

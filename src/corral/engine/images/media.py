@@ -27,9 +27,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
+from corral._record import datarecord, field
 from corral.engine.images.digest import is_digest
 from corral.errors import NotFoundError, UsageError, UserError
 
@@ -92,7 +92,7 @@ ARCH_ALIASES = {"x86_64": "amd64", "x86-64": "amd64", "aarch64": "arm64", "armhf
 # -- descriptors and documents ---------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@datarecord(frozen=True)
 class Descriptor:
     """A pointer to a blob: what it is, its digest and its size (and, in an index, platform)."""
 
@@ -102,7 +102,7 @@ class Descriptor:
     platform: dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
+@datarecord(frozen=True)
 class Manifest:
     """An image manifest, checked: its media type, config and layers (bottom first)."""
 

@@ -24,10 +24,10 @@ import sqlite3
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
+from corral._record import datarecord, field
 from corral.engine.db import transaction
 from corral.engine.format import rfc3339
 from corral.engine.images.content import ContentStore
@@ -60,7 +60,7 @@ def host_architecture() -> str:
     return _ARCH.get(machine, machine)
 
 
-@dataclass(frozen=True)
+@datarecord(frozen=True)
 class LayerRef:
     """One layer of an image as its manifest and config name it."""
 
@@ -72,7 +72,7 @@ class LayerRef:
     size: int
 
 
-@dataclass(frozen=True)
+@datarecord(frozen=True)
 class NewLayer:
     """A layer ``add_layer`` made: its blob (an uncompressed tar) and its unpacked snapshot."""
 
@@ -83,7 +83,7 @@ class NewLayer:
     chain_id: str
 
 
-@dataclass
+@datarecord
 class Image:
     """An image's row plus what hangs off it."""
 
@@ -102,7 +102,7 @@ class Image:
         return short_id(self.id)
 
 
-@dataclass(frozen=True)
+@datarecord(frozen=True)
 class DiskUsageRow:
     kind: str
     total: int
@@ -111,7 +111,7 @@ class DiskUsageRow:
     reclaimable: int
 
 
-@dataclass
+@datarecord
 class DiskUsage:
     """``system df``: images (shared layers counted once), containers, volumes, build cache."""
 

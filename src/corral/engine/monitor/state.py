@@ -24,9 +24,9 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from dataclasses import dataclass, field
 from typing import Any
 
+from corral._record import datarecord, field
 from corral.engine.monitor import health as healthmod
 from corral.engine.monitor.config import MonitorConfig
 
@@ -57,7 +57,7 @@ LIVE = ("running", "paused")
 _ready: dict[int, sqlite3.Connection] = {}
 
 
-@dataclass
+@datarecord
 class RunState:
     """One row of ``container_state``."""
 

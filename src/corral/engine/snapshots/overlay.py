@@ -34,10 +34,10 @@ from __future__ import annotations
 import os
 import sqlite3
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
+from corral._record import datarecord, field
 from corral.engine.db import transaction
 from corral.engine.images.digest import chain_id as make_chain_id
 from corral.engine.layout import EXTRACT_PREFIX, Layout, remove_tree
@@ -50,7 +50,7 @@ if TYPE_CHECKING:  # images.layers (tarfile, gzip, tempfile) is for unpacking, n
 MAX_MOUNT_DATA = 4096 - 1
 
 
-@dataclass(frozen=True)
+@datarecord(frozen=True)
 class Mount:
     """One mount, as data (containerd's ``mount.Mount``, and the OCI config's ``mounts[]``)."""
 
@@ -62,7 +62,7 @@ class Mount:
         return {"type": self.type, "source": self.source, "options": list(self.options)}
 
 
-@dataclass(frozen=True)
+@datarecord(frozen=True)
 class Layer:
     """A committed snapshot: one unpacked layer stacked on its parent chain."""
 
