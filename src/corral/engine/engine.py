@@ -29,14 +29,16 @@ import sqlite3
 from collections.abc import Iterator
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO
 
 from corral._record import datarecord, field
 from corral.engine.db import connect
 from corral.engine.layout import Layout
 from corral.errors import UsageError
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import BinaryIO
+
     from corral.engine.build.executor import Builds
     from corral.engine.containers.manager import Containers
     from corral.engine.filters import Filters

@@ -33,7 +33,6 @@ import os
 import sqlite3
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 from corral._record import datarecord, field
 from corral.engine.db import transaction
@@ -51,8 +50,10 @@ from corral.errors import (
     UserError,
 )
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Iterator
+    from typing import Any
 
     from corral.engine.containers.logs import Entry
     from corral.engine.containers.spec import RunOptions

@@ -24,7 +24,6 @@ import json
 import os
 import stat
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 from corral.engine.containers import etc_files, users
 from corral.engine.containers.spec import (
@@ -38,7 +37,10 @@ from corral.engine.containers.spec import (
 )
 from corral.errors import UsageError
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from corral.engine.containers.manager import Containers
     from corral.engine.containers.userns import Mapping
     from corral.engine.snapshots.overlay import Mount

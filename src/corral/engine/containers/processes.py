@@ -19,12 +19,14 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from typing import TYPE_CHECKING, Any
 
 from corral._record import datarecord, field
 from corral.errors import CorralError, StateError, UsageError
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from corral.engine.containers.manager import Containers, Record
 
 #: The time between the two samples of ``stats``.

@@ -34,12 +34,14 @@ from __future__ import annotations
 import copy
 import os
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Literal
 
 from corral._record import datarecord, field
 from corral.errors import UsageError
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any, Literal
+
     from corral.engine.containers.userns import Mapping, UsernsRequest
     from corral.engine.network.model import NetworkRequest
 

@@ -56,10 +56,13 @@ import stat
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 from corral._record import datarecord
 from corral.errors import UsageError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 #: podman's user for --userns=auto ranges (containers.conf root-auto-userns-user).
 AUTO_USER = "containers"

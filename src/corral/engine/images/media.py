@@ -27,11 +27,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
-from typing import Any
 
 from corral._record import datarecord, field
 from corral.engine.images.digest import is_digest
 from corral.errors import NotFoundError, UsageError, UserError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 # -- the types -------------------------------------------------------------------------------------
 

@@ -25,7 +25,6 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
 
 from corral._record import datarecord, field
 from corral.engine.db import transaction
@@ -36,7 +35,10 @@ from corral.engine.images.media import OCI_LAYER_TAR, OCI_LAYER_TYPE, OCI_MANIFE
 from corral.engine.images.reference import normalize, parse
 from corral.errors import NotFoundError, StateError, UsageError, UserError
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any, BinaryIO
+
     from corral.engine.engine import Engine
     from corral.engine.images.fromhost import RootfsBuilder
     from corral.engine.snapshots.overlay import Snapshotter

@@ -16,10 +16,13 @@ Durations are Go's (``1m30s``, ``500ms``, ``2h``), as docker takes them.
 from __future__ import annotations
 
 import re
-from typing import Any
 
 from corral._record import as_dict, datarecord
 from corral.errors import UsageError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 #: docker's healthcheck defaults (moby's container/health.go): 30 s, 30 s, 3 retries, 0 s.
 DEFAULT_INTERVAL = 30.0

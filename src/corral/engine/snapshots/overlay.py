@@ -35,7 +35,6 @@ import os
 import sqlite3
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
 
 from corral._record import datarecord, field
 from corral.engine.db import transaction
@@ -43,7 +42,10 @@ from corral.engine.images.digest import chain_id as make_chain_id
 from corral.engine.layout import EXTRACT_PREFIX, Layout, remove_tree
 from corral.errors import ExistsError, NotFoundError, StateError, UserError
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:  # images.layers (tarfile, gzip, tempfile) is for unpacking, not for run
+    from typing import Any, BinaryIO
+
     from corral.engine.images.layers import Applied
 
 # The kernel copies mount options into one page; leave room for the rest of the options.
