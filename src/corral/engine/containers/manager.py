@@ -236,6 +236,8 @@ class Containers:
             parent = image.layers[-1].chain_id if image.layers else None
             layers = [str(layer.path) for layer in images.snapshots.stack(parent)] if parent else []
             volumes = self.volumes()
+            req = opts.network
+            networked = not _plain_none(req)
             self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
             try:
                 path.mkdir(mode=0o700)
@@ -244,8 +246,6 @@ class Containers:
                     image_config, layers, opts, container_id=cid, container_dir=path,
                     volumes=volumes,
                 )  # fmt: skip
-                req = opts.network
-                networked = not _plain_none(req)
                 record = Record(
                     cid, name, image_ref, image.id, list(spec["process"]["args"]), time.time(),
                     auto_remove, networked,
