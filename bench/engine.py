@@ -68,16 +68,38 @@ TEST_LOCK = "/run/corral-tests.lock"
 
 
 def hold_test_lock() -> int:
-    """Wait for the tests' lock and hold it (until this process exits); its fd."""
+    """Wait for the tests' lock and hold it (until this process exits); its fd. Run under
+    ``flock /run/corral-tests.lock ...``, the caller holds it already: go on."""
     import fcntl
 
     fd = os.open(TEST_LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
+        if _held_by_an_ancestor(fd):
+            return fd
         print(f"waiting for {TEST_LOCK} (a test run holds it)", flush=True)
         fcntl.flock(fd, fcntl.LOCK_EX)
     return fd
+
+
+def _held_by_an_ancestor(fd: int) -> bool:
+    """Whether a process above this one holds a flock on ``fd``'s file (/proc/locks)."""
+    inode = os.fstat(fd).st_ino
+    ancestors, pid = set(), os.getppid()
+    while pid > 1 and pid not in ancestors:
+        ancestors.add(pid)
+        try:
+            pid = parent_of(pid)
+        except (OSError, ValueError):
+            break
+    with open("/proc/locks") as f:  # "1: FLOCK  ADVISORY  WRITE 1234 fd:00:5678 0 EOF"
+        for line in f:
+            fields = line.split()
+            ours = len(fields) > 5 and fields[1] == "FLOCK" and fields[4].isdigit()
+            if ours and int(fields[4]) in ancestors and fields[5].endswith(f":{inode}"):
+                return True
+    return False
 
 
 class Failed(Exception):

@@ -965,7 +965,8 @@ def _valid_name(name: str) -> bool:
 
 def _write_json(path: Path, data: Any) -> None:
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1))
+    # Compact: json's C encoder (indent= takes the Python one, ~0.6 ms for a config.json).
+    tmp.write_text(json.dumps(data, separators=(",", ":")))
     os.rename(tmp, path)
 
 
