@@ -383,10 +383,10 @@ class Containers:
             claimed = runstate.claim_exit(
                 self.db, record.id, me, exit_code=code, oom_killed=oom, finished_at=time.time()
             )
-        if claimed:
+        if claimed and record.auto_remove:
+            self.remove(record.id, force=True, volumes=True)  # which tears down first
+        elif claimed:
             self._teardown(record.id)
-            if record.auto_remove:
-                self.remove(record.id, force=True, volumes=True)
         return code
 
     def start_detached(self, record: Record, hold: bool = False) -> None:

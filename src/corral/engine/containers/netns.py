@@ -43,6 +43,10 @@ def loopback_up() -> None:
 
 def create(path: str) -> None:
     """A new network namespace with loopback up, bind-mounted on the (new) file ``path``."""
+    # _socket for loopback_up, loaded before the fork (the runtime needs it anyway): the child
+    # does not dlopen it on the way to the container's start.
+    import _socket  # noqa: F401
+
     from corral import sys as csys
 
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o444)
