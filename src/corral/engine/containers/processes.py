@@ -17,6 +17,7 @@ host pid, and its cgroup (``corral.Runtime.state`` / ``pids`` / ``stats``).
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import time
 
@@ -64,6 +65,7 @@ def exec_in(containers: Containers, ref: str, request: ExecRequest) -> int:
             raise UsageError(f"--env {item!r}: want KEY=VALUE (or KEY)")
     record = running_record(containers, ref)
     env = [_resolved_env(item) for item in request.env]
+    gc.freeze()  # the runtime forks the process, which runs Python: see netns.create
     return containers.runtime_api().exec(
         record.id,
         request.args,
