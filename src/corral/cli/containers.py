@@ -23,11 +23,14 @@ if TYPE_CHECKING:
 
 
 def _options(ns: argparse.Namespace) -> Any:
-    import dataclasses
-
     from corral.cli.run_flags import run_options
+    from corral.engine.containers.spec import NO_NETWORK
 
-    return dataclasses.replace(run_options(ns), network=request_from(ns), tty=ns.tty)
+    opts = run_options(ns)
+    opts.tty = ns.tty
+    alone = not (ns.publish or ns.publish_all or ns.network_alias)
+    opts.network = NO_NETWORK if ns.network == "none" and alone else request_from(ns)
+    return opts
 
 
 def _start_failure_status(err: BaseException) -> int:

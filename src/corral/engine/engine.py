@@ -27,16 +27,18 @@ import contextlib
 import os
 import sqlite3
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO
 
+from corral._record import datarecord, field
 from corral.engine.db import connect
 from corral.engine.layout import Layout
 from corral.errors import UsageError
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import BinaryIO
+
     from corral.engine.build.executor import Builds
     from corral.engine.containers.manager import Containers
     from corral.engine.filters import Filters
@@ -46,7 +48,7 @@ if TYPE_CHECKING:
     from corral.engine.volumes import Volumes
 
 
-@dataclass(frozen=True)
+@datarecord(frozen=True)
 class Info:
     """``corral info``: where everything lives and how much of it there is."""
 
@@ -71,7 +73,7 @@ class Info:
         return dict(self.__dict__)
 
 
-@dataclass
+@datarecord
 class PruneReport:
     """What ``system prune`` removed: docker's lines, and the bytes it gave back."""
 

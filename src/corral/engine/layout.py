@@ -37,9 +37,9 @@ import contextlib
 import fcntl
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
+from corral._record import datarecord
 from corral.engine.roots import chosen_root
 
 RUNTIME_PARENT = "/run/corral-engine"
@@ -66,7 +66,7 @@ def runtime_root_for(root: Path) -> Path:
     return Path(RUNTIME_PARENT) / key
 
 
-@dataclass(frozen=True)
+@datarecord(frozen=True)
 class Layout:
     """The paths of one storage root. Creating the object touches nothing; ``create()`` does."""
 

@@ -27,14 +27,12 @@ import builtins
 import json
 import os
 import re
-import secrets
 import sqlite3
-import subprocess
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from pathlib import Path
 
+from corral._record import datarecord, field
 from corral.engine.layout import remove_tree
 from corral.engine.rootpath import existing_in_root
 from corral.errors import CorralError, ExistsError, NotFoundError, StateError, UsageError
@@ -57,7 +55,7 @@ CREATE TABLE IF NOT EXISTS volume_users (
 NAME_PATTERN = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
 
 
-@dataclass
+@datarecord
 class Volume:
     name: str
     path: Path  # the mount point: <root>/volumes/<name>/_data
@@ -127,7 +125,7 @@ class Volumes:
     ) -> Volume:
         """Make volume ``name`` (a random 64-hex name when None); an existing one is returned."""
         if name is None:
-            name = secrets.token_hex(32)
+            name = os.urandom(32).hex()  # as secrets.token_hex, without importing hashlib
             anonymous = True
         check_name(name)
         db = self._schema()
@@ -264,6 +262,8 @@ def seed(volume_data: Path, rootfs: str, target: str) -> bool:
     source = existing_in_root(rootfs, target)
     if source is None or not os.path.isdir(source) or os.path.islink(source):
         return False
+    import subprocess  # here: run without volumes does not need it
+
     done = subprocess.run(
         ["cp", "-a", "--", f"{source}/.", f"{volume_data}/"],
         stdin=subprocess.DEVNULL,

@@ -20,7 +20,10 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 HOST_RESOLV_CONF = "/etc/resolv.conf"
 #: The ``--add-host`` lines, kept apart so that a rewrite of ``hosts`` can add them again.

@@ -32,10 +32,9 @@ import json
 import os
 import sqlite3
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
+from corral._record import datarecord, field
 from corral.engine.db import transaction
 from corral.engine.layout import remove_tree
 from corral.engine.monitor import state as runstate
@@ -51,13 +50,16 @@ from corral.errors import (
     UserError,
 )
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Iterator
+    from typing import Any
 
     from corral.engine.containers.logs import Entry
     from corral.engine.containers.spec import RunOptions
     from corral.engine.engine import Engine
     from corral.engine.images.store import ImageStore
+    from corral.engine.network.model import NetworkRequest
     from corral.engine.volumes import Volumes
     from corral.runtime.api import Runtime
     from corral.runtime.state import StateStore
@@ -73,7 +75,7 @@ _NAMES = (
 _POLL = 0.02
 
 
-@dataclass
+@datarecord
 class Record:
     """What ``engine.json`` holds about a container."""
 
@@ -84,9 +86,12 @@ class Record:
     args: list[str]
     created: float
     auto_remove: bool = False
+    #: False for a plain ``--network none`` (no -p, -P, alias): engine.network keeps nothing
+    #: for it and is not even imported (a record without the key: True).
+    network: bool = True
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        data = {
             "id": self.id,
             "name": self.name,
             "image": self.image,
@@ -95,6 +100,9 @@ class Record:
             "created": self.created,
             "auto_remove": self.auto_remove,
         }
+        if not self.network:
+            data["network"] = False
+        return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Record:
@@ -106,10 +114,11 @@ class Record:
             [str(a) for a in data.get("args") or []],
             float(data["created"]),
             bool(data.get("auto_remove")),
+            bool(data.get("network", True)),
         )
 
 
-@dataclass
+@datarecord
 class Status:
     """A container's state as ``ps`` shows it."""
 
@@ -197,8 +206,6 @@ class Containers:
     ) -> Record:
         """Make the container: writable snapshot, OCI config, record. Nothing runs yet.
         ``monitor``: restart policy, healthcheck, stop signal and timeout, log rotation."""
-        import secrets
-
         from corral.engine.containers import prepare
         from corral.engine.images.reference import normalize
 
@@ -214,7 +221,7 @@ class Containers:
                 image = images.ensure_busybox()
             image_config = images.config(image.id)
             run_config = _monitor_config(monitor, image_config)
-            cid = secrets.token_hex(32)
+            cid = os.urandom(32).hex()  # secrets.token_hex's bytes; secrets imports hashlib
             name = name or self._new_name()
             taken = self.engine.db.execute(
                 "SELECT id FROM containers WHERE name = ?", (name,)
@@ -229,6 +236,8 @@ class Containers:
             parent = image.layers[-1].chain_id if image.layers else None
             layers = [str(layer.path) for layer in images.snapshots.stack(parent)] if parent else []
             volumes = self.volumes()
+            req = opts.network
+            networked = not _plain_none(req)
             self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
             try:
                 path.mkdir(mode=0o700)
@@ -239,11 +248,14 @@ class Containers:
                 )  # fmt: skip
                 record = Record(
                     cid, name, image_ref, image.id, list(spec["process"]["args"]), time.time(),
-                    auto_remove,
+                    auto_remove, networked,
                 )  # fmt: skip
-                self.engine.networks.create_container(
-                    cid, opts.network, image_config, spec, path, self.resolve
-                )
+                if networked and not isinstance(req, str):
+                    self.engine.networks.create_container(
+                        cid, req, image_config, spec, path, self.resolve
+                    )
+                else:
+                    _edit_spec_none(spec, path, cid)
                 _write_json(path / "config.json", spec)
                 _write_json(path / "engine.json", record.to_json())
                 images.snapshots.prepare(cid, parent)
@@ -255,8 +267,9 @@ class Containers:
                     runstate.insert(self.engine.db, cid, run_config)
                 os.close(os.open(path / "exit", os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600))
             except BaseException:
-                with contextlib.suppress(CorralError):
-                    self.engine.networks.forget(cid)
+                if networked:
+                    with contextlib.suppress(CorralError):
+                        self.engine.networks.forget(cid)
                 with contextlib.suppress(CorralError):
                     images.snapshots.remove(cid)
                 volumes.detach(cid, remove_anonymous=True)
@@ -281,14 +294,12 @@ class Containers:
             db.execute("DELETE FROM containers WHERE id = ?", (container_id,))
 
     def _new_name(self) -> str:
-        import secrets
-
         taken = {name for _, name in self._ids()}
         for _ in range(50):
-            name = f"{secrets.choice(_ADJECTIVES)}_{secrets.choice(_NAMES)}"
+            name = f"{_pick(_ADJECTIVES)}_{_pick(_NAMES)}"
             if name not in taken:
                 return name
-        return f"corral_{secrets.token_hex(4)}"
+        return f"corral_{os.urandom(4).hex()}"
 
     # -- start -----------------------------------------------------------------------------------
 
@@ -306,7 +317,8 @@ class Containers:
             prepare.after_mount(path, str(rootfs))
             netns.remove(str(path / "netns"))
             netns.create(str(path / "netns"))
-            self.engine.networks.setup(record.id, record.name, str(path / "netns"), path)
+            if record.network:
+                self.engine.networks.setup(record.id, record.name, str(path / "netns"), path)
         except BaseException:
             self._teardown(record.id)
             raise
@@ -371,10 +383,10 @@ class Containers:
             claimed = runstate.claim_exit(
                 self.db, record.id, me, exit_code=code, oom_killed=oom, finished_at=time.time()
             )
-        if claimed:
+        if claimed and record.auto_remove:
+            self.remove(record.id, force=True, volumes=True)  # which tears down first
+        elif claimed:
             self._teardown(record.id)
-            if record.auto_remove:
-                self.remove(record.id, force=True, volumes=True)
         return code
 
     def start_detached(self, record: Record, hold: bool = False) -> None:
@@ -610,7 +622,8 @@ class Containers:
             except (OSError, KernelError):
                 unmount(rootfs, detach=True)
         userns.unmount_volumes(path)
-        self.engine.networks.teardown(container_id)
+        if _networked(path):
+            self.engine.networks.teardown(container_id)
         netns.remove(str(path / "netns"))
         with contextlib.suppress(OSError):
             self.runtime_root.rmdir()  # only if empty
@@ -836,7 +849,8 @@ class Containers:
         images = self.images
         with images.locked():
             self._teardown(record.id)
-            self.engine.networks.forget(record.id)
+            if record.network:
+                self.engine.networks.forget(record.id)
             with contextlib.suppress(NotFoundError):
                 images.snapshots.remove(record.id)
             remove_tree(self.dir(record.id))
@@ -906,13 +920,53 @@ def _monitor_config(given: MonitorConfig | None, image_config: dict[str, Any]) -
     return config
 
 
+def _pick(words: tuple[str, ...]) -> str:
+    """A random word (os.urandom, as secrets.choice, without importing secrets and hashlib)."""
+    return words[int.from_bytes(os.urandom(4), "little") % len(words)]
+
+
+def _plain_none(req: NetworkRequest | str | None) -> bool:
+    """``--network none`` without -p, -P or --network-alias (which engine.network refuses
+    for it, so those go there): a container the network code has nothing to keep for.
+    ``req``: RunOptions.network (spec.NO_NETWORK, the CLI's for that case, is a str)."""
+    if isinstance(req, str):
+        return True
+    return (
+        req is not None and req.mode == "none" and not req.publish and not req.publish_all
+        and not req.aliases
+    )  # fmt: skip
+
+
+def _edit_spec_none(spec: dict[str, Any], container_dir: Path, container_id: str) -> None:
+    """What ``Networks.edit_spec`` does for ``none``: join the container's own namespace file
+    and bind-mount the generated /etc files (unless etc_files made them)."""
+    from corral.engine.network import files
+
+    linux = spec.setdefault("linux", {})
+    spaces = [ns for ns in linux.get("namespaces", []) if ns.get("type") != "network"]
+    spaces.append({"type": "network", "path": str(container_dir / "netns")})
+    linux["namespaces"] = spaces
+    mounts = spec.setdefault("mounts", [])
+    if "/etc/hosts" not in {m.get("destination") for m in mounts}:
+        files.write_initial(container_dir, str(spec.get("hostname") or container_id[:12]))
+        mounts.extend(files.spec_mounts(container_dir))
+
+
+def _networked(container_dir: Path) -> bool:
+    """Whether the container's record says engine.network keeps anything for it (True when
+    the record is missing or unreadable: ask the network code)."""
+    data = _read_json(container_dir / "engine.json")
+    return data is None or bool(data.get("network", True))
+
+
 def _valid_name(name: str) -> bool:
     return bool(name) and name[0].isalnum() and all(c.isalnum() or c in "_.-" for c in name)
 
 
 def _write_json(path: Path, data: Any) -> None:
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1))
+    # Compact: json's C encoder (indent= takes the Python one, ~0.6 ms for a config.json).
+    tmp.write_text(json.dumps(data, separators=(",", ":")))
     os.rename(tmp, path)
 
 

@@ -24,7 +24,6 @@ import json
 import os
 import stat
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 from corral.engine.containers import etc_files, users
 from corral.engine.containers.spec import (
@@ -38,7 +37,10 @@ from corral.engine.containers.spec import (
 )
 from corral.errors import UsageError
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from corral.engine.containers.manager import Containers
     from corral.engine.containers.userns import Mapping
     from corral.engine.snapshots.overlay import Mount
@@ -114,8 +116,7 @@ def _user_namespace(
 ) -> tuple[Mapping | None, Identity]:
     """``--userns``/``--uidmap``: the mapping (userns.py), and the identity (keep-id runs as
     the caller's ids unless ``-u`` says otherwise); the user must be mapped."""
-    import dataclasses
-
+    from corral._record import replace
     from corral.engine.containers import userns
 
     assert opts.userns is not None
@@ -132,7 +133,7 @@ def _user_namespace(
     if opts.userns.mode == "keep-id" and opts.user is None:
         uid = os.getuid() if opts.userns.keep_uid is None else opts.userns.keep_uid
         gid = os.getgid() if opts.userns.keep_gid is None else opts.userns.keep_gid
-        identity = dataclasses.replace(identity, uid=uid, gid=gid)
+        identity = replace(identity, uid=uid, gid=gid)
     userns.check_identity(mapping, identity.uid, identity.gid, identity.additional_gids)
     userns.open_path(container_dir.parent.parent, container_dir)
     return mapping, identity

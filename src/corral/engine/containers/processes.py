@@ -17,21 +17,24 @@ host pid, and its cgroup (``corral.Runtime.state`` / ``pids`` / ``stats``).
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import time
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
 
+from corral._record import datarecord, field
 from corral.errors import CorralError, StateError, UsageError
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from corral.engine.containers.manager import Containers, Record
 
 #: The time between the two samples of ``stats``.
 SAMPLE_INTERVAL = 0.5
 
 
-@dataclass(frozen=True)
+@datarecord(frozen=True)
 class ExecRequest:
     """``corral exec [-d] [-i] [-t] [-e K=V] [-u UID[:GID]] [-w DIR] CONTAINER CMD...``."""
 
@@ -62,6 +65,7 @@ def exec_in(containers: Containers, ref: str, request: ExecRequest) -> int:
             raise UsageError(f"--env {item!r}: want KEY=VALUE (or KEY)")
     record = running_record(containers, ref)
     env = [_resolved_env(item) for item in request.env]
+    gc.freeze()  # the runtime forks the process, which runs Python: see netns.create
     return containers.runtime_api().exec(
         record.id,
         request.args,
@@ -122,7 +126,7 @@ def top(containers: Containers, ref: str, ps_args: list[str]) -> str:
 # -- stats -------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@datarecord(frozen=True)
 class Stats:
     """One row of ``corral stats``."""
 
@@ -142,7 +146,7 @@ class Stats:
         return 100.0 * self.memory_usage / self.memory_limit if self.memory_limit else 0.0
 
 
-@dataclass(frozen=True)
+@datarecord(frozen=True)
 class _Sample:
     when: float
     cpu_ns: int

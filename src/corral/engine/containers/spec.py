@@ -34,12 +34,14 @@ from __future__ import annotations
 import copy
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
 
+from corral._record import datarecord, field
 from corral.errors import UsageError
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any, Literal
+
     from corral.engine.containers.userns import Mapping, UsernsRequest
     from corral.engine.network.model import NetworkRequest
 
@@ -75,9 +77,12 @@ STOP_TIMEOUT = "io.corral.stop-timeout"
 DEFAULT_SHM_SIZE = 64 * 1024 * 1024
 #: The CFS period docker uses with ``--cpus``: 100 ms.
 CPU_PERIOD = 100_000
+#: ``RunOptions.network`` for ``--network none`` alone (no -p, -P, --network-alias): the engine
+#: keeps nothing of engine.network for such a container, and neither it nor the CLI imports it.
+NO_NETWORK = "none"
 
 
-@dataclass(frozen=True)
+@datarecord(frozen=True)
 class MountOption:
     """One ``-v``, ``--mount`` or ``--tmpfs``: a bind, a (named or anonymous) volume, a tmpfs.
 
@@ -97,7 +102,7 @@ class MountOption:
     create: bool = False  # a missing bind source is made (-v does that; --mount refuses)
 
 
-@dataclass(frozen=True)
+@datarecord(frozen=True)
 class Ulimit:
     """``--ulimit NAME=SOFT[:HARD]``, NAME as docker spells it (``nofile``, ``nproc``)."""
 
@@ -106,7 +111,7 @@ class Ulimit:
     hard: int
 
 
-@dataclass(frozen=True)
+@datarecord(frozen=True)
 class DeviceOption:
     """``--device HOST[:CONTAINER[:PERMS]]``."""
 
@@ -115,7 +120,7 @@ class DeviceOption:
     perms: str = "rwm"
 
 
-@dataclass
+@datarecord
 class RunOptions:
     """The ``corral run`` / ``create`` flags that shape the container (docker's meanings)."""
 
@@ -152,7 +157,8 @@ class RunOptions:
     privileged: bool = False
     no_new_privileges: bool = False
     seccomp: bool = True  # podman's/docker's default profile; --security-opt seccomp=unconfined
-    network: NetworkRequest | None = None  # --network, -p, -P (None: the default bridge)
+    network: NetworkRequest | str | None = None  # --network, -p, -P (None: the default
+    # bridge; NO_NETWORK: none alone)
     seccomp_profile: dict[str, Any] | None = None  # --security-opt seccomp=PROFILE.json
     sysctls: dict[str, str] = field(default_factory=dict)
     userns: UsernsRequest | None = None  # --userns, --uidmap, --gidmap (None: the host's)
@@ -163,7 +169,7 @@ class RunOptions:
     stop_timeout: int | None = None
 
 
-@dataclass(frozen=True)
+@datarecord(frozen=True)
 class Identity:
     """Who the container's process is: ``-u`` (or the image's User) looked up in the image."""
 
@@ -173,7 +179,7 @@ class Identity:
     home: str = "/root"
 
 
-@dataclass
+@datarecord
 class Resolved:
     """What the engine looked up for ``build_spec``: the user and the mounts' host side."""
 

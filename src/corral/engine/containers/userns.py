@@ -55,11 +55,14 @@ import os
 import stat
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
+from corral._record import datarecord
 from corral.errors import UsageError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 #: podman's user for --userns=auto ranges (containers.conf root-auto-userns-user).
 AUTO_USER = "containers"
@@ -73,7 +76,7 @@ IDMAP_DIR = "idmapped"
 IDMAP_FILE = "idmapped.json"
 
 
-@dataclass(frozen=True)
+@datarecord(frozen=True)
 class IdMap:
     """One line of a uid_map/gid_map: ``size`` ids from ``container`` appear as ``host``."""
 
@@ -85,7 +88,7 @@ class IdMap:
         return {"containerID": self.container, "hostID": self.host, "size": self.size}
 
 
-@dataclass(frozen=True)
+@datarecord(frozen=True)
 class Mapping:
     """A container's user namespace: its uid and gid maps."""
 
@@ -124,7 +127,7 @@ def _to_container(maps: Sequence[IdMap], value: int) -> int | None:
     return None
 
 
-@dataclass(frozen=True)
+@datarecord(frozen=True)
 class UsernsRequest:
     """What ``--userns``/``--uidmap``/``--gidmap`` asked for (run_flags parses them)."""
 

@@ -21,15 +21,15 @@ from __future__ import annotations
 import os
 import stat
 from collections.abc import Sequence
-from dataclasses import dataclass
 
+from corral._record import datarecord
 from corral.engine.containers.spec import Identity
 from corral.errors import UsageError
 
 MAX_ID = 2**31 - 1
 
 
-@dataclass(frozen=True)
+@datarecord(frozen=True)
 class PasswdEntry:
     name: str
     uid: int
@@ -37,7 +37,7 @@ class PasswdEntry:
     home: str
 
 
-@dataclass(frozen=True)
+@datarecord(frozen=True)
 class GroupEntry:
     name: str
     gid: int

@@ -27,11 +27,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
-from typing import Any
 
+from corral._record import datarecord, field
 from corral.engine.images.digest import is_digest
 from corral.errors import NotFoundError, UsageError, UserError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 # -- the types -------------------------------------------------------------------------------------
 
@@ -92,7 +95,7 @@ ARCH_ALIASES = {"x86_64": "amd64", "x86-64": "amd64", "aarch64": "arm64", "armhf
 # -- descriptors and documents ---------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@datarecord(frozen=True)
 class Descriptor:
     """A pointer to a blob: what it is, its digest and its size (and, in an index, platform)."""
 
@@ -102,7 +105,7 @@ class Descriptor:
     platform: dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
+@datarecord(frozen=True)
 class Manifest:
     """An image manifest, checked: its media type, config and layers (bottom first)."""
 

@@ -17,8 +17,8 @@ what ``corral images`` shows and what ``corral run busybox`` finds.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
+from corral._record import datarecord
 from corral.errors import UsageError
 
 DOCKER_HUB = "docker.io"
@@ -35,7 +35,7 @@ _TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 _DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 
 
-@dataclass(frozen=True)
+@datarecord(frozen=True)
 class Reference:
     """A parsed, normalized reference. ``tag`` is None only when ``digest`` is set."""
 

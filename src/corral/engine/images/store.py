@@ -24,10 +24,9 @@ import sqlite3
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
 
+from corral._record import datarecord, field
 from corral.engine.db import transaction
 from corral.engine.format import rfc3339
 from corral.engine.images.content import ContentStore
@@ -36,7 +35,10 @@ from corral.engine.images.media import OCI_LAYER_TAR, OCI_LAYER_TYPE, OCI_MANIFE
 from corral.engine.images.reference import normalize, parse
 from corral.errors import NotFoundError, StateError, UsageError, UserError
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any, BinaryIO
+
     from corral.engine.engine import Engine
     from corral.engine.images.fromhost import RootfsBuilder
     from corral.engine.snapshots.overlay import Snapshotter
@@ -60,7 +62,7 @@ def host_architecture() -> str:
     return _ARCH.get(machine, machine)
 
 
-@dataclass(frozen=True)
+@datarecord(frozen=True)
 class LayerRef:
     """One layer of an image as its manifest and config name it."""
 
@@ -72,7 +74,7 @@ class LayerRef:
     size: int
 
 
-@dataclass(frozen=True)
+@datarecord(frozen=True)
 class NewLayer:
     """A layer ``add_layer`` made: its blob (an uncompressed tar) and its unpacked snapshot."""
 
@@ -83,7 +85,7 @@ class NewLayer:
     chain_id: str
 
 
-@dataclass
+@datarecord
 class Image:
     """An image's row plus what hangs off it."""
 
@@ -102,7 +104,7 @@ class Image:
         return short_id(self.id)
 
 
-@dataclass(frozen=True)
+@datarecord(frozen=True)
 class DiskUsageRow:
     kind: str
     total: int
@@ -111,7 +113,7 @@ class DiskUsageRow:
     reclaimable: int
 
 
-@dataclass
+@datarecord
 class DiskUsage:
     """``system df``: images (shared layers counted once), containers, volumes, build cache."""
 

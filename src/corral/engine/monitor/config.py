@@ -16,10 +16,13 @@ Durations are Go's (``1m30s``, ``500ms``, ``2h``), as docker takes them.
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass
-from typing import Any
 
+from corral._record import as_dict, datarecord
 from corral.errors import UsageError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 #: docker's healthcheck defaults (moby's container/health.go): 30 s, 30 s, 3 retries, 0 s.
 DEFAULT_INTERVAL = 30.0
@@ -41,7 +44,7 @@ _DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
 _SIZE_UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
 
 
-@dataclass
+@datarecord
 class Healthcheck:
     """docker's HEALTHCHECK: ``test`` is ``["CMD-SHELL", cmd]`` or ``["CMD", arg0, ...]``."""
 
@@ -69,7 +72,7 @@ class Healthcheck:
         }
 
 
-@dataclass
+@datarecord
 class MonitorConfig:
     """Everything the monitor needs to know about one container beyond its OCI bundle."""
 
@@ -85,7 +88,8 @@ class MonitorConfig:
     open_stdin: bool = False  # -i: attached clients may write to it
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        data: dict[str, Any] = as_dict(self)
+        return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> MonitorConfig:

@@ -33,6 +33,8 @@ def run_logged(
     started: Callable[[int], None],
 ) -> int:
     """Create, start and wait for the container; its exit code (128+N if killed by N)."""
+    import gc
+
     from corral.runtime import control, lifecycle
     from corral.runtime.stdio import Pipes
 
@@ -40,6 +42,7 @@ def run_logged(
     opts = lifecycle.CreateOptions()
     opts.detach = False
     opts.stdio = pipes.inner
+    gc.freeze()  # the runtime forks the init, which runs Python: see netns.create
     try:
         created = lifecycle.create(store, container_id, bundle, opts)
     except BaseException:

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import gc
 import os
 import signal
 import sys
@@ -60,6 +61,7 @@ def launch(
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
     report_r, report_w = os.pipe()
+    gc.freeze()  # C runs the runtime's create, and forks the init: see containers.netns.create
     first = os.fork()
     if first == 0:  # pragma: no cover - A, then C
         try:

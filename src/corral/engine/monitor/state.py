@@ -24,11 +24,15 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from dataclasses import dataclass, field
-from typing import Any
 
-from corral.engine.monitor import health as healthmod
+from corral._record import datarecord, field
 from corral.engine.monitor.config import MonitorConfig
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    from corral.engine.monitor import health as healthmod
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS container_state (
@@ -57,7 +61,7 @@ LIVE = ("running", "paused")
 _ready: dict[int, sqlite3.Connection] = {}
 
 
-@dataclass
+@datarecord
 class RunState:
     """One row of ``container_state``."""
 
@@ -180,7 +184,7 @@ def mark_running(
         " error = '', stopped = 0, restart_at = 0, health = ? WHERE id = ?",
         (
             pid, waiter, waiter_start, int(detached), started_at,
-            json.dumps(healthmod.initial()) if healthcheck else None, container_id,
+            json.dumps(_initial_health()) if healthcheck else None, container_id,
         ),
     )  # fmt: skip
 
@@ -216,3 +220,9 @@ def claim_restart(db: sqlite3.Connection, container_id: str) -> bool:
         (container_id,),
     )
     return cursor.rowcount == 1
+
+
+def _initial_health() -> healthmod.Health:
+    from corral.engine.monitor import health  # TypedDicts: typing, only with a healthcheck
+
+    return health.initial()

@@ -30,18 +30,47 @@ only *reserved* (bound, never listened on) by the process that waits for the con
 IPv4 only (IPv6 is optional in the issue and not done).
 """
 
-from corral.engine.network.manager import NetworkInfo, Networks
-from corral.engine.network.model import (
-    DEFAULT_BRIDGE,
-    DEFAULT_NETWORK,
-    DEFAULT_SUBNET,
-    Endpoint,
-    Network,
-    NetworkRequest,
-    PortMapping,
-    parse_mode,
-    parse_publish,
-)
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from corral.engine.network.manager import NetworkInfo, Networks
+    from corral.engine.network.model import (
+        DEFAULT_BRIDGE,
+        DEFAULT_NETWORK,
+        DEFAULT_SUBNET,
+        Endpoint,
+        Network,
+        NetworkRequest,
+        PortMapping,
+        parse_mode,
+        parse_publish,
+    )
+
+# The names below load on first use (PEP 562): importing ``corral.engine.network.model`` or
+# ``.files`` (what ``run --network none`` needs at most) must not import the manager and its
+# kernel modules (socket, subprocess, nft, netlink).
+_FROM = {
+    "NetworkInfo": "manager",
+    "Networks": "manager",
+    **dict.fromkeys(
+        (
+            "DEFAULT_BRIDGE", "DEFAULT_NETWORK", "DEFAULT_SUBNET", "Endpoint", "Network",
+            "NetworkRequest", "PortMapping", "parse_mode", "parse_publish",
+        ),
+        "model",
+    ),
+}  # fmt: skip
+
+
+def __getattr__(name: str) -> object:
+    module = _FROM.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "DEFAULT_BRIDGE",

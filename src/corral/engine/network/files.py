@@ -23,7 +23,9 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-from corral.engine.network.model import Endpoint
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only: run --network none writes these files without the model
+    from corral.engine.network.model import Endpoint
 
 HOSTS, HOSTNAME, RESOLV = "hosts", "hostname", "resolv.conf"
 FALLBACK_NAMESERVERS = ("8.8.8.8", "8.8.4.4")  # docker's, when the host's are all loopback

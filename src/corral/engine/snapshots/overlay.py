@@ -33,23 +33,26 @@ from __future__ import annotations
 
 import os
 import sqlite3
-import tempfile
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
 
+from corral._record import datarecord, field
 from corral.engine.db import transaction
 from corral.engine.images.digest import chain_id as make_chain_id
-from corral.engine.images.layers import Applied, LayerError, apply_layer, tree_size
 from corral.engine.layout import EXTRACT_PREFIX, Layout, remove_tree
 from corral.errors import ExistsError, NotFoundError, StateError, UserError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # images.layers (tarfile, gzip, tempfile) is for unpacking, not for run
+    from typing import Any, BinaryIO
+
+    from corral.engine.images.layers import Applied
 
 # The kernel copies mount options into one page; leave room for the rest of the options.
 MAX_MOUNT_DATA = 4096 - 1
 
 
-@dataclass(frozen=True)
+@datarecord(frozen=True)
 class Mount:
     """One mount, as data (containerd's ``mount.Mount``, and the OCI config's ``mounts[]``)."""
 
@@ -61,7 +64,7 @@ class Mount:
         return {"type": self.type, "source": self.source, "options": list(self.options)}
 
 
-@dataclass(frozen=True)
+@datarecord(frozen=True)
 class Layer:
     """A committed snapshot: one unpacked layer stacked on its parent chain."""
 
@@ -101,6 +104,10 @@ class Snapshotter:
         matches ``expected_diff_id`` when given): a refused layer leaves nothing.
         If ``expected_diff_id`` is given and that chain exists, nothing is read at all.
         """
+        import tempfile
+
+        from corral.engine.images.layers import LayerError, apply_layer
+
         if parent is not None:
             self.layer(parent)  # must exist
         if expected_diff_id is not None:
@@ -256,6 +263,8 @@ class Snapshotter:
 
     def usage(self, key: str) -> int:
         """Bytes written by the container into its snapshot."""
+        from corral.engine.images.layers import tree_size
+
         return tree_size(str(self.upper(key)))
 
     def active(self) -> list[tuple[str, str | None, Path]]:

@@ -1,0 +1,68 @@
+"""What ``corral run --network none``, ``run -d``, ``exec`` and ``rm -f`` load (issue 10: at
+most half podman's time; start-up was most of it, bench/README.md engine.py).
+
+Each runs as the lean launcher runs it (``python3 -I -S``, this checkout's src first) under
+``-X importtime`` on a real container, and the modules that the command itself (not its
+forked children: their lines carry no marker we could tell apart, so the set is a superset)
+loaded are checked: nothing of engine.network's manager (pyroute2, nft, socket) for
+``--network none``, no dataclasses (its exec per class and inspect, ast, dis: ~17 ms; the
+engine's classes are corral._record.datarecord), no typing (~2 ms), no hashlib (secrets),
+no tarfile (images.layers: unpacking, not running).
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+from helpers import SRC, VENV_PYTHON
+from helpers.engine import corral
+
+FORBIDDEN = {
+    "corral.engine.network.manager",
+    "corral.engine.network.model",
+    "corral.engine.network.netlink",
+    "pyroute2",
+    "dataclasses",
+    "inspect",
+    "typing",
+    "hashlib",
+    "secrets",
+    "tarfile",
+    "subprocess",
+}
+LAUNCHER = (
+    f"import sys; sys.path.insert(0, {str(SRC)!r}); sys.argv[0] = 'corral';"
+    " from corral.cli.main import main; sys.exit(main())"
+)
+
+
+def loaded_by(root: Path, *args: str) -> tuple[set[str], str]:
+    """Run one command the way the lean launcher does; (modules imported, its stdout)."""
+    done = subprocess.run(
+        [str(VENV_PYTHON), "-I", "-S", "-X", "importtime", "-c", LAUNCHER, "--root", str(root),
+         *args],
+        capture_output=True, text=True, timeout=60, check=False, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    lines = done.stderr.splitlines()
+    other = [line for line in lines if not line.startswith("import time:")]
+    assert done.returncode == 0, (args, done.stdout, other)
+    modules = {line.rsplit("|", 1)[-1].strip() for line in lines[1:] if "|" in line}
+    return modules, done.stdout
+
+
+def test_run_exec_rm_with_network_none_load_none_of_the_heavy_modules(root: Path) -> None:
+    corral(root, "image", "busybox")  # made once (from the host: tarfile, hashlib...), not timed
+    seen = {}
+    seen["run --rm"], out = loaded_by(root, "run", "--rm", "--network", "none", "busybox",
+                                      "echo", "hi")  # fmt: skip
+    assert out == "hi\n"
+    seen["run -d"], out = loaded_by(root, "run", "-d", "--network", "none", "busybox", "sleep",
+                                    "60")  # fmt: skip
+    cid = out.strip()
+    seen["exec"], out = loaded_by(root, "exec", cid, "cat", "/etc/hostname")
+    assert out == f"{cid[:12]}\n"
+    seen["rm -f"], out = loaded_by(root, "rm", "-f", cid)
+    assert out == f"{cid}\n"
+    found = {name: sorted(mods & FORBIDDEN) for name, mods in seen.items() if mods & FORBIDDEN}
+    assert found == {}
