@@ -55,3 +55,20 @@ def test_rm_force_and_stop_do_not_stall_under_load(root: Path, cpu_load: None) -
     slow = [(verb, round(seconds, 2)) for verb, seconds in took if seconds >= LIMIT]
     assert slow == [], took
     assert leftovers(root) == NOTHING
+
+
+def test_rm_force_kills_without_the_stop_signal(tmp_path: Path) -> None:
+    """docker's ``rm -f`` sends SIGKILL, not the stop signal: a TERM trap never runs."""
+    root = tmp_path / "root"
+    out = tmp_path / "out"
+    out.mkdir()
+    trap = 'trap "echo bye > /out/bye; exit 0" TERM; echo up > /out/up; while :; do sleep 0.1; done'
+    corral(root, "run", "-d", "--name", "trapper", "-v", f"{out}:/out", "busybox",
+           "sh", "-c", trap)  # fmt: skip
+    deadline = time.monotonic() + 15
+    while not (out / "up").exists():
+        assert time.monotonic() < deadline, "the container did not start"
+        time.sleep(0.05)
+    corral(root, "rm", "-f", "trapper")
+    assert not (out / "bye").exists()
+    assert leftovers(root) == NOTHING

@@ -78,25 +78,47 @@ def test_run_flags_are_built_when_run_is_parsed() -> None:
     "args",
     [
         ["ps"], ["ps", "-a"], ["--root", "/r", "ps", "--all", "-q"], ["ps", "--quiet"],
+        ["ps", "-aq"],
         ["images"], ["--runroot", "/x", "--root", "/r", "images", "-q"],
+        ["rm", "web"], ["rm", "-f", "a", "b"], ["--root", "/r", "rm", "-fv", "a"],
+        ["rm", "--force", "--volumes", "x"],
+        ["exec", "web", "true"], ["exec", "-it", "web", "sh"], ["exec", "-d", "web", "sleep", "1"],
+        ["exec", "-e", "A=1", "--env", "B=2", "--env=C=3", "-u", "7:8", "-w", "/tmp", "web",
+         "ls", "-l", "--", "-x"],
+        ["exec", "--user=0", "--workdir=/", "--interactive", "--tty", "web", "-t", "cmd"],
+        ["exec", "web"],
+        ["run", "--rm", "--network", "none", "busybox", "true"],
+        ["run", "-d", "--name", "web", "-p", "8080:80", "-e", "A=1", "-v", "/a:/b", "busybox",
+         "httpd", "-f", "--", "-x"],
+        ["run", "-it", "--rm", "busybox"], ["run", "-dit", "--net=none", "busybox", "sh"],
+        ["run", "--memory", "64m", "--pids-limit", "10", "-w", "/tmp", "-u", "1:2", "busybox",
+         "--rm"],
+        ["create", "--name", "c", "--restart", "on-failure:3", "busybox", "true"],
     ],
 )  # fmt: skip
 def test_plain_forms_parse_as_argparse_does(args: list[str]) -> None:
-    from corral.cli.main import build_parser, parse_plain
+    from corral.cli.main import PLAIN, build_parser, command_word, parse_plain
 
     plain = parse_plain(args)
     assert plain is not None
     parsed = vars(build_parser().parse_args(args))
-    # the same attributes and values; the function is cli.plain's, which prints from the views
-    # what the full command prints (tests/integration/test_engine_views.py)
+    # the same attributes and values; ps and images print from the views the same columns as
+    # the full commands (tests/e2e/test_engine_views.py)
     assert {**vars(plain), "func": None} == {**parsed, "func": None}
-    assert plain.func.__module__ == "corral.cli.plain"
+    word = command_word(args)
+    assert word is not None and plain.func.__module__ == PLAIN[word].module
+    assert plain.func.__name__ == PLAIN[word].function
 
 
 @pytest.mark.parametrize(
     "args",
-    [["ps", "-aq"], ["ps", "--format", "x"], ["ps", "-a", "extra"], ["images", "busybox"],
-     ["--root"], ["--root", "/r"], ["--version"], ["rm", "-f", "x"], ["--root", "/r", "-v", "ps"]],
+    [["ps", "--format", "x"], ["ps", "-a", "extra"], ["images", "busybox"],
+     ["--root"], ["--root", "/r"], ["--version"], ["rm", "-f"], ["rm", "a", "-f"],
+     ["rm", "--", "a"], ["exec"], ["exec", "-x", "web", "true"], ["exec", "-e"],
+     ["exec", "--privileged", "web", "true"], ["--root", "/r", "-v", "ps"],
+     ["run", "--health-retries", "3", "busybox"], ["run", "--tls-verify", "busybox"],
+     ["run", "--memory-swap", "-1", "busybox"], ["run", "-d", "--", "busybox"], ["run"],
+     ["run", "--rm", "-eX=1", "busybox"], ["create", "-d", "busybox"]],
 )  # fmt: skip
 def test_other_forms_go_to_argparse(args: list[str]) -> None:
     from corral.cli.main import parse_plain

@@ -651,6 +651,16 @@ def _run_flags(p: Any, run: bool) -> None:
     p.add_argument("command", nargs="...", metavar="CMD")  # argparse.REMAINDER
 
 
+def declare_run(p: Any) -> None:
+    """``run``'s flags, on ``p`` (argparse, or cli.main's _Declared)."""
+    _run_flags(p, run=True)
+
+
+def declare_create(p: Any) -> None:
+    """``create``'s flags, on ``p``."""
+    _run_flags(p, run=False)
+
+
 def _tls_verify(text: str) -> bool:
     from corral.cli.registry import _bool
 
@@ -665,11 +675,11 @@ def register(commands: Commands) -> None:
 
 def _register(sub: Any, grouped: bool) -> None:
     p = sub.add_parser("create", help="create a container (do not start it)")
-    p.defer(lambda p=p: _run_flags(p, run=False))  # built only when used
+    p.defer(lambda p=p: declare_create(p))  # built only when used
     p.set_defaults(func=cmd_create, error_status=_start_failure_status)
 
     p = sub.add_parser("run", help="run a command in a new container")
-    p.defer(lambda p=p: _run_flags(p, run=True))  # built only when used
+    p.defer(lambda p=p: declare_run(p))  # built only when used
     p.set_defaults(func=cmd_run, error_status=_start_failure_status)
 
     p = sub.add_parser("start", help="start created or stopped containers")

@@ -148,34 +148,156 @@ def modules_for(args: list[str]) -> tuple[str, ...]:
     return COMMANDS.get(word or "", NOUNS)
 
 
-#: The commonest read-only commands in their plain forms, parsed without argparse (whose import
-#: of re and gettext, and the parser's construction, cost more than listing the containers)
-#: and printed from the engine's views (cli.plain, engine.views): word -> (its module and
-#: command function, the flags allowed alone and the attribute each sets, the other attributes
-#: as the parser's defaults). Any other command line goes to argparse;
-#: tests/unit/test_cli_dispatch.py checks that both give the same Namespace.
-PLAIN: dict[str, tuple[str, str, dict[str, str], dict[str, object]]] = {
-    "ps": (
-        "corral.cli.plain",
-        "ps",
+class Plain:
+    """How to parse one command's common forms without argparse (``PLAIN``).
+
+    ``flags``: the flags that set an attribute to True, alone or bundled (``-it``); ``values``:
+    the flags that take a value (``-e X``, ``--env=X``) -> (attribute, whether it appends);
+    then the words: all of them (at least one) to ``words`` (``rm CONTAINER...``), or the first
+    to ``first`` and all after it, flags too, to ``rest`` (``exec CONTAINER CMD...``), or none;
+    ``defaults``: every other attribute the parser sets; ``also``: attributes taken from the
+    command's module by name. Anything else on the line (an unknown flag, ``--``, a missing
+    word) is left to argparse.
+    """
+
+    def __init__(self, module: str, function: str, flags: "dict[str, str] | None" = None,
+                 defaults: "dict[str, object] | None" = None,
+                 values: "dict[str, tuple[str, bool]] | None" = None,
+                 words: "str | None" = None, first: "str | None" = None, rest: "str | None" = None,
+                 also: "dict[str, str] | None" = None, declare: "str | None" = None,
+                 ) -> None:  # fmt: skip
+        self.module, self.function = module, function
+        self.flags, self.values, self.defaults = flags or {}, values or {}, defaults or {}
+        self.words, self.first, self.rest = words, first, rest
+        self.also = also or {}
+        self.declare = declare
+
+    def learn(self, module: object) -> None:
+        """Take the flags from the module's ``declare`` function (which declares them on a
+        parser: here on a _Declared), once."""
+        if self.declare is not None:
+            declared = _Declared()
+            getattr(module, self.declare)(declared)
+            self.flags.update(declared.flags)
+            self.values.update(declared.values)
+            self.defaults.update(declared.defaults)
+            self.declare = None
+
+    def parse(self, args: "list[str]", found: "dict[str, object]") -> bool:
+        """Fill ``found`` from ``args`` (what follows the command's word); False if argparse
+        must decide."""
+        found.update(self.defaults)
+        i = 0
+        while i < len(args) and args[i].startswith("-") and args[i] != "-":
+            arg = args[i]
+            name, eq, value = arg.partition("=")
+            if arg in self.flags:
+                found[self.flags[arg]] = True
+            elif name in self.values and (eq or i + 1 < len(args)):
+                if not eq:
+                    i += 1
+                    value = args[i]
+                    if value.startswith("-"):  # argparse's rules for those (-1, a flag...)
+                        return False
+                attr, append = self.values[name]
+                found[attr] = [*(found[attr] or []), value] if append else value  # type: ignore[misc]
+            elif not arg.startswith("--") and all(f"-{c}" in self.flags for c in arg[1:]):
+                for c in arg[1:]:  # bundled: -it
+                    found[self.flags[f"-{c}"]] = True
+            else:
+                return False
+            i += 1
+        left = args[i:]
+        if self.first is not None and self.rest is not None:
+            if not left:
+                return False
+            found[self.first], found[self.rest] = left[0], left[1:]
+            return True
+        if self.words is not None:
+            if not left or any(w.startswith("-") for w in left):
+                return False
+            found[self.words] = left
+            return True
+        return not left
+
+
+class _Declared:
+    """Stands in for a parser to learn the flags a command declares (``run``'s and ``create``'s
+    hundred, in cli.containers): the plain ones (True flags, values, appended values) for
+    Plain, and every default. A flag with a type, choices or an optional value is left to
+    argparse: Plain does not know it, so a command line that uses it goes there."""
+
+    def __init__(self) -> None:
+        self.flags: dict[str, str] = {}
+        self.values: dict[str, tuple[str, bool]] = {}
+        self.defaults: dict[str, object] = {}
+
+    def add_argument(self, *names: str, **kw: "Any") -> None:
+        if not names[0].startswith("-"):
+            if kw.get("nargs") == "...":
+                self.defaults[names[0]] = []
+            return  # the positionals are Plain's ``first`` and ``rest``
+        long = [n for n in names if n.startswith("--")]
+        dest = kw.get("dest") or (long or names)[0].lstrip("-").replace("-", "_")
+        action = kw.get("action")
+        plain = not {"type", "choices", "nargs", "const"} & set(kw)
+        if action == "store_true":
+            self.defaults[dest] = kw.get("default", False)
+            self.flags.update(dict.fromkeys(names, dest))
+        else:
+            self.defaults[dest] = kw.get("default")
+            if plain and action in (None, "store", "append"):
+                self.values.update(dict.fromkeys(names, (dest, action == "append")))
+
+
+#: The commonest commands in their plain forms, parsed without argparse (whose import of re and
+#: gettext, and the parser's construction, cost 4-7 ms: more than listing the containers, a
+#: tenth of ``rm -f``). ``ps`` and ``images`` print from the engine's views (cli.plain,
+#: engine.views); ``run`` and ``create`` learn their flags from cli.containers (_Declared).
+#: Any other command line goes to argparse; tests/unit/test_cli_dispatch.py checks that both
+#: give the same attributes.
+PLAIN: "dict[str, Plain]" = {
+    "ps": Plain(
+        "corral.cli.plain", "ps",
         {"-a": "all", "--all": "all", "-q": "quiet", "--quiet": "quiet"},
-        {
-            "all": False, "quiet": False, "no_trunc": False, "filter": None, "format": None,
-            "last": None, "latest": False,
-        },
+        {"all": False, "quiet": False, "no_trunc": False, "filter": None, "format": None,
+         "last": None, "latest": False},
     ),
-    "images": (
-        "corral.cli.plain",
-        "images",
-        {"-q": "quiet", "--quiet": "quiet"},
+    "images": Plain(
+        "corral.cli.plain", "images", {"-q": "quiet", "--quiet": "quiet"},
         {"reference": None, "quiet": False, "no_trunc": False, "filter": None, "format": None},
     ),
-}
+    "rm": Plain(
+        "corral.cli.containers", "cmd_rm",
+        {"-f": "force", "--force": "force", "-v": "volumes", "--volumes": "volumes"},
+        {"force": False, "volumes": False}, words="containers",
+    ),
+    "run": Plain(
+        "corral.cli.containers", "cmd_run", declare="declare_run", first="image", rest="command",
+        also={"error_status": "_start_failure_status"},
+    ),
+    "create": Plain(
+        "corral.cli.containers", "cmd_create", declare="declare_create", first="image",
+        rest="command", also={"error_status": "_start_failure_status"},
+    ),
+    "exec": Plain(
+        "corral.cli.containers", "cmd_exec",
+        {"-d": "detach", "--detach": "detach", "-i": "interactive", "--interactive": "interactive",
+         "-t": "tty", "--tty": "tty"},
+        {"detach": False, "interactive": False, "tty": False, "env": None, "user": None,
+         "workdir": None},
+        values={"-e": ("env", True), "--env": ("env", True), "-u": ("user", False),
+                "--user": ("user", False), "-w": ("workdir", False),
+                "--workdir": ("workdir", False)},
+        first="container", rest="command",
+        also={"error_status": "_exec_failure_status"},
+    ),
+}  # fmt: skip
 
 
 def parse_plain(args: list[str]) -> "argparse.Namespace | None":
     """``args`` parsed as the parser would, if they are a PLAIN command's plain form
-    (``--root DIR ps -a``); else None."""
+    (``--root DIR ps -a``, ``rm -f web``); else None."""
     found: dict[str, object] = {"root": None, "runroot": None, "version": False}
     i = 0
     while i + 1 < len(args) and args[i] in _VALUED:
@@ -183,14 +305,16 @@ def parse_plain(args: list[str]) -> "argparse.Namespace | None":
         i += 2
     if i >= len(args) or args[i] not in PLAIN:
         return None
-    module, function, flags, defaults = PLAIN[args[i]]
-    found.update(defaults, command=args[i])
-    for arg in args[i + 1 :]:
-        if arg not in flags:
-            return None
-        found[flags[arg]] = True
-    __import__(module)  # (importlib and types would cost the plain path 0.4 ms)
-    found["func"] = getattr(sys.modules[module], function)
+    plain = PLAIN[args[i]]
+    __import__(plain.module)  # (importlib and types would cost the plain path 0.4 ms)
+    module = sys.modules[plain.module]
+    plain.learn(module)
+    found["command"] = args[i]  # (run's and exec's own ``command`` replaces it, as in argparse)
+    if not plain.parse(args[i + 1 :], found):
+        return None
+    found["func"] = getattr(module, plain.function)
+    for attr, name in plain.also.items():
+        found[attr] = getattr(module, name)
     parsed = _Parsed()
     parsed.__dict__.update(found)
     return parsed  # type: ignore[return-value]  # the attributes are the same

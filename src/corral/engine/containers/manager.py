@@ -758,15 +758,19 @@ class Containers:
             runstate.update(self.db, record.id, stopped=True)
         runtime = self.runtime_api()
         wait = float(row.config.stop_timeout if timeout is None else timeout)
+        number = parse_signal(signal or row.config.stop_signal)
+        killing = number == 9  # SIGKILL at once (``rm -f``): to every process, as below
         with contextlib.suppress(CorralError):
-            runtime.kill(record.id, parse_signal(signal or row.config.stop_signal))
+            runtime.kill(record.id, number, all_processes=killing)
             if row.status == "paused":
                 runtime.resume(record.id)
-        if wait <= 0 or not self._wait_exit(row, wait):
+        if not killing and wait > 0 and self._wait_exit(row, wait):
+            return record.id
+        if not killing:
             with contextlib.suppress(CorralError):
                 runtime.kill(record.id, 9, all_processes=True)
-            if not self._wait_exit(row, 10.0):
-                raise StateError(f"container {record.id[:12]}: still running after SIGKILL")
+        if not self._wait_exit(row, 10.0):
+            raise StateError(f"container {record.id[:12]}: still running after SIGKILL")
         return record.id
 
     def _wait_exit(self, row: RunState, timeout: float) -> bool:
@@ -845,7 +849,7 @@ class Containers:
                     f"cannot remove container {record.name!r}: container is {state}: stop the "
                     "container before removing or force remove"
                 )
-            self.stop(record.id, timeout=0)
+            self.stop(record.id, timeout=0, signal="SIGKILL")  # docker's rm -f: no stop signal
         images = self.images
         with images.locked():
             self._teardown(record.id)
