@@ -172,16 +172,17 @@ class Plain:
         self.also = also or {}
         self.declare = declare
 
-    def learn(self, module: object) -> None:
-        """Take the flags from the module's ``declare`` function (which declares them on a
-        parser: here on a _Declared), once."""
-        if self.declare is not None:
-            declared = _Declared()
-            getattr(module, self.declare)(declared)
-            self.flags.update(declared.flags)
-            self.values.update(declared.values)
-            self.defaults.update(declared.defaults)
-            self.declare = None
+    def learned(self, module: object) -> "Plain":
+        """This Plain with the flags that the module's ``declare`` function declares (on a
+        parser: here on a _Declared). Learned at each use: a default may come from the
+        environment (``--network``'s from $CORRAL_NETWORK)."""
+        if self.declare is None:
+            return self
+        declared = _Declared()
+        getattr(module, self.declare)(declared)
+        return Plain(self.module, self.function, {**self.flags, **declared.flags},
+                     {**self.defaults, **declared.defaults}, {**self.values, **declared.values},
+                     self.words, self.first, self.rest, self.also)  # fmt: skip
 
     def parse(self, args: "list[str]", found: "dict[str, object]") -> bool:
         """Fill ``found`` from ``args`` (what follows the command's word); False if argparse
@@ -308,7 +309,7 @@ def parse_plain(args: list[str]) -> "argparse.Namespace | None":
     plain = PLAIN[args[i]]
     __import__(plain.module)  # (importlib and types would cost the plain path 0.4 ms)
     module = sys.modules[plain.module]
-    plain.learn(module)
+    plain = plain.learned(module)
     found["command"] = args[i]  # (run's and exec's own ``command`` replaces it, as in argparse)
     if not plain.parse(args[i + 1 :], found):
         return None
