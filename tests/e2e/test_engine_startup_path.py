@@ -12,11 +12,10 @@ no tarfile (images.layers: unpacking, not running).
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
-from helpers import SRC, VENV_PYTHON
 from helpers.engine import corral
+from helpers.startup import loaded_by
 
 FORBIDDEN = {
     "corral.engine.network.manager",
@@ -31,38 +30,20 @@ FORBIDDEN = {
     "tarfile",
     "subprocess",
 }
-LAUNCHER = (
-    f"import sys; sys.path.insert(0, {str(SRC)!r}); sys.argv[0] = 'corral';"
-    " from corral.cli.main import main; sys.exit(main())"
-)
-
-
-def loaded_by(root: Path, *args: str) -> tuple[set[str], str]:
-    """Run one command the way the lean launcher does; (modules imported, its stdout)."""
-    done = subprocess.run(
-        [str(VENV_PYTHON), "-I", "-S", "-X", "importtime", "-c", LAUNCHER, "--root", str(root),
-         *args],
-        capture_output=True, text=True, timeout=60, check=False, stdin=subprocess.DEVNULL,
-    )  # fmt: skip
-    lines = done.stderr.splitlines()
-    other = [line for line in lines if not line.startswith("import time:")]
-    assert done.returncode == 0, (args, done.stdout, other)
-    modules = {line.rsplit("|", 1)[-1].strip() for line in lines[1:] if "|" in line}
-    return modules, done.stdout
 
 
 def test_run_exec_rm_with_network_none_load_none_of_the_heavy_modules(root: Path) -> None:
     corral(root, "image", "busybox")  # made once (from the host: tarfile, hashlib...), not timed
     seen = {}
-    seen["run --rm"], out = loaded_by(root, "run", "--rm", "--network", "none", "busybox",
+    seen["run --rm"], out = loaded_by("corral", root, "run", "--rm", "--network", "none", "busybox",
                                       "echo", "hi")  # fmt: skip
     assert out == "hi\n"
-    seen["run -d"], out = loaded_by(root, "run", "-d", "--network", "none", "busybox", "sleep",
-                                    "60")  # fmt: skip
+    seen["run -d"], out = loaded_by("corral", root, "run", "-d", "--network", "none",
+                                    "busybox", "sleep", "60")  # fmt: skip
     cid = out.strip()
-    seen["exec"], out = loaded_by(root, "exec", cid, "cat", "/etc/hostname")
+    seen["exec"], out = loaded_by("corral", root, "exec", cid, "cat", "/etc/hostname")
     assert out == f"{cid[:12]}\n"
-    seen["rm -f"], out = loaded_by(root, "rm", "-f", cid)
+    seen["rm -f"], out = loaded_by("corral", root, "rm", "-f", cid)
     assert out == f"{cid}\n"
     found = {name: sorted(mods & FORBIDDEN) for name, mods in seen.items() if mods & FORBIDDEN}
     assert found == {}

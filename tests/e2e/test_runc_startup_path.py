@@ -15,7 +15,8 @@ import time
 from pathlib import Path
 
 from corral.cgroups import detect
-from helpers import SRC, VENV_PYTHON, Bundle, Runc
+from helpers import Bundle, Runc
+from helpers.startup import imported, launcher, loaded_by
 
 # Never on the path of state, start, kill, delete or --version.
 FORBIDDEN = {
@@ -29,37 +30,6 @@ FORBIDDEN = {
     "corral.sys",
     "corral.cgroups.systemd",
 }
-LAUNCHER = (
-    f"import sys; sys.path.insert(0, {str(SRC)!r}); sys.argv[0] = 'corral-runc';"
-    " from corral.cli.runc import run; run()"
-)
-
-
-def loaded_by(root: Path, *args: str) -> tuple[set[str], str]:
-    """Run one verb the way the lean launcher does; (modules it imported, its stdout)."""
-    done = subprocess.run(
-        [
-            str(VENV_PYTHON),
-            "-I",
-            "-S",
-            "-X",
-            "importtime",
-            "-c",
-            LAUNCHER,
-            "--root",
-            str(root),
-            *args,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
-    lines = done.stderr.splitlines()
-    other = [line for line in lines if not line.startswith("import time:")]
-    assert done.returncode == 0, (args, done.stdout, other)
-    modules = {line.rsplit("|", 1)[-1].strip() for line in lines[1:] if "|" in line}
-    return modules, done.stdout
 
 
 def test_the_verbs_load_no_os_no_json_and_nothing_of_create(
@@ -68,18 +38,18 @@ def test_the_verbs_load_no_os_no_json_and_nothing_of_create(
     bundle.set(args=["sleep", "30"])
     corral_runc("create", "--bundle", bundle, cid, check=True)
     seen = {}
-    seen["--version"], _ = loaded_by(runc_root, "--version")
-    seen["state (created)"], out = loaded_by(runc_root, "state", cid)
+    seen["--version"], _ = loaded_by("corral-runc", runc_root, "--version")
+    seen["state (created)"], out = loaded_by("corral-runc", runc_root, "state", cid)
     assert json.loads(out)["status"] == "created"
-    seen["start"], _ = loaded_by(runc_root, "start", cid)
-    seen["state (running)"], out = loaded_by(runc_root, "state", cid)
+    seen["start"], _ = loaded_by("corral-runc", runc_root, "start", cid)
+    seen["state (running)"], out = loaded_by("corral-runc", runc_root, "state", cid)
     assert json.loads(out)["status"] == "running"
-    seen["kill"], _ = loaded_by(runc_root, "kill", cid, "9")
+    seen["kill"], _ = loaded_by("corral-runc", runc_root, "kill", cid, "9")
     deadline = time.monotonic() + 10
     while json.loads(corral_runc("state", cid, check=True).stdout)["status"] != "stopped":
         assert time.monotonic() < deadline, "the container did not stop after SIGKILL"
         time.sleep(0.02)
-    seen["delete"], _ = loaded_by(runc_root, "delete", cid)
+    seen["delete"], _ = loaded_by("corral-runc", runc_root, "delete", cid)
     assert corral_runc("state", cid).returncode == 1  # deleted
     found = {verb: sorted(modules & FORBIDDEN) for verb, modules in seen.items()}
     assert found == {verb: [] for verb in seen}
@@ -105,14 +75,14 @@ def test_a_bare_create_loads_no_os_and_nothing_of_the_other_verbs(
     log = runc_root.parent / f"{cid}-importtime.txt"
     with open(log, "w") as err:  # not a pipe: the container's init keeps the create's stdio
         done = subprocess.run(
-            [str(VENV_PYTHON), "-I", "-S", "-X", "importtime", "-c", LAUNCHER,
-             "--root", str(runc_root), "create", "--bundle", str(bundle), cid],
+            [*launcher("corral-runc"), "--root", str(runc_root), "create", "--bundle",
+             str(bundle), cid],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err, timeout=30,
             check=False,
         )
     lines = log.read_text().splitlines()
     log.unlink()
-    modules = {line.rsplit("|", 1)[-1].strip() for line in lines[1:] if "|" in line}
+    modules = imported(lines)
     try:
         assert done.returncode == 0, [line for line in lines if "|" not in line]
         assert sorted(modules & CREATE_FORBIDDEN) == []
