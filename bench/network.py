@@ -59,7 +59,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -231,23 +231,18 @@ def publish(ip: str = "127.0.0.1:") -> list[str]:
 
 
 @contextmanager
-def veth_path(clients: Any) -> Iterator[list[Target]]:
-    """Two namespaces joined by a veth pair (10.254.0.1/30 -- 10.254.0.2/30); servers in B."""
+def _namespace_pair(clients: Any) -> Iterator[tuple[Any, Any, Callable[[], None]]]:
+    """Two network namespaces A and B, and a function that starts the servers in B (once B's
+    link is up); the servers and both namespaces are gone after."""
     a, b = clients.NetNS(), clients.NetNS()
     procs: list[subprocess.Popen[bytes]] = []
-    try:
-        va, vb = f"vb{secrets.token_hex(3)}a", f"vb{secrets.token_hex(3)}b"
-        _run(*a.enter, "ip", "link", "add", va, "type", "veth", "peer", "name", vb,
-             "netns", b.path)  # fmt: skip
-        _run(*a.enter, "ip", "addr", "add", "10.254.0.1/30", "dev", va)
-        _run(*a.enter, "ip", "link", "set", va, "up")
-        _run(*b.enter, "ip", "addr", "add", "10.254.0.2/30", "dev", vb)
-        _run(*b.enter, "ip", "link", "set", vb, "up")
-        # in a session of its own: its iperf3 -s child goes with it
+
+    def serve() -> None:  # in a session of its own: its iperf3 -s child goes with it
         procs.append(subprocess.Popen([*b.enter, sys.executable, "-c", SERVER],
                                       start_new_session=True))  # fmt: skip
-        yield [Target("veth", "kernel (veth, no NAT)", a.enter, "10.254.0.2", IPERF_PORT,
-                      ECHO_PORT)]  # fmt: skip
+
+    try:
+        yield a, b, serve
     finally:
         for p in procs:
             os.killpg(p.pid, signal.SIGKILL)
@@ -257,13 +252,27 @@ def veth_path(clients: Any) -> Iterator[list[Target]]:
 
 
 @contextmanager
+def veth_path(clients: Any) -> Iterator[list[Target]]:
+    """Two namespaces joined by a veth pair (10.254.0.1/30 -- 10.254.0.2/30); servers in B."""
+    with _namespace_pair(clients) as (a, b, serve):
+        va, vb = f"vb{secrets.token_hex(3)}a", f"vb{secrets.token_hex(3)}b"
+        _run(*a.enter, "ip", "link", "add", va, "type", "veth", "peer", "name", vb,
+             "netns", b.path)  # fmt: skip
+        _run(*a.enter, "ip", "addr", "add", "10.254.0.1/30", "dev", va)
+        _run(*a.enter, "ip", "link", "set", va, "up")
+        _run(*b.enter, "ip", "addr", "add", "10.254.0.2/30", "dev", vb)
+        _run(*b.enter, "ip", "link", "set", vb, "up")
+        serve()
+        yield [Target("veth", "kernel (veth, no NAT)", a.enter, "10.254.0.2", IPERF_PORT,
+                      ECHO_PORT)]  # fmt: skip
+
+
+@contextmanager
 def bridge_path(clients: Any) -> Iterator[list[Target]]:
     """The veth pair of ``veth_path`` with a Linux bridge on A's side (10.254.1.1/24 on the
     bridge, 10.254.1.2/24 in B), and no netfilter rule in either namespace: what a bridged
     container's path costs before any conntrack or NAT."""
-    a, b = clients.NetNS(), clients.NetNS()
-    procs: list[subprocess.Popen[bytes]] = []
-    try:
+    with _namespace_pair(clients) as (a, b, serve):
         br, va, vb = (f"vb{secrets.token_hex(3)}{x}" for x in "rab")
         _run(*a.enter, "ip", "link", "add", br, "type", "bridge")
         _run(*a.enter, "ip", "link", "add", va, "type", "veth", "peer", "name", vb,
@@ -274,16 +283,9 @@ def bridge_path(clients: Any) -> Iterator[list[Target]]:
             _run(*a.enter, "ip", "link", "set", dev, "up")
         _run(*b.enter, "ip", "addr", "add", "10.254.1.2/24", "dev", vb)
         _run(*b.enter, "ip", "link", "set", vb, "up")
-        procs.append(subprocess.Popen([*b.enter, sys.executable, "-c", SERVER],
-                                      start_new_session=True))  # fmt: skip
+        serve()
         yield [Target("bridge", "kernel (bridge, no netfilter)", a.enter, "10.254.1.2",
                       IPERF_PORT, ECHO_PORT)]  # fmt: skip
-    finally:
-        for p in procs:
-            os.killpg(p.pid, signal.SIGKILL)
-            p.wait()
-        a.close()
-        b.close()
 
 
 @contextmanager
