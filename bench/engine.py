@@ -388,7 +388,11 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"bench/engine.py: cleanup: {err}", file=sys.stderr)
         subprocess.run(["umount", "-R", str(base / "pm" / "root" / "overlay")],
                        capture_output=True, check=False)  # fmt: skip
-        shutil.rmtree(base, ignore_errors=True)
+        for _ in range(50):  # podman's cleanup processes may still write into its storage
+            shutil.rmtree(base, ignore_errors=True)
+            if not base.exists():
+                break
+            time.sleep(0.1)
         extra["load_after"] = loadavg()
         print(f"load average {extra['load_after']}")
     if ns.json:

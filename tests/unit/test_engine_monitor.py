@@ -149,3 +149,16 @@ def test_health_transitions() -> None:
     assert len(now["Log"]) == 5
     assert views.health_suffix("starting") == " (health: starting)"
     assert views.health_suffix("unhealthy") == " (unhealthy)"
+
+
+def test_the_monitor_never_creates_a_missing_database(tmp_path: Path) -> None:
+    """A monitor that outlives its root (removed under it) must not bring corral.db back."""
+    from corral.engine.db import connect
+    from corral.engine.monitor.server import _query
+
+    gone = tmp_path / "gone" / "corral.db"
+    gone.parent.mkdir()
+    assert _query(str(gone), "SELECT 1") is None
+    assert not gone.exists()
+    connect(tmp_path / "corral.db").close()
+    assert _query(str(tmp_path / "corral.db"), "SELECT n FROM generation") == [{"n": 0}]

@@ -578,7 +578,7 @@ class Monitor:
 def _query(db_path: str, sql: str) -> list[dict[str, Any]] | None:
     """The rows ``sql`` selects from the database, read by a forked child that imports sqlite3
     (so this process never does) and writes them back as JSON; [] while there is no table,
-    None if the child failed (a locked or damaged database: try again later)."""
+    None if the child failed (a locked, damaged or missing database: try again later)."""
     read, write = os.pipe2(os.O_CLOEXEC)
     pid = os.fork()
     if pid == 0:  # pragma: no cover - the child
@@ -587,7 +587,9 @@ def _query(db_path: str, sql: str) -> list[dict[str, Any]] | None:
             os.close(read)
             import sqlite3
 
-            db = sqlite3.connect(db_path, timeout=30, isolation_level=None)
+            # mode=rw: never create it (a root removed while we lingered stays removed)
+            db = sqlite3.connect(f"file:{db_path}?mode=rw", uri=True, timeout=30,
+                                 isolation_level=None)  # fmt: skip
             db.row_factory = sqlite3.Row
             try:
                 found = [dict(r) for r in db.execute(sql)]
