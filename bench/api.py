@@ -46,6 +46,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from runc_startup import percentile  # (bench/ is on sys.path: the scripts' folder)
+
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "src"))
 sys.path.insert(0, str(REPO / "bench"))
@@ -119,14 +121,6 @@ def lean_launcher(path: Path) -> str:
     )
     path.chmod(0o755)
     return str(path)
-
-
-def percentile(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    rank = (len(ordered) - 1) * p / 100
-    low = int(rank)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -57,6 +57,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from runc_startup import percentile  # (bench/ is on sys.path: the scripts' folder)
+
 REPO = Path(__file__).resolve().parent.parent
 PODMAN = shutil.which("podman") or "podman"
 
@@ -186,14 +188,6 @@ def timed(fn: Callable[[], object]) -> float:
     start = time.perf_counter()
     fn()
     return (time.perf_counter() - start) * 1000
-
-
-def percentile(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    rank = (len(ordered) - 1) * p / 100
-    low = int(rank)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
 
 
 Maker = Callable[[Tool], Callable[[], object]]

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import os
 
+from corral.runtime.state import write_atomic
 from corral.sys.seccomp import Profile, api_level, compile_profile, library_version
 
 TYPE_CHECKING = False
@@ -105,13 +106,7 @@ def _write_program(path: str, program: bytes) -> None:
         if len(os.listdir(CACHE_DIR)) >= _CACHE_FILES:
             for name in os.listdir(CACHE_DIR):
                 os.unlink(f"{CACHE_DIR}/{name}")
-        tmp = f"{path}.{os.getpid()}.tmp"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-        try:
-            os.write(fd, program)
-        finally:
-            os.close(fd)
-        os.rename(tmp, path)
+        write_atomic(path, program)
     except OSError:
         pass
 
