@@ -147,8 +147,16 @@ def test_memory_limit_oom_kill_run_status_and_events(
         )
         events_out = tmp_path / "events.out"
         events = _start_events(corral_runc, cid, events_out)
-        (gate / "go").write_text("go")
-        assert run.wait(timeout=30) == 137, run_out.read_text()  # 128 + SIGKILL
+        # events is stopped while the OOM happens and the foreground run reaps the init and
+        # removes the cgroup: the race that a busy host can lose by chance, made certain. The
+        # OOM count must outlive the cgroup (on v2 its memory.events dies with the rmdir).
+        events.send_signal(signal.SIGSTOP)
+        try:
+            (gate / "go").write_text("go")
+            assert run.wait(timeout=30) == 137, run_out.read_text()  # 128 + SIGKILL
+            assert corral_runc("state", cid).returncode != 0  # deleted: the cgroup is gone
+        finally:
+            events.send_signal(signal.SIGCONT)
         assert events.wait(timeout=10) == 0  # the stream ends with the container
     finally:
         if run.poll() is None:

@@ -13,6 +13,7 @@ import pytest
 
 import corral.cgroups as cgroups
 from corral.cgroups import _base
+from corral.cgroups._base import LAST_WORDS_PREFIX, leave_last_words
 from corral.cgroups.devices import run_program
 from corral.cgroups.testing import V2_CONTROLLERS, FakeCgroupfs
 from corral.cgroups.v2 import V2Manager, cpu_weight
@@ -548,6 +549,50 @@ def test_oom_watch_reports_the_growth_of_oom_kill(mgr: V2Manager, fake: FakeCgro
         events.write_text("low 0\nhigh 0\nmax 4\noom 2\noom_kill 3\n")
         assert watch.take() == 2
         events.write_text("low 0\nhigh 0\nmax 5\noom 2\noom_kill 3\n")  # other counters moved
+        assert watch.take() == 0
+    finally:
+        watch.close()
+
+
+def test_oom_watch_reads_the_last_words_once_the_cgroup_is_gone(
+    mgr: V2Manager, fake: FakeCgroupfs, tmp_path: Path
+) -> None:
+    """The remover copies memory.events into each watcher's file in the state directory before
+    the rmdir; a watcher that only reads after it (its own file then fails) still sees the
+    OOM that killed the init."""
+    events = Path(f"{fake.root}{PATH}/memory.events")
+    events.write_text("oom 0\noom_kill 0\n")
+    state_dir = tmp_path / "state"
+    state_dir.mkdir()
+    mine = state_dir / f"{LAST_WORDS_PREFIX}{os.getpid()}"
+    last_words = os.open(mine, os.O_RDWR | os.O_CREAT, 0o600)
+    watch = mgr.oom_watch(last_words)
+    try:
+        assert watch.take() == 0
+        events.write_text("oom 1\noom_kill 1\n")  # the OOM; the watcher is not scheduled
+        (state_dir / "state.bin").write_bytes(b"")  # other entries are left alone
+        leave_last_words(mgr.memory_dir(), str(state_dir), sorted(os.listdir(state_dir)))
+        assert (state_dir / "state.bin").read_bytes() == b""
+        mine.unlink()  # the state directory goes; the open file stays readable
+        # the cgroup's file now fails to read, as memory.events after rmdir (ENODEV)
+        unreadable = os.open(tmp_path / "w", os.O_WRONLY | os.O_CREAT, 0o600)
+        os.dup2(unreadable, watch.fd)
+        os.close(unreadable)
+        assert watch.take() == 1
+        assert watch.take() == 0  # counted once
+    finally:
+        watch.close()
+        os.close(last_words)
+
+
+def test_oom_watch_without_last_words_keeps_its_count(mgr: V2Manager, fake: FakeCgroupfs) -> None:
+    events = Path(f"{fake.root}{PATH}/memory.events")
+    events.write_text("oom 1\noom_kill 1\n")
+    watch = mgr.oom_watch()
+    try:
+        null = os.open("/dev/null", os.O_WRONLY)
+        os.dup2(null, watch.fd)
+        os.close(null)
         assert watch.take() == 0
     finally:
         watch.close()

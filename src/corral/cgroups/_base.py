@@ -228,9 +228,9 @@ class Manager:
         """How many processes the OOM killer has killed in this cgroup so far."""
         raise NotImplementedError
 
-    def oom_watch(self) -> "OomWatch":
+    def oom_watch(self, last_words: int = -1) -> "OomWatch":
         """An :class:`OomWatch` on this cgroup (for ``events``); CgroupError without memory."""
-        return OomWatch(self)
+        return OomWatch(self, last_words)
 
     def memory_dir(self) -> str:
         """The container's directory in the memory hierarchy (CgroupError if none)."""
@@ -266,12 +266,19 @@ class OomWatch:
     memory cgroup is gone when it is read, that one is subtracted. v2: ``memory.events``; the
     kernel flags it POLLPRI on every change, reading it (from offset 0) re-arms the poll, and
     the new OOMs are the growth of ``oom_kill`` since the last read.
+
+    On v2 the file dies with the cgroup (reads fail with ENODEV), and a watcher that wakes up
+    after the container's remover did its rmdir would lose the OOM that killed the init. So the
+    watcher may pass ``last_words``: a file the remover fills with the cgroup's final
+    ``memory.events`` before the rmdir (see :func:`leave_last_words`); it is read instead once
+    the cgroup's own file cannot be.
     """
 
-    __slots__ = ("_directory", "_seen", "_v2", "fd", "mask")
+    __slots__ = ("_directory", "_last_words", "_seen", "_v2", "fd", "mask")
 
-    def __init__(self, manager: Manager) -> None:
+    def __init__(self, manager: Manager, last_words: int = -1) -> None:
         self._v2 = manager.mode == "v2"
+        self._last_words = last_words
         self.fd = manager.oom_events()
         self.mask = 0x002 | 0x008 if self._v2 else 0x001  # POLLPRI|POLLERR, or POLLIN
         self._directory = manager.memory_dir()
@@ -285,7 +292,9 @@ class OomWatch:
         try:
             text = posix.pread(self.fd, 4096, 0).decode()
         except OSError:
-            return self._seen
+            if self._last_words < 0:
+                return self._seen
+            text = posix.pread(self._last_words, 4096, 0).decode()  # "" if none were left
         for line in text.splitlines():
             key, _, value = line.partition(" ")
             if key == "oom_kill" and value.strip().isdigit():
@@ -314,6 +323,39 @@ class OomWatch:
         if self.fd >= 0:
             posix.close(self.fd)
             self.fd = -1
+
+
+#: The names of the files in a container's state directory where ``events`` watchers wait
+#: for the cgroup's last words ("oom-watch.<pid>"); see OomWatch.
+LAST_WORDS_PREFIX = "oom-watch."
+
+
+def leave_last_words(memory_dir: str, state_dir: str, names: list[str]) -> None:
+    """Copy the cgroup's ``memory.events`` into each watcher's file among ``names`` (the
+    entries of ``state_dir``), just before the cgroup is removed: what a v2 OomWatch reads
+    once the cgroup's own file is gone. A watcher's file may vanish meanwhile; that is fine."""
+    try:
+        text = _read_bytes(f"{memory_dir}/memory.events")
+    except OSError:
+        return
+    for name in names:
+        if name.startswith(LAST_WORDS_PREFIX):
+            try:
+                fd = posix.open(f"{state_dir}/{name}", posix.O_WRONLY | posix.O_CLOEXEC)
+            except OSError:
+                continue
+            try:
+                posix.write(fd, text)
+            finally:
+                posix.close(fd)
+
+
+def _read_bytes(path: str) -> bytes:
+    fd = posix.open(path, posix.O_RDONLY | posix.O_CLOEXEC)
+    try:
+        return posix.read(fd, 4096)
+    finally:
+        posix.close(fd)
 
 
 # -- file helpers ---------------------------------------------------------------------------

@@ -566,8 +566,8 @@ class SystemdManager(Manager):
     def oom_kill_count(self) -> int:
         return self.inner.oom_kill_count()
 
-    def oom_watch(self) -> OomWatch:
-        return self.inner.oom_watch()
+    def oom_watch(self, last_words: int = -1) -> OomWatch:
+        return self.inner.oom_watch(last_words)
 
     def memory_dir(self) -> str:
         return self.inner.memory_dir()

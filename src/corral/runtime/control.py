@@ -217,6 +217,7 @@ def destroy(container: "Container") -> None:
     if cg:
         from corral import cgroups
 
+        _leave_last_words(container, cg)
         if cgroups.remove_if_empty(cg, "/" + cgroups.DEFAULT_PARENT):
             _rmtree(container.dir)
             return
@@ -230,6 +231,32 @@ def destroy(container: "Container") -> None:
             manager.destroy()
         manager.prune_parent("/" + cgroups.DEFAULT_PARENT)
     _rmtree(container.dir)
+
+
+def _leave_last_words(container: "Container", cg: "dict[str, Any]") -> None:
+    """Before the cgroup goes, hand its final OOM count to any ``events`` watching it.
+
+    On cgroup v2, the count lives in the cgroup's memory.events, which dies with the rmdir; a
+    watcher woken by the OOM but not yet scheduled (the init is reaped and its cgroup removed
+    within a millisecond) would find nothing left to read. v1's eventfd keeps its count."""
+    if cg.get("mode") not in ("v2", "systemd"):
+        return
+    from corral.cgroups._base import LAST_WORDS_PREFIX
+
+    try:
+        names = [n for n in posix.listdir(container.dir) if n.startswith(LAST_WORDS_PREFIX)]
+    except FileNotFoundError:
+        return
+    if not names:
+        return
+    from corral import cgroups
+    from corral.cgroups._base import leave_last_words
+
+    try:
+        memory_dir = cgroups.from_state(cg).memory_dir()
+    except CorralError:
+        return  # no memory controller: nothing for an OOM watcher
+    leave_last_words(memory_dir, container.dir, names)
 
 
 def _detach_rootfs(container: "Container") -> None:
