@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import json
 
-from test_engine_network import Host, _detached, host  # noqa: F401 -- host: the fixture
+import test_engine_network
+from test_engine_network import Host, _detached
+
+host = test_engine_network.host  # the fixture: a namespace standing for the host, cleaned up
 
 
 def _one_line_error(host: Host, *args: str, needle: str, code: int = 125) -> None:
