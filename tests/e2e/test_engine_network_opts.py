@@ -57,6 +57,9 @@ def test_inspect_shows_network_settings_running_and_stopped(host: Host) -> None:
     assert nets["app"]["IPAddress"].startswith("10.97.0.") and nets["app"]["IPPrefixLen"] == 24
     assert nets["app"]["Gateway"] == "10.97.0.1" and "svc" in nets["app"]["Aliases"]
     assert nets["bridge"]["IPAddress"] == settings["IPAddress"]
+    each = "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}"
+    ips = host.corral("inspect", "web", "--format", each).stdout.split()
+    assert ips == [nets["app"]["IPAddress"], settings["IPAddress"]]  # by network name
     assert data["HostConfig"]["NetworkMode"] == "bridge"
     assert data["ResolvConfPath"].endswith("/resolv.conf")
     # stopped: the networks stay listed, every address empty, no ports, no sandbox (docker's)

@@ -186,6 +186,9 @@ def test_network_settings_running_on_the_bridge_and_a_user_network() -> None:
     assert len(app["EndpointID"]) == 64 and app["Links"] is None
     assert out["Networks"]["bridge"]["Aliases"] is None
     assert go_template("{{.NetworkSettings.IPAddress}}", {"NetworkSettings": out}) == "10.86.0.2"
+    each = "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}"
+    assert go_template(each, {"NetworkSettings": out}) == "10.5.0.9 10.86.0.2 "  # by name
+    assert go_template("{{range .L}}<{{.}}>{{end}}", {"L": ["a", "b"]}) == "<a><b>"
 
 
 def test_network_settings_of_a_user_network_only_and_of_a_stopped_container() -> None:
