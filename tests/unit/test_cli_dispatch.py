@@ -94,6 +94,10 @@ def test_run_flags_are_built_when_run_is_parsed() -> None:
         ["run", "--memory", "64m", "--pids-limit", "10", "-w", "/tmp", "-u", "1:2", "busybox",
          "--rm"],
         ["create", "--name", "c", "--restart", "on-failure:3", "busybox", "true"],
+        ["run", "--rm", "--network", "app", "--ip", "10.87.0.9", "--dns", "10.0.0.1", "--dns",
+         "10.0.0.2", "--dns-search=example.com", "--dns-option", "ndots:2", "--dns-opt=rotate",
+         "busybox", "true"],
+        ["create", "--ip=10.87.0.9", "--network=app", "busybox"],
     ],
 )  # fmt: skip
 def test_plain_forms_parse_as_argparse_does(args: list[str]) -> None:

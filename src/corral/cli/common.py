@@ -125,13 +125,28 @@ def format_rows(
     return "".join(go_template(text, r) + "\n" for r in rows)
 
 
-def go_template(template: str, data: dict[str, Any]) -> str:
+def go_template(template: str, data: Any) -> str:
     """A tiny subset of Go templates: ``{{.Id}}``, ``{{.Config.Cmd}}``, ``{{json .RootFS}}``,
-    ``{{json .}}``."""
+    ``{{json .}}``, and ``{{range .Field}}...{{end}}`` (not nested) over a list or a map's
+    values in key order (``{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}``)."""
     import json
     import re
 
     from corral.errors import UsageError
+
+    def lookup(path: str) -> Any:
+        current: Any = data
+        for key in [k for k in path.split(".") if k]:
+            if not isinstance(current, dict) or key not in current:
+                raise UsageError(f"--format: no field {path!r}")
+            current = current[key]
+        return current
+
+    def each(match: re.Match[str]) -> str:
+        items = lookup(match.group(1))
+        if isinstance(items, dict):
+            items = [items[k] for k in sorted(items)]
+        return "".join(go_template(match.group(2), item) for item in items or [])
 
     def value(match: re.Match[str]) -> str:
         expr = match.group(1).strip()
@@ -139,15 +154,14 @@ def go_template(template: str, data: dict[str, Any]) -> str:
         path = expr[5:].strip() if as_json else expr
         if not path.startswith("."):
             raise UsageError(f"--format: {expr!r}: want {{{{.Field}}}} or {{{{json .Field}}}}")
-        current: Any = data
-        for key in [k for k in path.split(".") if k]:
-            if not isinstance(current, dict) or key not in current:
-                raise UsageError(f"--format: no field {path!r}")
-            current = current[key]
+        current = lookup(path)
         if as_json or isinstance(current, dict | list):
             return json.dumps(current)
         if isinstance(current, bool):  # Go prints true / false
             return "true" if current else "false"
         return str(current)
 
+    if "range" in template:
+        template = re.sub(r"\{\{-?\s*range\s+(\.[^}]*?)\s*-?\}\}(.*?)\{\{-?\s*end\s*-?\}\}",
+                          each, template, flags=re.S)  # fmt: skip
     return re.sub(r"\{\{(.*?)\}\}", value, template)

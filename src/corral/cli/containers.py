@@ -28,7 +28,7 @@ def _options(ns: argparse.Namespace) -> Any:
 
     opts = run_options(ns)
     opts.tty = ns.tty
-    alone = not (ns.publish or ns.publish_all or ns.network_alias)
+    alone = not (ns.publish or ns.publish_all or ns.network_alias or ns.ip)
     opts.network = NO_NETWORK if ns.network == "none" and alone else request_from(ns)
     return opts
 

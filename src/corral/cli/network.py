@@ -1,5 +1,5 @@
 """``corral network create|ls|inspect|rm|connect|disconnect|prune`` and ``corral port``; the
-``run``/``create`` flags ``--network``, ``--network-alias``, ``-p``, ``-P``.
+``run``/``create`` flags ``--network``, ``--network-alias``, ``--ip``, ``-p``, ``-P``.
 
 Thin (DESIGN.md): parse, call ``Engine.networks``, print as docker prints.
 """
@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 
 def add_run_flags(p: Any) -> None:
-    """``--network``, ``--network-alias``, ``-p``, ``-P`` on a run/create parser.
+    """``--network``, ``--network-alias``, ``--ip``, ``-p``, ``-P`` on a run/create parser.
 
     ``--network`` defaults to ``$CORRAL_NETWORK``, else ``bridge`` (docker's default); the
     test suite sets ``CORRAL_NETWORK=none`` so that tests that do not ask for a network never
@@ -44,6 +44,7 @@ def add_run_flags(p: Any) -> None:
         metavar="ALIAS",
         help="another name for the container on a user-defined network",
     )
+    p.add_argument("--ip", metavar="IPV4", help="its address on a user-defined network")
     p.add_argument(
         "-p",
         "--publish",
@@ -56,13 +57,14 @@ def add_run_flags(p: Any) -> None:
 
 def request_from(ns: argparse.Namespace) -> NetworkRequest:
     """The parsed flags as the engine's NetworkRequest (UsageError names a bad flag)."""
-    from corral.engine.network.model import NetworkRequest, parse_mode, parse_publish
+    from corral.engine.network.model import NetworkRequest, parse_ip, parse_mode, parse_publish
 
     publish = []
     for value in ns.publish or []:
         publish += parse_publish(value)
     return NetworkRequest(
-        parse_mode(ns.network), list(ns.network_alias or []), publish, bool(ns.publish_all)
+        parse_mode(ns.network), list(ns.network_alias or []), publish, bool(ns.publish_all),
+        parse_ip(ns.ip) if ns.ip else "",
     )
 
 
@@ -144,11 +146,14 @@ def cmd_prune(ns: argparse.Namespace) -> int:
 
 
 def cmd_connect(ns: argparse.Namespace) -> int:
+    from corral.engine.network.model import parse_ip
+
+    ip = parse_ip(ns.ip) if ns.ip else ""
     eng = engine(ns)
     record = eng.containers.record(ns.container)
     running = eng.containers.status(record).state == "running"
     netns = str(eng.layout.container_dir(record.id) / "netns") if running else None
-    eng.networks.connect(ns.network, record.id, record.name, list(ns.alias or []), netns)
+    eng.networks.connect(ns.network, record.id, record.name, list(ns.alias or []), netns, ip)
     return 0
 
 
@@ -205,6 +210,7 @@ def register(commands: Commands) -> None:
 
     p = sub.add_parser("connect", help="connect a container to a network")
     p.add_argument("--alias", action="append", metavar="ALIAS", help="another name on it")
+    p.add_argument("--ip", metavar="IPV4", help="its address on the network")
     p.add_argument("network", metavar="NETWORK")
     p.add_argument("container", metavar="CONTAINER")
     p.set_defaults(func=cmd_connect)

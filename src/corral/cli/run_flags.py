@@ -22,6 +22,7 @@ Value grammars (docker's ``opts`` package and ``docker run --help``)::
     --device   HOST[:CONTAINER[:rwm]]
     --device-cgroup-rule  'c 1:3 mr' | 'a *:* rwm'
     --add-host NAME:IP | NAME=IP
+    --dns IP   --dns-search DOMAIN (. for none)   --dns-option OPT (ndots:2)   (resolv.conf)
     --security-opt  no-new-privileges[:true|false], seccomp=unconfined, seccomp=PROFILE.json,
                label=disable, apparmor=unconfined (no SELinux/AppArmor labels are applied)
     --userns   host | keep-id[:uid=U,gid=G] | auto[:size=N]  (podman's; docker knows host)
@@ -338,6 +339,41 @@ def parse_add_host(value: str) -> tuple[str, str]:
     return name, address
 
 
+def parse_dns(value: str) -> str:
+    """``--dns``: a nameserver's address (docker's opts.ValidateIPAddress)."""
+    import ipaddress
+
+    try:
+        return str(ipaddress.ip_address(value.strip()))
+    except ValueError:
+        raise _bad(value, "--dns", f"{value} is not an ip address") from None
+
+
+#: docker's opts.validateDomain: labels of letters, digits and inner dashes, at least a letter.
+_DOMAIN = re.compile(
+    r"^((?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
+    r"(?:\.(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9]))*)\.?$"
+)
+
+
+def parse_dns_search(value: str) -> str:
+    """``--dns-search``: a domain, or ``.`` for no search line (opts.ValidateDNSSearch)."""
+    text = value.strip(" ")
+    if text == ".":
+        return text
+    match = _DOMAIN.match(text)
+    if match is None or not re.search("[a-zA-Z]", text) or len(match.group(1)) >= 255:
+        raise _bad(value, "--dns-search", f"{value} is not a valid domain")
+    return match.group(1)
+
+
+def parse_dns_option(value: str) -> str:
+    """``--dns-option``: one resolver option (``ndots:2``, ``rotate``): a word on its line."""
+    if not value or any(c.isspace() for c in value):
+        raise _bad(value, "--dns-option", "a resolver option is one word (ndots:2, rotate)")
+    return value
+
+
 def parse_sysctl(value: str) -> tuple[str, str]:
     key, eq, val = value.partition("=")
     if not eq or not key:
@@ -467,6 +503,10 @@ def add_run_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--env-file", metavar="FILE", help="read K=V lines", action="append")
     p.add_argument("-l", "--label", metavar="K=V", help="a label", action="append")
     p.add_argument("--add-host", metavar="NAME:IP", help="a line in /etc/hosts", action="append")
+    p.add_argument("--dns", metavar="IP", help="a nameserver in resolv.conf", action="append")
+    p.add_argument("--dns-search", metavar="DOMAIN", help="a search domain", action="append")
+    p.add_argument("--dns-option", "--dns-opt", metavar="OPT", dest="dns_option",
+                   help="a resolver option (ndots:2)", action="append")  # fmt: skip
     p.add_argument("--userns", metavar="MODE", help="host, keep-id, auto[:size=N] (podman's)")
     p.add_argument("--uidmap", metavar="CTR:HOST:N", help="a userns uid range", action="append")
     p.add_argument("--gidmap", metavar="CTR:HOST:N", help="a userns gid range", action="append")
@@ -526,6 +566,9 @@ def run_options(ns: argparse.Namespace) -> RunOptions:
     opts.sysctls = dict(parse_sysctl(v) for v in ns.sysctl or [])
     opts.labels = dict(parse_label(v) for v in ns.label or [])
     opts.add_hosts = [parse_add_host(v) for v in ns.add_host or []]
+    opts.dns = [parse_dns(v) for v in ns.dns or []]
+    opts.dns_search = [parse_dns_search(v) for v in ns.dns_search or []]
+    opts.dns_options = [parse_dns_option(v) for v in ns.dns_option or []]
     parse_security_opt(list(ns.security_opt or []), opts)
     if ns.userns is not None or ns.uidmap or ns.gidmap:
         from corral.engine.containers.userns import parse_request

@@ -9,7 +9,9 @@ even with ``--read-only`` and the image's files are untouched::
     <root>/containers/<id>/hostname     the hostname and a newline
     <root>/containers/<id>/resolv.conf  the host's, without loopback nameservers (they would
                                         be the container's own loopback); docker's public
-                                        defaults where none is left
+                                        defaults where none is left. With --dns, --dns-search
+                                        or --dns-option, docker's: search, nameserver and
+                                        options lines, each from its flag or else the host's
 
 Without a network of its own the container's name maps to 127.0.0.1 so that ``hostname -i``
 and ``getent hosts $(hostname)`` work; the network code passes the container's address.
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 TYPE_CHECKING = False
@@ -50,8 +53,24 @@ def hosts(
     return "\n".join(lines) + "\n"
 
 
-def resolv_conf(host_text: str | None, nameservers: Sequence[str] | None = None) -> str:
-    """The container's resolv.conf: the host's search/options, its non-loopback nameservers."""
+@dataclass(frozen=True)
+class Dns:
+    """``--dns``, ``--dns-search``, ``--dns-option`` (each empty: not given)."""
+
+    nameservers: Sequence[str] = field(default_factory=tuple)
+    search: Sequence[str] = field(default_factory=tuple)
+    options: Sequence[str] = field(default_factory=tuple)
+
+
+def resolv_conf(
+    host_text: str | None, nameservers: Sequence[str] | None = None, dns: Dns | None = None
+) -> str:
+    """The container's resolv.conf: the host's search/options, its non-loopback nameservers.
+    With any of the ``dns`` flags, rebuilt as docker's libnetwork does (resolvconf.Build): one
+    ``search`` line (none for ``--dns-search .``), the nameservers, one ``options`` line; what a
+    flag does not give comes from the host's file."""
+    if dns is not None and (dns.nameservers or dns.search or dns.options):
+        return _built(host_text or "", dns)
     keep: list[str] = []
     servers: list[str] = list(nameservers or [])
     for line in (host_text or "").splitlines():
@@ -68,6 +87,28 @@ def resolv_conf(host_text: str | None, nameservers: Sequence[str] | None = None)
     return "".join(f"{line}\n" for line in keep + [f"nameserver {s}" for s in servers])
 
 
+def _built(host_text: str, dns: Dns) -> str:
+    servers, search, options = [], [], []
+    for line in host_text.splitlines():
+        words = line.split()
+        if words[:1] == ["nameserver"] and len(words) > 1 and not _loopback(words[1]):
+            servers.append(words[1])
+        elif words[:1] in (["search"], ["domain"]):  # the last of them wins (resolv.conf(5))
+            search = words[1:]
+        elif words[:1] == ["options"]:
+            options += words[1:]
+    servers = list(dns.nameservers) or servers or list(DEFAULT_NAMESERVERS)
+    search = list(dns.search) or search
+    options = list(dns.options) or options
+    lines = []
+    if search and " ".join(search).strip() != ".":
+        lines.append("search " + " ".join(search))
+    lines += [f"nameserver {s}" for s in servers]
+    if options:
+        lines.append("options " + " ".join(options))
+    return "".join(f"{line}\n" for line in lines)
+
+
 def _loopback(address: str) -> bool:
     return address.startswith("127.") or address == "::1"
 
@@ -77,6 +118,7 @@ def write(
     hostname: str,
     add_hosts: Sequence[tuple[str, str]] = (),
     address: str | None = None,
+    dns: Dns | None = None,
 ) -> list[dict[str, Any]]:
     """Write the three files in ``container_dir``; the OCI mounts that put them in /etc."""
     try:
@@ -87,7 +129,7 @@ def write(
     files = {
         "hosts": hosts(hostname, add_hosts, address),
         "hostname": hostname + "\n",
-        "resolv.conf": resolv_conf(host_resolv),
+        "resolv.conf": resolv_conf(host_resolv, dns=dns),
     }
     # The network part rewrites "hosts" as containers join and leave; it keeps these lines.
     (container_dir / EXTRA_HOSTS).write_text("".join(f"{ip}\t{name}\n" for name, ip in add_hosts))

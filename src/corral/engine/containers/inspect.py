@@ -28,8 +28,11 @@ def _time(value: float) -> str:
 
 
 def container_json(
-    record: Record, row: RunState, spec: dict[str, Any], directory: str
-) -> dict[str, Any]:
+    record: Record, row: RunState, spec: dict[str, Any], directory: str,
+    network: dict[str, Any] | None = None, network_mode: str = "none",
+) -> dict[str, Any]:  # fmt: skip
+    """``network``: NetworkSettings (engine.network.settings), ``network_mode`` the --network
+    mode."""
     process = spec.get("process") or {}
     linux = spec.get("linux") or {}
     memory = ((linux.get("resources") or {}).get("memory") or {}).get("limit") or 0
@@ -72,9 +75,9 @@ def container_json(
         "Args": args[1:],
         "State": state,
         "Image": record.image_id,
-        "ResolvConfPath": "",
-        "HostnamePath": "",
-        "HostsPath": "",
+        "ResolvConfPath": _etc_file(spec, "/etc/resolv.conf"),
+        "HostnamePath": _etc_file(spec, "/etc/hostname"),
+        "HostsPath": _etc_file(spec, "/etc/hosts"),
         "LogPath": f"{directory}/container.log",
         "Name": "/" + record.name,
         "RestartCount": row.restart_count,
@@ -90,7 +93,7 @@ def container_json(
                     "max-file": str(config.log_max_file),
                 },
             },
-            "NetworkMode": "none",
+            "NetworkMode": network_mode,
             "Memory": int(memory),
         },
         "Mounts": mounts,
@@ -107,8 +110,16 @@ def container_json(
             "StopTimeout": config.stop_timeout,
             **({"Healthcheck": config.healthcheck.to_docker()} if config.healthcheck else {}),
         },
-        "NetworkSettings": {"Networks": {}},
+        "NetworkSettings": network if network is not None else {"Networks": {}},
     }
+
+
+def _etc_file(spec: dict[str, Any], destination: str) -> str:
+    """The host file the engine bind-mounts over ``destination`` (docker's *Path fields)."""
+    for m in spec.get("mounts") or []:
+        if m.get("destination") == destination and m.get("type") == "bind":
+            return str(m.get("source", ""))
+    return ""
 
 
 def _user(process: dict[str, Any]) -> str:

@@ -874,7 +874,26 @@ class Containers:
         record = self.record(ref)
         row = self.reconcile(self.run_state(record.id))
         config = _read_json(self.dir(record.id) / "config.json") or {}
-        return container_json(record, row, config, str(self.dir(record.id)))
+        settings, mode = self._network_settings(record, row.live)
+        return container_json(record, row, config, str(self.dir(record.id)), settings, mode)
+
+    def _network_settings(self, record: Record, live: bool) -> tuple[dict[str, Any], str]:
+        """inspect's NetworkSettings and the --network mode (engine.network.settings)."""
+        from corral.engine.network import settings
+
+        sandbox = str(self.dir(record.id) / "netns") if live else ""
+        if not record.network:
+            return settings.json_of(record.id, [], [], [], [], sandbox, "none"), "none"
+        from corral.engine.network.model import parse_expose
+
+        exposed: list[tuple[int, str]] = []
+        with contextlib.suppress(CorralError, OSError, ValueError):  # the image may be gone
+            image_config = self.images.config(record.image_id).get("config") or {}
+            for key in image_config.get("ExposedPorts") or {}:
+                exposed += parse_expose(str(key))
+        networks = self.engine.networks
+        return (settings.network_settings(networks, record.id, exposed, sandbox),
+                networks.mode(record.id))  # fmt: skip
 
 
 def _status(record: Record, row: RunState) -> Status:

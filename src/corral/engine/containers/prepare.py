@@ -94,7 +94,8 @@ def config(
                 m["source"] = volume_source(container_dir, str(m["source"]))
     hostname = opts.hostname or container_id[:12]
     covered = {m["destination"] for m in mounts}
-    etc = [m for m in etc_files.write(container_dir, hostname, opts.add_hosts)]
+    dns = etc_files.Dns(opts.dns, opts.dns_search, opts.dns_options)
+    etc = [m for m in etc_files.write(container_dir, hostname, opts.add_hosts, dns=dns)]
     resolved.mounts = mounts + [m for m in etc if m["destination"] not in covered]
     if seeds:
         (container_dir / SEED_FILE).write_text(json.dumps(seeds))

@@ -133,6 +133,9 @@ class RunOptions:
     entrypoint: str | None = None
     labels: dict[str, str] = field(default_factory=dict)
     add_hosts: list[tuple[str, str]] = field(default_factory=list)
+    dns: list[str] = field(default_factory=list)  # --dns: nameservers (replace the host's)
+    dns_search: list[str] = field(default_factory=list)  # --dns-search: search domains
+    dns_options: list[str] = field(default_factory=list)  # --dns-option: resolver options
     # storage
     mounts: list[MountOption] = field(default_factory=list)
     read_only: bool = False

@@ -38,6 +38,8 @@ from corral.engine.network.model import (
     Network,
     NetworkRequest,
     PortMapping,
+    check_static,
+    mac_address,
     parse_expose,
     parse_gateway,
     parse_subnet,
@@ -214,7 +216,9 @@ class Networks:
         req = req or NetworkRequest()
         if req.mode.startswith("container:"):
             other = resolve(req.mode[len("container:") :])
-            req = NetworkRequest(f"container:{other}", req.aliases, req.publish, req.publish_all)
+            req = NetworkRequest(
+                f"container:{other}", req.aliases, req.publish, req.publish_all, req.ip
+            )
         exposed: list[tuple[int, str]] = []
         config = image_config.get("config") or {}
         for key in config.get("ExposedPorts") or {}:
@@ -234,13 +238,15 @@ class Networks:
             networks = [self.get(req.mode).name]
         if req.aliases and (not networks or networks[0] == DEFAULT_NETWORK):
             raise UsageError("--network-alias: only for user-defined networks")
+        if req.ip:  # --ip (issue 12)
+            self._check_static(networks[0] if networks else req.mode, req.ip)
         publish = list(req.publish)
         if req.publish_all and exposed:
             have = {(p.container_port, p.proto) for p in publish}
             publish += [PortMapping(c, 0, "", proto) for c, proto in exposed
                         if (c, proto) not in have]  # fmt: skip
         self.store.set_request(
-            container_id, NetworkRequest(req.mode, req.aliases, publish), networks
+            container_id, NetworkRequest(req.mode, req.aliases, publish, ip=req.ip), networks
         )
 
     def edit_spec(self, container_id: str, spec: dict[str, Any], container_dir: Path) -> None:
@@ -292,7 +298,7 @@ class Networks:
         endpoint = self.store.lease(net, container_id, veth, name, aliases)
         peer = "tmp" + veth[4:]
         netlink.delete_link(veth)  # a leftover of a crashed start
-        netlink.add_veth(veth, peer, net.bridge, netns_path)
+        netlink.add_veth(veth, peer, net.bridge, netns_path, mac_address(endpoint.address))
         netlink.configure_inside(
             netns_path, peer, ifname, endpoint.address, net.prefixlen,
             None if net.internal else net.gateway,
@@ -350,7 +356,7 @@ class Networks:
 
     def connect(
         self, ref: str, container_id: str, name: str, aliases: list[str],
-        netns_path: str | None,
+        netns_path: str | None, ip: str = "",
     ) -> None:  # fmt: skip
         """``network connect``: recorded; joined at once when the container runs (its
         namespace file ``netns_path``)."""
@@ -360,7 +366,9 @@ class Networks:
             raise UserError(f"container {name}: cannot connect a container with --network {mode}")
         if aliases and net.name == DEFAULT_NETWORK:
             raise UsageError("--alias: only for user-defined networks")
-        self.store.attach(container_id, net.name, aliases)
+        if ip:
+            self._check_static(net.name, ip)
+        self.store.attach(container_id, net.name, aliases, ip)
         if netns_path is not None:
             ifname = f"eth{len(self.store.attachments(container_id)) - 1}"
             try:
@@ -384,6 +392,18 @@ class Networks:
         nft.delete_owned(nft.container_owner(container_id))
         nft.run(nft.ports_batch(container_id, self.store.port_targets(container_id)))
         self._write_hosts(net.name)
+
+    def _check_static(self, network: str, address: str) -> None:
+        """``--ip`` on ``network`` (a mode that is no network: refused as on the default
+        bridge): in its subnet, and not held by a running container now."""
+        if network in ("none", "host") or network.startswith("container:"):
+            net = self.default()
+        else:
+            net = self.get(network)
+        check_static(net, address)
+        holder = self.store.holder(net.name, address)
+        if holder:
+            raise UserError(f"--ip {address}: Address already in use on network {net.name}{holder}")
 
     def ports(self, container_id: str) -> list[PortMapping]:
         return self.store.ports(container_id)

@@ -94,6 +94,7 @@ class NetworkRequest:
     aliases: list[str] = field(default_factory=list)
     publish: list[PortMapping] = field(default_factory=list)
     publish_all: bool = False  # -P: every port the image EXPOSEs, on host ports the kernel picks
+    ip: str = ""  # --ip: a static IPv4 address on the (user-defined) network of ``mode``
 
 
 def valid_name(name: str) -> bool:
@@ -182,6 +183,43 @@ def parse_gateway(value: str, subnet: ipaddress.IPv4Network) -> str:
     if addr not in subnet or addr in (subnet.network_address, subnet.broadcast_address):
         raise UsageError(f"--gateway {value!r}: not a host address of {subnet}")
     return str(addr)
+
+
+def parse_ip(value: str, flag: str = "--ip") -> str:
+    """``--ip ADDRESS``: an IPv4 address (docker's words when it is not one)."""
+    try:
+        addr = ipaddress.ip_address(value)
+    except ValueError:
+        addr = None
+    if not isinstance(addr, ipaddress.IPv4Address):
+        raise UsageError(f"{flag}: invalid IPv4 address: {value}")
+    return str(addr)
+
+
+def check_static(net: Network, address: str, flag: str = "--ip") -> None:
+    """A static address must be a container address of a user-defined network's subnet (docker
+    refuses it on the default bridge)."""
+    if not net.user_defined:
+        raise UsageError(
+            f"{flag} {address}: user specified IP address is supported on user defined networks "
+            "only"
+        )
+    subnet = ipaddress.ip_network(net.subnet)
+    addr = ipaddress.ip_address(address)
+    if addr not in subnet:
+        raise UsageError(
+            f"{flag} {address}: Invalid address {address}: It does not belong to any of this "
+            f"network's subnets ({net.name}: {net.subnet})"
+        )
+    if addr in (subnet.network_address, subnet.broadcast_address) or address == net.gateway:
+        what = "gateway" if address == net.gateway else "network or broadcast"
+        raise UsageError(f"{flag} {address}: is the {what} address of network {net.name}")
+
+
+def mac_address(address: str) -> str:
+    """docker's MAC for an IPv4 address (libnetwork's GenerateMACFromIP): 02:42 and the four
+    bytes of the address, locally administered and unique among corral's networks."""
+    return "02:42:" + ":".join(f"{b:02x}" for b in ipaddress.IPv4Address(address).packed)
 
 
 def parse_mode(value: str) -> str:

@@ -76,14 +76,17 @@ def delete_link(name: str) -> bool:
     return True
 
 
-def add_veth(host: str, peer: str, bridge: str, netns_path: str) -> None:
-    """A veth pair: ``host`` on ``bridge`` (up, hairpin on), ``peer`` in the namespace file."""
+def add_veth(host: str, peer: str, bridge: str, netns_path: str, mac: str | None = None) -> None:
+    """A veth pair: ``host`` on ``bridge`` (up, hairpin on), ``peer`` in the namespace file
+    (with the MAC address ``mac``, when given)."""
     from pyroute2 import NetlinkError
 
     with _ipr() as ipr:
         try:
-            ipr.link("add", ifname=host, kind="veth",
-                     peer={"ifname": peer, "net_ns_fd": netns_path})  # fmt: skip
+            inside = {"ifname": peer, "net_ns_fd": netns_path}
+            if mac:
+                inside["address"] = mac
+            ipr.link("add", ifname=host, kind="veth", peer=inside)
             idx = ipr.link_lookup(ifname=host)[0]
             master = ipr.link_lookup(ifname=bridge)[0]
             ipr.link("set", index=idx, master=master, state="up")

@@ -4,7 +4,8 @@
 
     net_networks   name -> id, subnet, gateway, bridge, internal   (the default one included)
     net_requests   container -> --network mode, -p mappings        (from create, for every start)
-    net_attach     container, network -> aliases                   (the mode's network + connect)
+    net_attach     container, network -> aliases, ipv4            (the mode's network + connect;
+                                                                    ipv4: --ip, "" for any)
     net_endpoints  network, address -> container, veth, name       (the IPAM leases: one per
                                                                     running container per network)
     net_ports      proto, host_ip, host_port -> container's address and port   (while running)
@@ -47,6 +48,7 @@ CREATE TABLE IF NOT EXISTS net_attach (
     container_id TEXT NOT NULL,
     network TEXT NOT NULL REFERENCES net_networks(name),
     aliases TEXT NOT NULL DEFAULT '[]',
+    ipv4 TEXT NOT NULL DEFAULT '',
     PRIMARY KEY (container_id, network)
 );
 CREATE TABLE IF NOT EXISTS net_endpoints (
@@ -95,6 +97,7 @@ class NetworkStore:
         if db is not self._ready:
             # net_ports is watched: ``ps`` shows the published ports (engine.views)
             db.executescript(SCHEMA + "".join(f"{t};" for t in watch("net_ports")))
+            _add_column(db, "net_attach", "ipv4 TEXT NOT NULL DEFAULT ''")
             self._ready = db
         return db
 
@@ -170,10 +173,11 @@ class NetworkStore:
                 (container_id, request.mode, publish),
             )
             db.execute("DELETE FROM net_attach WHERE container_id = ?", (container_id,))
-            for name in networks:
+            for i, name in enumerate(networks):  # --ip is for the mode's network, the first
                 db.execute(
-                    "INSERT INTO net_attach VALUES (?, ?, ?)",
-                    (container_id, name, json.dumps(request.aliases)),
+                    "INSERT INTO net_attach (container_id, network, aliases, ipv4) "
+                    "VALUES (?, ?, ?, ?)",
+                    (container_id, name, json.dumps(request.aliases), request.ip if i == 0 else ""),
                 )
 
     def request(self, container_id: str) -> NetworkRequest | None:
@@ -193,7 +197,20 @@ class NetworkStore:
         )
         return [(str(r["network"]), list(json.loads(r["aliases"]))) for r in rows]
 
-    def attach(self, container_id: str, network: str, aliases: list[str]) -> None:
+    def static_addresses(self, container_id: str) -> dict[str, str]:
+        """network -> the address ``--ip`` asked for there (networks without one left out)."""
+        rows = self.db.execute(
+            "SELECT network, ipv4 FROM net_attach WHERE container_id = ? AND ipv4 != ''",
+            (container_id,),
+        )
+        return {str(r["network"]): str(r["ipv4"]) for r in rows}
+
+    def holder(self, network: str, address: str) -> str:
+        """`` (container NAME)`` when a container holds ``address`` on ``network`` now, else
+        ""."""
+        return _held_by(self.db, network, address)
+
+    def attach(self, container_id: str, network: str, aliases: list[str], ipv4: str = "") -> None:
         with transaction(self.db) as db:
             if db.execute(
                 "SELECT 1 FROM net_attach WHERE container_id = ? AND network = ?",
@@ -201,8 +218,8 @@ class NetworkStore:
             ).fetchone():
                 raise ExistsError(f"container {container_id[:12]} is already on network {network}")
             db.execute(
-                "INSERT INTO net_attach VALUES (?, ?, ?)",
-                (container_id, network, json.dumps(aliases)),
+                "INSERT INTO net_attach (container_id, network, aliases, ipv4) VALUES (?, ?, ?, ?)",
+                (container_id, network, json.dumps(aliases), ipv4),
             )
 
     def detach(self, container_id: str, network: str) -> None:
@@ -223,7 +240,9 @@ class NetworkStore:
     def lease(
         self, net: Network, container_id: str, veth: str, name: str, aliases: Iterable[str]
     ) -> Endpoint:
-        """Hand ``container_id`` the lowest free address of ``net`` (or the one it holds)."""
+        """Hand ``container_id`` the address it asked for with ``--ip`` (refused if another
+        container holds it), else the lowest free address of ``net`` that no other container
+        asked for; the one it holds if it has one."""
         subnet = ipaddress.ip_network(net.subnet)
         with transaction(self.db) as db:
             row = db.execute(
@@ -239,12 +258,29 @@ class NetworkStore:
                 )
             }
             used.add(net.gateway)
-            for host in subnet.hosts():
-                if str(host) not in used:
-                    address = str(host)
-                    break
-            else:
-                raise RuntimeFailure(f"network {net.name}: no free address left in {net.subnet}")
+            static = {
+                str(r["container_id"]): str(r["ipv4"])
+                for r in db.execute(
+                    "SELECT container_id, ipv4 FROM net_attach WHERE network = ? AND ipv4 != ''",
+                    (net.name,),
+                )
+            }
+            address = static.pop(container_id, "")
+            if address and address in used:
+                raise UserError(
+                    f"--ip {address}: Address already in use on network {net.name}"
+                    f"{_held_by(db, net.name, address)}"
+                )
+            if not address:
+                used |= set(static.values())  # kept for containers that asked for them
+                for host in subnet.hosts():
+                    if str(host) not in used:
+                        address = str(host)
+                        break
+                else:
+                    raise RuntimeFailure(
+                        f"network {net.name}: no free address left in {net.subnet}"
+                    )
             endpoint = Endpoint(net.name, container_id, address, veth, name, tuple(aliases))
             db.execute(
                 "INSERT INTO net_endpoints VALUES (?, ?, ?, ?, ?, ?)",
@@ -333,6 +369,28 @@ class NetworkStore:
                 db.execute("DELETE FROM net_state WHERE key = ?", (key,))
             else:
                 db.execute("INSERT OR REPLACE INTO net_state VALUES (?, ?)", (key, value))
+
+
+def _add_column(db: sqlite3.Connection, table: str, column: str) -> None:
+    """A column a database made by an older corral lacks (a concurrent command may add it
+    first)."""
+    have = {str(r[1]) for r in db.execute(f"PRAGMA table_info({table})")}
+    if column.split()[0] not in have:
+        try:
+            db.execute(f"ALTER TABLE {table} ADD COLUMN {column}")
+        except sqlite3.OperationalError as err:
+            if "duplicate column" not in str(err):
+                raise
+
+
+def _held_by(db: sqlite3.Connection, network: str, address: str) -> str:
+    row = db.execute(
+        "SELECT container_id, name FROM net_endpoints WHERE network = ? AND address = ?",
+        (network, address),
+    ).fetchone()
+    if row is None:
+        return ""
+    return f" (container {row['name'] or row['container_id'][:12]})"
 
 
 def _network(row: sqlite3.Row) -> Network:
