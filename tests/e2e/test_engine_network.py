@@ -18,6 +18,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -147,6 +148,83 @@ def test_published_port_from_host_loopback_bridge_and_hairpin(host: Host) -> Non
     host.corral("rm", "-f", "web")
     assert f"ctr:{cid}" not in host.rules()
     assert host.fetch("http://127.0.0.1:8080/hostname", check=False).returncode != 0
+
+
+#: Run in the host's namespace: GET the file at argv[1] (http://127.0.0.1:PORT/big), and print
+#: its sha256, where the connection really went, how many TCP segments this namespace received
+#: meanwhile, and which socket-shortcut programs serve the namespace afterwards.
+_SHORTCUT_PROBE = r"""
+import hashlib, json, socket, sys
+from corral.engine.network import shortcut
+def segments():
+    with open("/proc/net/snmp") as f:
+        rows = [line.split() for line in f if line.startswith("Tcp:")]
+    return int(rows[1][rows[0].index("InSegs")])
+port = int(sys.argv[1])
+before = segments()
+sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+peer = sock.getpeername()
+sock.sendall(b"GET /big HTTP/1.0\r\n\r\n")
+body = b""
+while chunk := sock.recv(1 << 16):
+    body += chunk
+sock.close()
+print(json.dumps({"sha256": hashlib.sha256(body.partition(b"\r\n\r\n")[2]).hexdigest(),
+                  "peer": list(peer), "segments": segments() - before,
+                  "programs": sorted(shortcut.Shortcut().find()[0])}))
+"""
+
+
+def test_the_hosts_connections_to_a_published_port_take_the_socket_shortcut(
+    host: Host, tmp_path: Path
+) -> None:
+    """docs/network.md, "The socket shortcut": 127.0.0.1:HOST is connected to the container's
+    own address (connect4), and the bytes go socket to socket (sockhash + sk_msg), so a 16 MiB
+    download brings the host's namespace a handful of TCP segments instead of hundreds. This
+    holds after ``run -d`` has exited (the waiter keeps the program attached), and ends with
+    the container; CORRAL_SOCKET_SHORTCUT=0 keeps the nftables path."""
+    import hashlib
+
+    www = tmp_path / "www"
+    www.mkdir()
+    data = os.urandom(16 << 20)
+    (www / "big").write_bytes(data)
+    (www / "index.html").write_text("up")
+    want = hashlib.sha256(data).hexdigest()
+    httpd = ["busybox", "httpd", "-f", "-p", "80", "-h", "/www"]
+    _detached(host, "--name", "big", "-p", "127.0.0.1:8081:80", "-v", f"{www}:/www", *httpd)
+    address = json.loads(host.corral("inspect", "big").stdout)[0]["NetworkSettings"][
+        "Networks"]["bridge"]["IPAddress"]  # fmt: skip
+
+    def probe(port: int) -> dict[str, Any]:
+        done = host.sh(sys.executable, "-c", _SHORTCUT_PROBE, str(port))
+        return dict(json.loads(done.stdout))
+
+    assert _wait_http(host, "http://127.0.0.1:8081/") == "up"
+    out = probe(8081)
+    assert out["sha256"] == want
+    assert out["peer"] == [address, 80]
+    assert out["segments"] < 50, out  # the handshake and the close
+    assert out["programs"] == ["corral_connect", "corral_sockops"]
+    host.corral("rm", "-f", "big")
+    listing = "from corral.engine.network import shortcut as s; print(s.Shortcut().find()[0])"
+    gone = host.sh(sys.executable, "-c", listing)
+    assert gone.stdout.strip() == "{}"
+
+    # turned off: the same download through nftables' DNAT, as TCP segments
+    done = subprocess.run(
+        [*host.enter, CORRAL, "--root", str(host.root), "run", "-d", "--name", "big2", "-p",
+         "127.0.0.1:8082:80", "-v", f"{www}:/www", *httpd],
+        capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL,
+        env={**os.environ, "CORRAL_NETWORK": "bridge", "CORRAL_SOCKET_SHORTCUT": "0"},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert _wait_http(host, "http://127.0.0.1:8082/") == "up"
+    out = probe(8082)
+    assert out["sha256"] == want
+    assert out["peer"] == ["127.0.0.1", 8082]
+    assert out["segments"] > 200, out  # 16 MiB in skbs of at most 64 KiB (GRO)
+    assert out["programs"] == []
 
 
 def test_publish_all_and_udp_and_specific_address(host: Host) -> None:

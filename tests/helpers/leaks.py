@@ -9,6 +9,7 @@ shell) does not make the check flaky:
 - cgroup directories under /sys/fs/cgroup (depth <= 4) named ``corral*`` or like a test's
   container id (``t-<hex>``, see helpers.runc.new_cid);
 - network namespaces (``ip netns list``, that is /run/netns) and links named ``veth*``/``corral*``;
+- corral's socket-shortcut eBPF programs on the cgroup2 root (corral.engine.network.shortcut);
 - processes that descend from this (pytest's) process, whose command line mentions a
   marker, that live in a PID namespace other than this one (a container's), or that sit in a
   cgroup named like above.
@@ -50,6 +51,7 @@ class Snapshot:
     netns: frozenset[str] = frozenset()
     links: frozenset[str] = frozenset()
     processes: frozenset[Process] = frozenset()
+    programs: frozenset[str] = frozenset()
 
     @classmethod
     def take(cls, markers: Sequence[str] = ()) -> Snapshot:
@@ -60,6 +62,7 @@ class Snapshot:
             netns=frozenset(_netns()),
             links=frozenset(_links()),
             processes=frozenset(_processes(markers)),
+            programs=frozenset(_programs()),
         )
 
 
@@ -72,6 +75,7 @@ def find_leaks(before: Snapshot, after: Snapshot) -> list[str]:
     old = {p.pid for p in before.processes}
     out += [f"process: {p}" for p in sorted(after.processes, key=lambda p: p.pid)
             if p.pid not in old]
+    out += [f"bpf program: {p}" for p in sorted(after.programs - before.programs)]
     return out
 
 
@@ -117,6 +121,8 @@ def remove_leaks(before: Snapshot, after: Snapshot) -> list[str]:
         done = _run("ip", "link", "delete", name)
         if done and "Cannot find device" not in done:
             problems.append(f"ip link delete {name}: {done}")
+    for program in sorted(after.programs - before.programs):
+        problems += _detach(program)
     return problems
 
 
@@ -166,6 +172,61 @@ def _netns() -> Iterable[str]:
 
 def _links() -> Iterable[str]:
     return [n for n in os.listdir("/sys/class/net") if n.startswith(("veth", "corral"))]
+
+
+def _cgroup2_root() -> str | None:
+    from corral.engine.network.shortcut import cgroup2_root
+
+    return cgroup2_root()
+
+
+def _programs() -> Iterable[str]:
+    """corral's socket-shortcut programs attached to the cgroup2 root ("name id")."""
+    from corral.engine.network.shortcut import CONNECT, SOCKOPS
+    from corral.sys import bpf
+
+    root = _cgroup2_root()
+    if root is None:
+        return []
+    out = []
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for attach in (bpf.BPF_CGROUP_INET4_CONNECT, bpf.BPF_CGROUP_SOCK_OPS):
+            for prog_id in bpf.program_ids(fd, attach):
+                prog = bpf.program_fd(prog_id)
+                if prog is None:
+                    continue
+                try:
+                    name, _ = bpf.program_info(prog)
+                finally:
+                    os.close(prog)
+                if name in (CONNECT, SOCKOPS):
+                    out.append(f"{name} {prog_id}")
+    finally:
+        os.close(fd)
+    return out
+
+
+def _detach(program: str) -> list[str]:
+    from corral.engine.network.shortcut import CONNECT
+    from corral.errors import CorralError
+    from corral.sys import bpf
+
+    name, prog_id = program.split()
+    root = _cgroup2_root()
+    prog = bpf.program_fd(int(prog_id))
+    if root is None or prog is None:
+        return []
+    attach = bpf.BPF_CGROUP_INET4_CONNECT if name == CONNECT else bpf.BPF_CGROUP_SOCK_OPS
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        bpf.detach_program(fd, prog, attach)
+    except CorralError as err:
+        return [f"detach {program}: {err}"]
+    finally:
+        os.close(fd)
+        os.close(prog)
+    return []
 
 
 def _pids() -> list[int]:

@@ -405,7 +405,8 @@ class Containers:
         self.engine.close()
         try:
             waiter, waiter_start, pid = launch(
-                self.runtime(), record.id, path, lock, tty=row.config.tty, start=not hold
+                self.runtime(), record.id, path, lock, tty=row.config.tty, start=not hold,
+                keep=self.engine.networks.kept(record.id),
             )
         except BaseException:
             self._teardown(record.id)

@@ -48,11 +48,12 @@ PID_NAME = "monitor.pid"
 
 def launch(
     store: StateStore, container_id: str, bundle: Path, exit_file: Path, *, tty: bool = False,
-    start: bool = True,
+    start: bool = True, keep: int = -1,
 ) -> tuple[int, int, int]:
     """Create and start ``container_id`` (bundle ready: rootfs mounted, netns made) under a
     new waiter; (waiter pid, waiter start time, init pid). ``tty``: the config asks for a
-    terminal; ``start=False``: leave it created (the caller starts it). Errors come back as
+    terminal; ``start=False``: leave it created (the caller starts it); ``keep``: an fd the
+    waiter holds for the container's life (the waiter's fd 8). Errors come back as
     ContainerInitError with the runtime's one-line message."""
     from corral.errors import ContainerInitError
     from corral.runtime.state import process_start_time
@@ -69,7 +70,7 @@ def launch(
             if os.fork() != 0:
                 os._exit(0)
             _child(store, container_id, str(bundle), exit_fd, (out_r, out_w, err_r, err_w),
-                   report_w, tty, start)  # fmt: skip
+                   report_w, tty, start, keep)  # fmt: skip
         finally:
             os._exit(1)
     for fd in (exit_fd, out_r, out_w, err_r, err_w, report_w):
@@ -94,6 +95,7 @@ def _child(  # pragma: no cover - runs in the forked C
     report: int,
     tty: bool,
     start: bool,
+    keep: int,
 ) -> None:
     from corral.engine.monitor.waiter import become_waiter
     from corral.errors import CorralError
@@ -128,7 +130,7 @@ def _child(  # pragma: no cover - runs in the forked C
         with contextlib.suppress(OSError):
             os.write(report, ("error:" + text.replace("\n", " ")).encode())
         os._exit(1)
-    become_waiter(exit_fd, out_r, err_r)
+    become_waiter(exit_fd, out_r, err_r, keep)
 
 
 def _high(fd: int) -> int:

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from corral.engine.network import compat, files, netlink, nft
+from corral.engine.network import compat, files, netlink, nft, shortcut
 from corral.engine.network.model import (
     DEFAULT_BRIDGE,
     DEFAULT_NETWORK,
@@ -80,6 +80,7 @@ class Networks:
         self.container_dir = container_dir
         self.alive = alive
         self._held: dict[str, list[socket.socket]] = {}
+        self._kept: dict[str, int] = {}
 
     @contextlib.contextmanager
     def kernel_lock(self) -> Iterator[None]:
@@ -179,6 +180,8 @@ class Networks:
             for net in self.store.networks():
                 self._down(net)
             nft.delete_table()
+            with shortcut.lock():
+                shortcut.reset()
             old = self.store.get_state(IP_FORWARD_KEY)
             if old is not None:
                 with contextlib.suppress(CorralError):
@@ -323,14 +326,60 @@ class Networks:
                                         port.proto))  # fmt: skip
         self.store.reserve_ports(container_id, target.network, target.address, resolved)
         nft.run(nft.ports_batch(container_id, self.store.port_targets(container_id)))
+        self._shortcut_publish(container_id)
+
+    # -- the socket shortcut (shortcut.py): the host's own TCP connections to published ports
+
+    def _routes(self, container_id: str) -> list[shortcut.Route]:
+        gateways = {ep.address: self.get(ep.network).gateway
+                    for ep in self.store.endpoints(container_id=container_id)}  # fmt: skip
+        targets = self.store.port_targets(container_id)
+        return [
+            shortcut.Route(p.host_ip, p.host_port, addr, p.container_port, gateways[addr])
+            for p, addr in targets
+            if p.proto == "tcp" and addr in gateways
+        ]
+
+    def _shortcut_publish(self, container_id: str) -> None:
+        """Add the container's TCP ports to the shortcut, and keep what its waiter must hold
+        (:meth:`kept`). Where the kernel cannot, or anything fails, the nftables rules just
+        made carry the traffic alone."""
+        routes = self._routes(container_id)
+        if not routes:
+            return
+        netns = str(self.container_dir(container_id) / "netns")
+        try:
+            with shortcut.lock():
+                fd = shortcut.publish(routes, netns)
+        except (CorralError, OSError):
+            return
+        old = self._kept.pop(container_id, None)
+        if old is not None:
+            os.close(old)
+        self._kept[container_id] = fd
+
+    def kept(self, container_id: str) -> int:
+        """An fd the container's waiter holds while the container lives (-1 if none): the
+        socket shortcut's map, whose programs the kernel keeps only while someone holds it."""
+        return self._kept.get(container_id, -1)
+
+    def _shortcut_withdraw(self, container_id: str) -> None:
+        routes = self._routes(container_id)
+        if routes:
+            with contextlib.suppress(CorralError, OSError), shortcut.lock():
+                shortcut.withdraw(routes)
 
     def teardown(self, container_id: str) -> None:
         """The container ended: its rules, veths, leases and port reservations go, and its
         neighbours' hosts files forget it. Safe to call twice, and for anything half-made."""
         if self.mode(container_id) not in ("none", "host"):  # no rules without a network: no
-            nft.delete_owned(nft.container_owner(container_id))  # nft runs (2 x 4 ms) for them
+            self._shortcut_withdraw(container_id)  # nft runs (2 x 4 ms) for them
+            nft.delete_owned(nft.container_owner(container_id))
         for sock in self._held.pop(container_id, []):
             sock.close()
+        kept = self._kept.pop(container_id, None)
+        if kept is not None:
+            os.close(kept)
         gone = self.store.release(container_id)
         for ep in gone:
             netlink.delete_link(ep.veth)
@@ -386,11 +435,13 @@ class Networks:
         self.store.detach(container_id, net.name)
 
     def _leave(self, net: Network, container_id: str) -> None:
+        self._shortcut_withdraw(container_id)
         for ep in self.store.release(container_id, net.name):
             netlink.delete_link(ep.veth)
         # its DNAT rules pointed at that address: rebuild them from what is left
         nft.delete_owned(nft.container_owner(container_id))
         nft.run(nft.ports_batch(container_id, self.store.port_targets(container_id)))
+        self._shortcut_publish(container_id)
         self._write_hosts(net.name)
 
     def _check_static(self, network: str, address: str) -> None:
