@@ -2,7 +2,7 @@
 veth pair without NAT.
 
     .venv/bin/python bench/network.py [--rounds 7] [--seconds 3] [--round-trips 10000] [--json]
-        [--paths veth,bridge,corral,corral-ip,docker,podman]  (default: the first four)
+        [--paths veth,bridge,corral,corral-ip,corral-nft,docker,podman]  (default: the first five)
 
 Run as root, with what scripts/install.sh installs (iperf3, docker.io, podman). Nothing leaves
 this machine: every engine runs in a network namespace the bench makes (tests/helpers/clients.py:
@@ -30,9 +30,13 @@ Paths:
   the servers (no bridge, no NAT, no netfilter rule: no conntrack);
 - ``bridge``: the same with a Linux bridge on the client's side (the client talks to the
   bridge's address), still no netfilter rule: what the bridge itself costs;
-- ``corral``: ``corral run -p 127.0.0.1:H:C``: nftables DNAT in the kernel, no proxy process;
-- ``corral-ip``: the same container by its own address on corral0 (bridge and conntrack, which
-  corral's nat chains switch on for the namespace, but no NAT);
+- ``corral``: ``corral run -p 127.0.0.1:H:C`` as it is by default: the socket shortcut
+  (corral.engine.network.shortcut: connect() goes to the container's address, and established
+  connections move bytes socket to socket, in the kernel, no proxy process);
+- ``corral-ip``: the same container by its own address on corral0 (which the shortcut also
+  serves, both ends being placed by its map);
+- ``corral-nft``: another engine with ``CORRAL_SOCKET_SHORTCUT=0``: nftables DNAT, the bridge
+  and conntrack, which corral's nat chains switch on for the namespace;
 - ``docker 127.0.0.1``: dockerd's default (``userland-proxy`` on): traffic to 127.0.0.1 is
   accepted by ``docker-proxy``, a userspace process copying bytes to the container;
 - ``docker bridge-ip``: the same port through docker0's address: iptables DNAT, no proxy;
@@ -70,7 +74,7 @@ CORRAL = str(REPO / ".venv" / "bin" / "corral")
 IMAGE = "netbench"
 IPERF_PORT, ECHO_PORT = 5201, 7000
 HOST_IPERF, HOST_ECHO = 15201, 17000
-PATHS = ("veth", "bridge", "corral", "corral-ip", "docker", "podman")
+PATHS = ("veth", "bridge", "corral", "corral-ip", "corral-nft", "docker", "podman")
 TEST_LOCK = "/run/corral-tests.lock"
 
 #: The container's program: iperf3 -s beside a TCP echo server.
@@ -288,25 +292,44 @@ def bridge_path(clients: Any) -> Iterator[list[Target]]:
                       IPERF_PORT, ECHO_PORT)]  # fmt: skip
 
 
+def shortcut_carrier(enter: list[str]) -> str:
+    """What carries corral's 127.0.0.1 path: the socket shortcut where its programs serve the
+    namespace, else nftables' DNAT."""
+    probe = "from corral.engine.network import shortcut as s; print(bool(s.Shortcut().find()[0]))"
+    done = subprocess.run([*enter, sys.executable, "-c", probe], capture_output=True, text=True)
+    if done.stdout.strip() == "True":
+        return "kernel: socket shortcut (connect4 + sockmap)"
+    return carrier(enter)
+
+
 @contextmanager
-def corral_path(clients: Any, root: Path, wanted: list[str]) -> Iterator[list[Target]]:
+def corral_path(
+    clients: Any, root: Path, wanted: list[str], shortcut: bool = True
+) -> Iterator[list[Target]]:
     """``corral run -p 127.0.0.1:H:C`` in a namespace of its own (its corral0 and nft table are
-    that namespace's); ``corral-ip`` is the same container by its bridge address (no DNAT)."""
+    that namespace's); ``corral-ip`` is the same container by its bridge address (no DNAT).
+    ``shortcut=False``: the engine runs with CORRAL_SOCKET_SHORTCUT=0 (path ``corral-nft``)."""
     netns = clients.NetNS()
     corral = [*netns.enter, CORRAL, "--root", str(root)]
+    env = {**os.environ, "CORRAL_SOCKET_SHORTCUT": "1" if shortcut else "0"}
     try:
-        _run(*corral, "run", "-d", "--name", "srv", *publish(), IMAGE, *server_args())
+        subprocess.run([*corral, "run", "-d", "--name", "srv", *publish(), IMAGE, *server_args()],
+                       check=True, capture_output=True, text=True, env=env)  # fmt: skip
         targets = []
         if "corral" in wanted:
-            targets.append(Target("corral 127.0.0.1", carrier(netns.enter), netns.enter,
+            name = "corral 127.0.0.1" if shortcut else "corral-nft 127.0.0.1"
+            targets.append(Target(name, shortcut_carrier(netns.enter), netns.enter,
                                   "127.0.0.1", HOST_IPERF, HOST_ECHO))  # fmt: skip
         if "corral-ip" in wanted:
             pid = _run(*corral, "inspect", "-f", "{{.State.Pid}}", "srv").strip()
             addrs = _run("nsenter", "-t", pid, "-n", "ip", "-4", "-o", "addr", "show",
                          "scope", "global").split()  # fmt: skip
             ip = addrs[addrs.index("inet") + 1].split("/")[0]
-            targets.append(Target("corral container-ip", "kernel (bridge, no NAT)", netns.enter,
-                                  ip, IPERF_PORT, ECHO_PORT))  # fmt: skip
+            how = "kernel (bridge, no NAT)"
+            if "shortcut" in shortcut_carrier(netns.enter):
+                how = "kernel: socket shortcut (sockmap)"
+            targets.append(Target("corral container-ip", how, netns.enter, ip, IPERF_PORT,
+                                  ECHO_PORT))  # fmt: skip
         yield targets
     except (RuntimeError, subprocess.CalledProcessError):
         for what in (["ps", "-a"], ["logs", "srv"], ["port", "srv"]):
@@ -399,7 +422,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=7, help="rounds per path (alternated)")
     parser.add_argument("--round-trips", type=int, default=10000,
                         help="1-byte round trips per round")  # fmt: skip
-    parser.add_argument("--paths", default="veth,bridge,corral,corral-ip",
+    parser.add_argument("--paths", default="veth,bridge,corral,corral-ip,corral-nft",
                         help=f"comma-separated, of {', '.join(PATHS)}")
     parser.add_argument("--json", action="store_true", help="every sample, as JSON")
     parser.add_argument("--latency", nargs=3, metavar=("ADDR", "PORT", "N"), help=argparse.SUPPRESS)
@@ -436,6 +459,12 @@ def main(argv: list[str] | None = None) -> int:
                 targets += stack.enter_context(bridge_path(clients))
             if "corral" in wanted or "corral-ip" in wanted:
                 targets += stack.enter_context(corral_path(clients, root, wanted))
+            if "corral-nft" in wanted:
+                nft_root = tmp / "corral-nft"
+                _run(CORRAL, "--root", str(nft_root), "load", "-i", str(archive))
+                targets += stack.enter_context(
+                    corral_path(clients, nft_root, ["corral"], shortcut=False)
+                )
             if "docker" in wanted:
                 targets += stack.enter_context(docker_path(clients, tmp / "docker", archive))
             if "podman" in wanted:
@@ -453,13 +482,14 @@ def main(argv: list[str] | None = None) -> int:
                           f"{sample.rtt_median_us:.1f} us (p99 {sample.rtt_p99_us:.1f})",
                           file=sys.stderr)  # fmt: skip
     finally:
-        if (tmp / "corral" / "corral.db").exists():
-            ids = subprocess.run([CORRAL, "--root", str(tmp / "corral"), "ps", "-aq"],
-                                 capture_output=True, text=True).stdout.split()  # fmt: skip
-            if ids:
-                subprocess.run([CORRAL, "--root", str(tmp / "corral"), "rm", "-f", *ids],
-                               capture_output=True)  # fmt: skip
-        _stop_monitor(tmp / "corral")
+        for engine_root in (tmp / "corral", tmp / "corral-nft"):
+            if (engine_root / "corral.db").exists():
+                ids = subprocess.run([CORRAL, "--root", str(engine_root), "ps", "-aq"],
+                                     capture_output=True, text=True).stdout.split()  # fmt: skip
+                if ids:
+                    subprocess.run([CORRAL, "--root", str(engine_root), "rm", "-f", *ids],
+                                   capture_output=True)  # fmt: skip
+            _stop_monitor(engine_root)
         shutil.rmtree(tmp, ignore_errors=True)
         os.close(lock)
     ordered = [results[t] for t in results]

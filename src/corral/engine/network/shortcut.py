@@ -610,6 +610,17 @@ def withdraw(routes: list[Route]) -> None:
     socket is open."""
     if not routes or cgroup2_root() is None:
         return
+    _forget(routes)
+
+
+def reset() -> None:
+    """Nothing is published any more (``network prune``): detach this namespace's programs,
+    unless a shortcut socket is still open (a later withdraw or prune does it then)."""
+    if cgroup2_root() is not None:
+        _forget([])
+
+
+def _forget(routes: list[Route]) -> None:
     try:
         shortcut = Shortcut()
         _, maps = shortcut.find()
@@ -622,18 +633,9 @@ def withdraw(routes: list[Route]) -> None:
             bpf.map_delete(maps.addrs, _ip(route.address))
             for host_ip in translated_addresses(route.host_ip):
                 bpf.map_delete(maps.ports, port_key(host_ip, route.host_port))
+        # Detaching frees the sockhash, and with it what an open socket has not read yet.
         idle = not bpf.map_keys(maps.ports, _PORT_KEY) and not bpf.map_keys(maps.socks, _SOCK_KEY)
     finally:
         maps.close()
     if idle:
         shortcut.detach()
-
-
-def reset() -> None:
-    """Nothing is published any more: detach this namespace's programs, whatever is open."""
-    if cgroup2_root() is None:
-        return
-    try:
-        Shortcut().detach()
-    except (OSError, CorralError):
-        pass
