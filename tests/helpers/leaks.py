@@ -174,58 +174,28 @@ def _links() -> Iterable[str]:
     return [n for n in os.listdir("/sys/class/net") if n.startswith(("veth", "corral"))]
 
 
-def _cgroup2_root() -> str | None:
-    from corral.engine.network.shortcut import cgroup2_root
-
-    return cgroup2_root()
-
-
 def _programs() -> Iterable[str]:
     """corral's socket-shortcut programs attached to the cgroup2 root ("name id")."""
-    from corral.engine.network.shortcut import CONNECT, SOCKOPS
-    from corral.sys import bpf
+    from corral.engine.network import shortcut
 
-    root = _cgroup2_root()
+    root = shortcut.cgroup2_root()
     if root is None:
         return []
-    out = []
-    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        for attach in (bpf.BPF_CGROUP_INET4_CONNECT, bpf.BPF_CGROUP_SOCK_OPS):
-            for prog_id in bpf.program_ids(fd, attach):
-                prog = bpf.program_fd(prog_id)
-                if prog is None:
-                    continue
-                try:
-                    name, _ = bpf.program_info(prog)
-                finally:
-                    os.close(prog)
-                if name in (CONNECT, SOCKOPS):
-                    out.append(f"{name} {prog_id}")
-    finally:
-        os.close(fd)
-    return out
+    return [f"{name} {prog_id}" for name, prog_id, _ in shortcut.attached(root)]
 
 
 def _detach(program: str) -> list[str]:
-    from corral.engine.network.shortcut import CONNECT
+    from corral.engine.network import shortcut
     from corral.errors import CorralError
-    from corral.sys import bpf
 
     name, prog_id = program.split()
-    root = _cgroup2_root()
-    prog = bpf.program_fd(int(prog_id))
-    if root is None or prog is None:
+    root = shortcut.cgroup2_root()
+    if root is None:
         return []
-    attach = bpf.BPF_CGROUP_INET4_CONNECT if name == CONNECT else bpf.BPF_CGROUP_SOCK_OPS
-    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
     try:
-        bpf.detach_program(fd, prog, attach)
+        shortcut.detach_program(root, name, int(prog_id))
     except CorralError as err:
         return [f"detach {program}: {err}"]
-    finally:
-        os.close(fd)
-        os.close(prog)
     return []
 
 

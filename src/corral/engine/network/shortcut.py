@@ -165,15 +165,30 @@ def netns_cookie(netns_path: str | None = None) -> int:
 # -- the programs --------------------------------------------------------------------------------
 
 
+def _lookup(a: Asm, map_fd: int, key_at: int, otherwise: str) -> None:
+    """r0 = the value of the key at r10 + ``key_at`` in the map, or jump to ``otherwise``;
+    r1-r5 are clobbered."""
+    a.load_map(1, map_fd)
+    a.mov(2, 10, reg=True)
+    a.alu(2, "+=", key_at)
+    a.call(_MAP_LOOKUP)
+    a.jump("==", 0, 0, otherwise)
+
+
+def _remote_port(a: Asm, offset: int, store_at: int) -> None:
+    """Store the context's remote port at r10 + ``store_at`` in host order: sock_ops and sk_msg
+    give it in network order in the upper 16 bits (the local port is in host order)."""
+    a.load(2, 6, offset, 4)
+    a.alu(2, ">>=", 16)
+    a.swap16(2)
+    a.store(10, store_at, 2, 4)
+
+
 def _host_cookie(a: Asm, cfg: int, dst: int, otherwise: str) -> None:
     """dst = the cookie of the namespace this set serves (``cfg[0]``); r1-r5 are clobbered.
     Every program reads it from ``cfg``, which so stays in use and can be found."""
     a.store_imm(10, -36, 0, 4)
-    a.load_map(1, cfg)
-    a.mov(2, 10, reg=True)
-    a.alu(2, "+=", -36)
-    a.call(_MAP_LOOKUP)
-    a.jump("==", 0, 0, otherwise)
+    _lookup(a, cfg, -36, otherwise)
     a.load(dst, 0, 0, 8)
 
 
@@ -228,11 +243,7 @@ def connect_program(cfg: int, ports: int) -> bytes:
     a.store(10, -8, 2, 4)
     a.load(2, 6, 24, 4)  # user_port (network order, low 16 bits)
     a.store(10, -4, 2, 4)
-    a.load_map(1, ports)
-    a.mov(2, 10, reg=True)
-    a.alu(2, "+=", -8)
-    a.call(_MAP_LOOKUP)
-    a.jump("==", 0, 0, "allow")
+    _lookup(a, ports, -8, "allow")
     a.load(2, 0, 0, 4)
     a.store(6, 4, 2, 4)  # user_ip4 = the container's address
     a.load(2, 0, 4, 4)
@@ -248,8 +259,7 @@ def sockops_program(cfg: int, addrs: int, socks: int) -> bytes:
     its address lives in its namespace and its peer's in another, one of the two the host's.
 
     Stack (r10 - 24 .. r10): the sockhash key: u64 netns cookie, u32 local address, u32
-    remote address, u32 local port, u32 remote port (ports in host order). r10 - 32: the
-    address looked up in ``addrs``."""
+    remote address, u32 local port, u32 remote port (ports in host order)."""
     a = Asm()
     a.mov(6, 1, reg=True)  # r6 = ctx (struct bpf_sock_ops)
     a.load(2, 6, 0, 4)  # op
@@ -262,23 +272,11 @@ def sockops_program(cfg: int, addrs: int, socks: int) -> bytes:
     a.mov(7, 0, reg=True)  # r7 = this socket's namespace
     a.store(10, -24, 7, 8)
     # its own address must live here
-    a.load(2, 10, -16, 4)
-    a.store(10, -32, 2, 4)
-    a.load_map(1, addrs)
-    a.mov(2, 10, reg=True)
-    a.alu(2, "+=", -32)
-    a.call(_MAP_LOOKUP)
-    a.jump("==", 0, 0, "out")
+    _lookup(a, addrs, -16, "out")
     a.load(2, 0, 0, 8)
     a.jump("!=", 2, 7, "out", reg=True)
     # the peer's address must live in another namespace
-    a.load(2, 10, -12, 4)
-    a.store(10, -32, 2, 4)
-    a.load_map(1, addrs)
-    a.mov(2, 10, reg=True)
-    a.alu(2, "+=", -32)
-    a.call(_MAP_LOOKUP)
-    a.jump("==", 0, 0, "out")
+    _lookup(a, addrs, -12, "out")
     a.load(8, 0, 0, 8)  # r8 = the peer's namespace
     a.jump("==", 8, 7, "out", reg=True)
     # one of the two is the host (the engine's namespace): no container-to-container shortcut
@@ -288,10 +286,7 @@ def sockops_program(cfg: int, addrs: int, socks: int) -> bytes:
     a.label("enter")
     a.load(2, 6, 68, 4)  # local_port, host order
     a.store(10, -8, 2, 4)
-    a.load(2, 6, 64, 4)  # remote_port: network order, in the upper 16 bits
-    a.alu(2, ">>=", 16)
-    a.swap16(2)
-    a.store(10, -4, 2, 4)
+    _remote_port(a, 64, -4)
     a.mov(1, 6, reg=True)
     a.load_map(2, socks)
     a.mov(3, 10, reg=True)
@@ -312,19 +307,10 @@ def skmsg_program(addrs: int, socks: int, order: int) -> bytes:
     # the peer's key: its namespace (where addrs places its address), its address and ours,
     # its port and ours
     _addresses(a, (16, 24, 20, 44, 28), -12, -16, "pass")
-    a.load(2, 10, -16, 4)
-    a.store(10, -32, 2, 4)
-    a.load_map(1, addrs)
-    a.mov(2, 10, reg=True)
-    a.alu(2, "+=", -32)
-    a.call(_MAP_LOOKUP)
-    a.jump("==", 0, 0, "pass")
+    _lookup(a, addrs, -16, "pass")
     a.load(2, 0, 0, 8)
     a.store(10, -24, 2, 8)
-    a.load(2, 6, 60, 4)  # remote_port: network order, in the upper 16 bits
-    a.alu(2, ">>=", 16)
-    a.swap16(2)
-    a.store(10, -8, 2, 4)
+    _remote_port(a, 60, -8)
     a.load(2, 6, 64, 4)  # local_port, host order
     a.store(10, -4, 2, 4)
     # a socket that has sent segments keeps doing so
@@ -375,6 +361,48 @@ def translated_addresses(host_ip: str) -> list[str]:
 
 # -- the set of programs and maps in the kernel -------------------------------------------------
 
+#: Where each program is attached on the cgroup2 root.
+ATTACH = {CONNECT: bpf.BPF_CGROUP_INET4_CONNECT, SOCKOPS: bpf.BPF_CGROUP_SOCK_OPS}
+
+
+def attached(root: str) -> list[tuple[str, int, list[int]]]:
+    """(name, id, map ids) of every corral_connect and corral_sockops program attached to the
+    cgroup ``root``, whichever namespace they serve (the tests' leak check lists them too)."""
+    out = []
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        for name, attach in ATTACH.items():
+            for prog_id in bpf.program_ids(fd, attach):
+                prog = bpf.program_fd(prog_id)
+                if prog is None:
+                    continue
+                try:
+                    found, map_ids = bpf.program_info(prog)
+                finally:
+                    os.close(prog)
+                if found == name:
+                    out.append((name, prog_id, map_ids))
+    finally:
+        os.close(fd)
+    return out
+
+
+def detach_program(root: str, name: str, prog_id: int) -> None:
+    """Detach one of :func:`attached`'s programs; one already gone is fine."""
+    prog = bpf.program_fd(prog_id)
+    if prog is None:
+        return
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        bpf.detach_program(fd, prog, ATTACH[name])
+    except KernelError as err:
+        if err.errno != 2:
+            raise
+    finally:
+        os.close(fd)
+        os.close(prog)
+
+
 
 class Shortcut:
     """The programs and maps that serve the network namespace this process is in."""
@@ -393,32 +421,18 @@ class Shortcut:
         """The ids of this namespace's attached programs by name, and their maps (or None)."""
         progs: dict[str, int] = {}
         maps: dict[str, int] = {}
-        root = self._root_fd()
-        try:
-            for attach in (bpf.BPF_CGROUP_INET4_CONNECT, bpf.BPF_CGROUP_SOCK_OPS):
-                for prog_id in bpf.program_ids(root, attach):
-                    fd = bpf.program_fd(prog_id)
-                    if fd is None:
-                        continue
-                    try:
-                        name, map_ids = bpf.program_info(fd)
-                    finally:
-                        os.close(fd)
-                    if name not in (CONNECT, SOCKOPS):
-                        continue
-                    found = self._maps_of(map_ids)
-                    if found.get(_CFG) is None or not self._serves(found[_CFG]):
-                        for fd in found.values():
-                            os.close(fd)
-                        continue
-                    progs[name] = prog_id
-                    for key, fd in found.items():
-                        if key in maps:
-                            os.close(fd)
-                        else:
-                            maps[key] = fd
-        finally:
-            os.close(root)
+        for name, prog_id, map_ids in attached(self.root):
+            found = self._maps_of(map_ids)
+            if found.get(_CFG) is None or not self._serves(found[_CFG]):
+                for fd in found.values():
+                    os.close(fd)
+                continue
+            progs[name] = prog_id
+            for key, fd in found.items():
+                if key in maps:
+                    os.close(fd)
+                else:
+                    maps[key] = fd
         names = (_CFG, _PORTS, _ADDRS, _SOCKS)
         if all(n in maps for n in names):
             return progs, Maps(*(maps[n] for n in names))
@@ -533,22 +547,8 @@ class Shortcut:
         progs, maps = self.find()
         if maps is not None:
             maps.close()
-        root = self._root_fd()
-        try:
-            for name, prog_id in progs.items():
-                fd = bpf.program_fd(prog_id)
-                if fd is None:
-                    continue
-                attach = {CONNECT: bpf.BPF_CGROUP_INET4_CONNECT, SOCKOPS: bpf.BPF_CGROUP_SOCK_OPS}
-                try:
-                    bpf.detach_program(root, fd, attach[name])
-                except KernelError as err:
-                    if err.errno != 2:
-                        raise
-                finally:
-                    os.close(fd)
-        finally:
-            os.close(root)
+        for name, prog_id in progs.items():
+            detach_program(self.root, name, prog_id)
 
 
 # -- what the engine calls ----------------------------------------------------------------------
