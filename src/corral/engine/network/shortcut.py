@@ -54,7 +54,6 @@ import contextlib
 import fcntl
 import os
 import socket
-import threading
 from collections.abc import Iterator
 from typing import NamedTuple
 
@@ -139,6 +138,8 @@ def netns_cookie(netns_path: str | None = None) -> int:
     if netns_path is None:
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
             return int.from_bytes(s.getsockopt(socket.SOL_SOCKET, _SO_NETNS_COOKIE, 8), "little")
+    import threading
+
     result: list[int | BaseException] = []
 
     def inside() -> None:
