@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
+
+from corral._record import datarecord, field
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -53,7 +54,7 @@ def hosts(
     return "\n".join(lines) + "\n"
 
 
-@dataclass(frozen=True)
+@datarecord(frozen=True)
 class Dns:
     """``--dns``, ``--dns-search``, ``--dns-option`` (each empty: not given)."""
 
