@@ -240,6 +240,21 @@ def test_publish_all_and_udp_and_specific_address(host: Host) -> None:
         assert f"127.0.0.1:{port}->80/tcp, 127.0.0.1:5353->53/udp   u" in host.corral(*ps).stdout
 
 
+def test_a_published_host_port_stays_taken_while_the_container_runs(host: Host) -> None:
+    """The host sockets that reserve published ports are held by the container's waiter
+    (corral.engine.monitor.waiter, fds 8 on): after ``run -d`` has exited, nothing on the host
+    can bind the port (it would never see a connection: DNAT takes them), until the
+    container is gone."""
+    bind = ("import socket, sys; s = socket.socket(); "
+            "s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); "
+            "s.bind(('0.0.0.0', int(sys.argv[1]))); print('bound')")  # fmt: skip
+    _detached(host, "--name", "holder", "-p", "8093:80", "busybox", "sleep", "60")
+    taken = host.sh(sys.executable, "-c", bind, "8093", check=False)
+    assert taken.returncode != 0 and "Address already in use" in taken.stderr
+    host.corral("rm", "-f", "holder")
+    assert host.sh(sys.executable, "-c", bind, "8093").stdout.strip() == "bound"
+
+
 # -- user-defined networks and names ------------------------------------------------------------
 
 

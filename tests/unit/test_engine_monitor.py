@@ -49,6 +49,11 @@ def test_the_waiter_records_its_childs_exit_and_waits_for_the_release(tmp_path: 
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
     child_r, child_w = os.pipe()
+    # what it holds for the container's life (a reserved port's socket, the shortcut's map)
+    import socket
+
+    held = [socket.socket(), socket.socket(socket.AF_INET, socket.SOCK_DGRAM)]
+    links = [os.readlink(f"/proc/self/fd/{s.fileno()}") for s in held]
     pid = os.fork()
     if pid == 0:  # pragma: no cover - becomes the waiter
         grandchild = os.fork()
@@ -56,9 +61,11 @@ def test_the_waiter_records_its_childs_exit_and_waits_for_the_release(tmp_path: 
             os.write(out_w, b"hello\n")
             os._exit(7)
         os.write(child_w, str(grandchild).encode())
-        waiter.become_waiter(fd, out_r, err_r)
+        waiter.become_waiter(fd, out_r, err_r, [s.fileno() for s in held])
     for x in (fd, out_w, err_w, child_w, out_r, err_r):
         os.close(x)
+    for s in held:
+        s.close()
     child = int(os.read(child_r, 32))
     os.close(child_r)
     import time
@@ -67,7 +74,8 @@ def test_the_waiter_records_its_childs_exit_and_waits_for_the_release(tmp_path: 
     while Path(f"/proc/{pid}/cmdline").read_bytes() != b"corral-waiter\0":
         assert time.monotonic() < deadline
         time.sleep(0.01)
-    assert sorted(int(n) for n in os.listdir(f"/proc/{pid}/fd")) == list(range(8))
+    assert sorted(int(n) for n in os.listdir(f"/proc/{pid}/fd")) == list(range(10))
+    assert [os.readlink(f"/proc/{pid}/fd/{n}") for n in (8, 9)] == links
     logs = os.open(f"/proc/{pid}/fd/4", os.O_RDONLY)
     assert os.read(logs, 64) == b"hello\n"
     os.close(logs)

@@ -406,7 +406,7 @@ class Containers:
         try:
             waiter, waiter_start, pid = launch(
                 self.runtime(), record.id, path, lock, tty=row.config.tty, start=not hold,
-                keep=self.engine.networks.kept(record.id) if record.network else -1,
+                hold=self.engine.networks.held(record.id) if record.network else (),
             )
         except BaseException:
             self._teardown(record.id)

@@ -36,6 +36,7 @@ from corral.engine.monitor.alive import LOCK_NAME, monitor_alive
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Sequence
     from pathlib import Path
 
     from corral.runtime.state import StateStore
@@ -48,12 +49,12 @@ PID_NAME = "monitor.pid"
 
 def launch(
     store: StateStore, container_id: str, bundle: Path, exit_file: Path, *, tty: bool = False,
-    start: bool = True, keep: int = -1,
+    start: bool = True, hold: Sequence[int] = (),
 ) -> tuple[int, int, int]:
     """Create and start ``container_id`` (bundle ready: rootfs mounted, netns made) under a
     new waiter; (waiter pid, waiter start time, init pid). ``tty``: the config asks for a
-    terminal; ``start=False``: leave it created (the caller starts it); ``keep``: an fd the
-    waiter holds for the container's life (the waiter's fd 8). Errors come back as
+    terminal; ``start=False``: leave it created (the caller starts it); ``hold``: fds the
+    waiter holds for the container's life (its fds 8, 9, ...). Errors come back as
     ContainerInitError with the runtime's one-line message."""
     from corral.errors import ContainerInitError
     from corral.runtime.state import process_start_time
@@ -70,7 +71,7 @@ def launch(
             if os.fork() != 0:
                 os._exit(0)
             _child(store, container_id, str(bundle), exit_fd, (out_r, out_w, err_r, err_w),
-                   report_w, tty, start, keep)  # fmt: skip
+                   report_w, tty, start, hold)  # fmt: skip
         finally:
             os._exit(1)
     for fd in (exit_fd, out_r, out_w, err_r, err_w, report_w):
@@ -95,7 +96,7 @@ def _child(  # pragma: no cover - runs in the forked C
     report: int,
     tty: bool,
     start: bool,
-    keep: int,
+    hold: Sequence[int],
 ) -> None:
     from corral.engine.monitor.waiter import become_waiter
     from corral.errors import CorralError
@@ -130,7 +131,7 @@ def _child(  # pragma: no cover - runs in the forked C
         with contextlib.suppress(OSError):
             os.write(report, ("error:" + text.replace("\n", " ")).encode())
         os._exit(1)
-    become_waiter(exit_fd, out_r, err_r, keep)
+    become_waiter(exit_fd, out_r, err_r, hold)
 
 
 def _high(fd: int) -> int:

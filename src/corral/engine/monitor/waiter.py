@@ -33,13 +33,15 @@ import os
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Sequence
     from typing import NoReturn
 
 #: The fds of a waiter: 3 its exit file, 4 and 5 the read ends of stdout's and stderr's pipes,
-#: 6 and 7 the release pipe (the monitor writes to 7 when it has read 4 and 5 to the end), 8
-#: (where given) a kernel object held for the container's life, never used: the socket
-#: shortcut's map of a container with published ports (corral.engine.network.shortcut).
-EXIT_FD, STDOUT_FD, STDERR_FD, RELEASE_R, RELEASE_W, KEEP_FD = 3, 4, 5, 6, 7, 8
+#: 6 and 7 the release pipe (the monitor writes to 7 when it has read 4 and 5 to the end); from
+#: 8 on, what it holds for the container's life without ever using it: a published port's
+#: reserved host socket (nothing else can bind the port), the socket shortcut's map
+#: (corral.engine.network.shortcut).
+EXIT_FD, STDOUT_FD, STDERR_FD, RELEASE_R, RELEASE_W, HELD_FD = 3, 4, 5, 6, 7, 8
 #: How long a waiter whose container has exited waits for the monitor's release.
 RELEASE_WAIT = 5
 
@@ -88,12 +90,17 @@ def waiter_elf(machine: str | None = None) -> bytes | None:
     return static_elf(e_machine, bytes.fromhex(hexcode))
 
 
-def become_waiter(exit_fd: int, stdout_r: int, stderr_r: int, hold: int = -1) -> NoReturn:
+def become_waiter(
+    exit_fd: int, stdout_r: int, stderr_r: int, hold: Sequence[int] = ()
+) -> NoReturn:
     """Exec the waiter in this process (whose child is the container's init): ``exit_fd``
-    becomes fd 3, the pipes' read ends 4 and 5, a new release pipe 6 and 7, ``hold`` (if
-    given) 8, fds 0-2 /dev/null; every other fd closes."""
+    becomes fd 3, the pipes' read ends 4 and 5, a new release pipe 6 and 7, the fds of
+    ``hold`` 8, 9, ..., fds 0-2 /dev/null; every other fd closes."""
     import sys
 
+    # Everything is first moved above the last target, then onto 3, 4, ...: no dup2 clobbers
+    # one of them (nor the program's memfd).
+    above = max(9, HELD_FD + len(hold) + 1)
     elf = waiter_elf()
     program = -1
     if elf is not None:
@@ -103,15 +110,13 @@ def become_waiter(exit_fd: int, stdout_r: int, stderr_r: int, hold: int = -1) ->
             program = os.memfd_create("corral-waiter", os.MFD_CLOEXEC)
         os.write(program, elf)
     if program >= 0:
-        program = _dup_above(program, 9)
-    # Move them all above 8 first, then onto 3-8: no dup2 clobbers one of them.
+        program = _dup_above(program, above)
     release = os.pipe()
-    held = (hold,) if hold >= 0 else ()
-    high = [_dup_above(fd, 9) for fd in (exit_fd, stdout_r, stderr_r, *release, *held)]
+    high = [_dup_above(fd, above) for fd in (exit_fd, stdout_r, stderr_r, *release, *hold)]
     null = os.open("/dev/null", os.O_RDWR)
     for target in (0, 1, 2):
         os.dup2(null, target)
-    targets = (EXIT_FD, STDOUT_FD, STDERR_FD, RELEASE_R, RELEASE_W, KEEP_FD)[: len(high)]
+    targets = range(EXIT_FD, EXIT_FD + len(high))
     for target, fd in zip(targets, high, strict=True):
         os.dup2(fd, target)  # dup2 leaves the copy inheritable
     keep = {0, 1, 2, *targets, program}

@@ -342,7 +342,7 @@ class Networks:
 
     def _shortcut_publish(self, container_id: str) -> None:
         """Add the container's TCP ports to the shortcut, and keep what its waiter must hold
-        (:meth:`kept`). Where the kernel cannot, or anything fails, the nftables rules just
+        (:meth:`held`). Where the kernel cannot, or anything fails, the nftables rules just
         made carry the traffic alone."""
         routes = self._routes(container_id)
         if not routes:
@@ -358,10 +358,13 @@ class Networks:
             os.close(old)
         self._kept[container_id] = fd
 
-    def kept(self, container_id: str) -> int:
-        """An fd the container's waiter holds while the container lives (-1 if none): the
-        socket shortcut's map, whose programs the kernel keeps only while someone holds it."""
-        return self._kept.get(container_id, -1)
+    def held(self, container_id: str) -> list[int]:
+        """The fds the container's waiter holds while the container lives: its published
+        ports' reserved host sockets (so nothing else binds them meanwhile) and the socket
+        shortcut's map (whose sk_msg program the kernel keeps only while someone holds it)."""
+        fds = [sock.fileno() for sock in self._held.get(container_id, [])]
+        kept = self._kept.get(container_id)
+        return fds + ([kept] if kept is not None else [])
 
     def _shortcut_withdraw(self, container_id: str) -> None:
         routes = self._routes(container_id)
