@@ -180,7 +180,7 @@ class Networks:
             for net in self.store.networks():
                 self._down(net)
             nft.delete_table()
-            with shortcut.lock():
+            with contextlib.suppress(CorralError, OSError), shortcut.lock():
                 shortcut.reset()
             old = self.store.get_state(IP_FORWARD_KEY)
             if old is not None:
