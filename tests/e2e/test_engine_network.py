@@ -151,7 +151,7 @@ def test_published_port_from_host_loopback_bridge_and_hairpin(host: Host) -> Non
 
 
 #: Run in the host's namespace: GET the file at argv[1] (http://127.0.0.1:PORT/big), and print
-#: its sha256, where the connection really went, how many TCP segments this namespace received
+#: its sha256, its peer and local addresses, how many TCP segments this namespace received
 #: meanwhile, and which socket-shortcut programs serve the namespace afterwards.
 _SHORTCUT_PROBE = r"""
 import hashlib, json, socket, sys
@@ -163,14 +163,14 @@ def segments():
 port = int(sys.argv[1])
 before = segments()
 sock = socket.create_connection(("127.0.0.1", port), timeout=10)
-peer = sock.getpeername()
+peer, local = sock.getpeername(), sock.getsockname()
 sock.sendall(b"GET /big HTTP/1.0\r\n\r\n")
 body = b""
 while chunk := sock.recv(1 << 16):
     body += chunk
 sock.close()
 print(json.dumps({"sha256": hashlib.sha256(body.partition(b"\r\n\r\n")[2]).hexdigest(),
-                  "peer": list(peer), "segments": segments() - before,
+                  "peer": list(peer), "local": list(local), "segments": segments() - before,
                   "programs": sorted(shortcut.Shortcut().find()[0])}))
 """
 
@@ -193,8 +193,7 @@ def test_the_hosts_connections_to_a_published_port_take_the_socket_shortcut(
     want = hashlib.sha256(data).hexdigest()
     httpd = ["busybox", "httpd", "-f", "-p", "80", "-h", "/www"]
     _detached(host, "--name", "big", "-p", "127.0.0.1:8081:80", "-v", f"{www}:/www", *httpd)
-    address = json.loads(host.corral("inspect", "big").stdout)[0]["NetworkSettings"][
-        "Networks"]["bridge"]["IPAddress"]  # fmt: skip
+    gateway = json.loads(host.corral("inspect", "big").stdout)[0]["NetworkSettings"]["Gateway"]
 
     def probe(port: int) -> dict[str, Any]:
         done = host.sh(sys.executable, "-c", _SHORTCUT_PROBE, str(port))
@@ -203,9 +202,10 @@ def test_the_hosts_connections_to_a_published_port_take_the_socket_shortcut(
     assert _wait_http(host, "http://127.0.0.1:8081/") == "up"
     out = probe(8081)
     assert out["sha256"] == want
-    assert out["peer"] == [address, 80]
+    assert out["peer"] == ["127.0.0.1", 8081]  # as after a DNAT (getpeername4)
+    assert out["local"][0] == gateway  # but connected to the container's address
     assert out["segments"] < 50, out  # the handshake and the close
-    assert out["programs"] == ["corral_connect", "corral_sockops"]
+    assert out["programs"] == ["corral_connect", "corral_peername", "corral_sockops"]
     host.corral("rm", "-f", "big")
     listing = "from corral.engine.network import shortcut as s; print(s.Shortcut().find()[0])"
     gone = host.sh(sys.executable, "-c", listing)
@@ -223,6 +223,7 @@ def test_the_hosts_connections_to_a_published_port_take_the_socket_shortcut(
     out = probe(8082)
     assert out["sha256"] == want
     assert out["peer"] == ["127.0.0.1", 8082]
+    assert out["local"][0] == "127.0.0.1"
     assert out["segments"] > 200, out  # 16 MiB in skbs of at most 64 KiB (GRO)
     assert out["programs"] == []
 

@@ -4,7 +4,8 @@ Two network namespaces play the engine's (H, with the bridge's address 10.231.0.
 container's (C, 10.231.0.2), joined by a veth pair. An echo server runs in C. What the engine
 does at ``run -p 127.0.0.1:19000:9000`` (``shortcut.publish``) and at teardown
 (``shortcut.withdraw``) is done by a small script run in H, which then checks, as a client in
-H: that a TCP connect() to 127.0.0.1:19000 reaches the server at its own address, that both
+H: that a TCP connect() to 127.0.0.1:19000 reaches the server at its own address (while
+getpeername still says 127.0.0.1:19000), that both
 ends are entered in the sockhash, that 16 MiB each way arrive intact without being sent as TCP
 segments, that UDP is left alone, that a third namespace claiming the container's address is
 never entered, and that everything is detached once the port is withdrawn.
@@ -44,7 +45,7 @@ while True:
 
 #: Runs in H. argv: the container's namespace path, then the impostor's.
 SCENARIO = r"""
-import hashlib, json, os, socket, sys, threading
+import hashlib, json, os, socket, sys, threading, time
 from corral.engine.network import shortcut as sc
 from corral.sys import bpf
 
@@ -94,6 +95,9 @@ udp.connect(("127.0.0.1", 19000))
 out["udp_peer"] = list(udp.getpeername())
 udp.close()
 sock.close()
+deadline = time.monotonic() + 5  # the server closes its end when it reads the EOF
+while entered() and time.monotonic() < deadline:
+    time.sleep(0.01)
 out["entered_after_close"] = entered()
 sc.withdraw([route])
 os.close(held)
@@ -180,7 +184,8 @@ def test_host_connections_to_a_published_port_take_the_shortcut_intact(
             proc.wait()
     host, container, impostor_ns = out["cookies"]
     # connect() went to the container's address: no NAT, and the host's end is the bridge's
-    assert out["peer"] == ["10.231.0.2", 9000]
+    # (getsockname); getpeername names what was asked for, as after a DNAT
+    assert out["peer"] == ["127.0.0.1", 19000]
     assert out["local"][0] == "10.231.0.1"
     port = out["local"][1]
     # both ends entered, each under its own namespace; nothing of the impostor's

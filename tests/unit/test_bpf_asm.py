@@ -59,7 +59,7 @@ def test_jumps_land_on_their_labels_and_wide_loads_take_two_slots() -> None:
     assert code[5] == (0x18, 2, 0, 0, 2) and code[6] == (0, 0, 0, 0, 1)
 
 
-def test_the_int_btf_blob_has_one_int_type() -> None:
+def test_the_int_btf_blob_has_an_int_and_a_long() -> None:
     blob = int_btf()
     magic, version, flags, hdr_len, type_off, type_len, str_off, str_len = struct.unpack(
         "<HBBIIIII", blob[:24]
@@ -67,11 +67,12 @@ def test_the_int_btf_blob_has_one_int_type() -> None:
     assert (magic, version, flags, hdr_len) == (0xEB9F, 1, 0, 24)
     types = blob[24 + type_off : 24 + type_off + type_len]
     strings = blob[24 + str_off : 24 + str_off + str_len]
-    name_off, info, size, encoding = struct.unpack("<IIII", types)
-    assert strings[name_off:].split(b"\0")[0] == b"int"
-    assert info >> 24 == 1 and size == 4  # BTF_KIND_INT, 4 bytes
-    assert encoding == (1 << 24) | 32  # BTF_INT_SIGNED, offset 0, 32 bits
-    assert len(blob) == 24 + type_len + str_len
+    assert len(types) == 32 and len(blob) == 24 + type_len + str_len
+    for i, (name, size) in enumerate(((b"int", 4), (b"long", 8))):
+        name_off, info, got_size, encoding = struct.unpack("<IIII", types[16 * i : 16 * i + 16])
+        assert strings[name_off:].split(b"\0")[0] == name
+        assert info >> 24 == 1 and got_size == size  # BTF_KIND_INT
+        assert encoding == (1 << 24) | (8 * size)  # BTF_INT_SIGNED, offset 0, all its bits
 
 
 def test_port_keys_are_laid_out_as_connect4_reads_its_context() -> None:
@@ -89,7 +90,8 @@ def test_which_host_addresses_are_translated() -> None:
 
 def test_the_programs_assemble_and_end_in_exit() -> None:
     for code in (
-        shortcut.connect_program(3, 4),
+        shortcut.connect_program(3, 4, 8),
+        shortcut.peername_program(3, 8),
         shortcut.sockops_program(3, 5, 6),
         shortcut.skmsg_program(5, 6, 7),
     ):

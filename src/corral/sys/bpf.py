@@ -49,6 +49,7 @@ BPF_CGROUP_SOCK_OPS = 3
 BPF_CGROUP_DEVICE = 6
 BPF_SK_MSG_VERDICT = 7
 BPF_CGROUP_INET4_CONNECT = 10
+BPF_CGROUP_INET4_GETPEERNAME = 29
 # map types
 BPF_MAP_TYPE_HASH = 1
 BPF_MAP_TYPE_ARRAY = 2
@@ -283,7 +284,8 @@ def create_map(
     btf_fd: int = 0, btf_key: int = 0, btf_value: int = 0,
 ) -> int:  # fmt: skip
     """BPF_MAP_CREATE; returns the map's fd. Some map types (socket storage) need the BTF
-    type ids of their key and value: an fd from :func:`load_int_btf` and its type id, 1."""
+    type ids of their key and value: an fd from :func:`load_int_btf`, and its type ids (1 for
+    a 4-byte int, 2 for an 8-byte long)."""
     attr = _attr(
         (0, 4, map_type), (4, 4, key_size), (8, 4, value_size), (12, 4, max_entries),
         (16, 4, flags), (48, 4, btf_fd), (52, 4, btf_key), (56, 4, btf_value),
@@ -294,16 +296,17 @@ def create_map(
 
 
 def int_btf() -> bytes:
-    """The smallest BTF blob: one type, id 1, a 32-bit signed ``int``.
+    """The smallest BTF blob for socket storage: type 1 a 32-bit ``int`` (the key a socket
+    storage map must have), type 2 a 64-bit ``long`` (for 8-byte values).
 
     Layout (linux/btf.h): a 24-byte header (magic 0xeB9F, version 1, flags, header length,
     then offset and length of the type section and of the string section), the type section
-    (struct btf_type: name offset, info = kind INT << 24, size 4; then the INT's encoding:
-    signed, offset 0, 32 bits), the string section ("\\0int\\0")."""
-    types = b"".join(
-        n.to_bytes(4, "little") for n in (1, 1 << 24, 4, (1 << 24) | 32)  # BTF_KIND_INT = 1
-    )
-    strings = b"\0int\0"
+    (per type, struct btf_type: name offset, info = kind INT << 24, size; then the INT's
+    encoding: signed, bit offset 0, bits), the string section ("\\0int\\0long\\0")."""
+    int_kind, signed = 1 << 24, 1 << 24  # BTF_KIND_INT; BTF_INT_SIGNED
+    words = (1, int_kind, 4, signed | 32, 5, int_kind, 8, signed | 64)
+    types = b"".join(n.to_bytes(4, "little") for n in words)
+    strings = b"\0int\0long\0"
     header = (
         (0xEB9F).to_bytes(2, "little") + bytes((1, 0)) + (24).to_bytes(4, "little")
         + (0).to_bytes(4, "little") + len(types).to_bytes(4, "little")

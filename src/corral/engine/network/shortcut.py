@@ -3,7 +3,7 @@
 A connection from the host to ``127.0.0.1:HOST`` normally takes the whole path a packet from
 another machine would: nftables DNAT in the output hook, a re-route, the bridge, the veth, the
 container's stack, and the same way back, with conntrack looking up every packet. Both ends of
-that connection are sockets in one kernel, so three small eBPF programs can join them directly,
+that connection are sockets in one kernel, so four small eBPF programs can join them directly,
 as Cilium's socket load balancing and its sockops acceleration do:
 
 1. ``corral_connect`` (cgroup/connect4, on the root cgroup of the cgroup2 hierarchy, so for
@@ -12,7 +12,9 @@ as Cilium's socket load balancing and its sockops acceleration do:
    ``ADDRESS:PORT`` before the kernel routes anything. No NAT happens: the connection goes from
    the bridge's address to the container's, like one made to the container's address by hand.
    Only TCP is translated; UDP and every other address keep the nftables path, which stays in
-   place for traffic from outside and from containers.
+   place for traffic from outside and from containers. The address and port asked for are kept
+   in the socket's storage (``corral_peers``), and ``corral_peername`` (cgroup/getpeername4)
+   gives them back: ``getpeername`` says ``127.0.0.1:HOST``, as it would after a DNAT.
 2. ``corral_sockops`` (cgroup/sock_ops): when such a connection is established, each end's
    socket goes into the sockhash ``corral_socks``, under (its network namespace, its address
    and port, the peer's address and port). Only ends that the map ``corral_addrs`` places where
@@ -32,9 +34,9 @@ entered (the peer's end is entered when the handshake's last ACK reaches it): th
 as segments, and the program then marks the socket (``corral_order``, per-socket storage) so
 that it keeps sending segments for the rest of its life.
 
-What users see: ``ss`` on the host shows the connection to the container's address, and
-``getpeername`` on the host's socket returns it (the connection is really to that address).
-tcpdump on the bridge sees the handshake and the close, not the data.
+What users see: ``getpeername`` is unchanged, but ``getsockname`` on the host's socket gives
+the bridge's address (after a DNAT it gives 127.0.0.1), and ``ss`` shows the connection to the
+container's address. tcpdump on the bridge sees the handshake and the close, not the data.
 
 The programs and maps live in the kernel, not in a process: the first published TCP port loads
 and attaches them, and the last one's teardown detaches them (once no shortcut socket is open:
@@ -63,9 +65,11 @@ from corral.sys.bpf import Asm
 
 ENV = "CORRAL_SOCKET_SHORTCUT"
 
-CONNECT, SOCKOPS, SKMSG = "corral_connect", "corral_sockops", "corral_skmsg"
-_CFG, _PORTS, _ADDRS, _SOCKS, _ORDER = (
-    "corral_cfg", "corral_ports", "corral_addrs", "corral_socks", "corral_order",
+CONNECT, PEERNAME, SOCKOPS, SKMSG = (
+    "corral_connect", "corral_peername", "corral_sockops", "corral_skmsg",
+)  # fmt: skip
+_CFG, _PORTS, _ADDRS, _SOCKS, _ORDER, _PEERS = (
+    "corral_cfg", "corral_ports", "corral_addrs", "corral_socks", "corral_order", "corral_peers",
 )  # fmt: skip
 
 # linux/bpf.h helper numbers
@@ -227,9 +231,10 @@ def _addresses(
     a.label("addressed")
 
 
-def connect_program(cfg: int, ports: int) -> bytes:
+def connect_program(cfg: int, ports: int, peers: int) -> bytes:
     """cgroup/connect4: a TCP connect() in the namespace this set serves, to an address and
-    port that are keys of ``ports``, goes to the value's address and port."""
+    port that are keys of ``ports``, goes to the value's address and port; the address and
+    port asked for are kept in the socket's storage (``peers``) for getpeername."""
     a = Asm()
     a.mov(6, 1, reg=True)  # r6 = ctx (struct bpf_sock_addr)
     a.load(2, 6, 0, 4)  # user_family
@@ -249,7 +254,42 @@ def connect_program(cfg: int, ports: int) -> bytes:
     a.store(6, 4, 2, 4)  # user_ip4 = the container's address
     a.load(2, 0, 4, 4)
     a.store(6, 24, 2, 4)  # user_port = the container's port
+    a.load(2, 6, 64, 8)  # sk
+    a.jump("==", 2, 0, "allow")
+    a.load_map(1, peers)
+    a.mov(3, 0)
+    a.mov(4, 1)  # BPF_SK_STORAGE_GET_F_CREATE
+    a.call(_SK_STORAGE_GET)
+    a.jump("==", 0, 0, "allow")
+    a.load(2, 10, -8, 8)  # the address and port asked for, as the key holds them
+    a.store(0, 0, 2, 8)
     a.label("allow")
+    a.mov(0, 1)
+    a.exit()
+    return a.assemble()
+
+
+def peername_program(cfg: int, peers: int) -> bytes:
+    """cgroup/getpeername4: a socket (of the namespace this set serves) that connect4 sent
+    elsewhere names the address and port it asked for, as it would after nftables' DNAT."""
+    a = Asm()
+    a.mov(6, 1, reg=True)  # r6 = ctx (struct bpf_sock_addr)
+    _host_cookie(a, cfg, 7, "out")
+    a.mov(1, 6, reg=True)
+    a.call(_GET_NETNS_COOKIE)
+    a.jump("!=", 0, 7, "out", reg=True)
+    a.load(2, 6, 64, 8)  # sk
+    a.jump("==", 2, 0, "out")
+    a.load_map(1, peers)
+    a.mov(3, 0)
+    a.mov(4, 0)  # look only
+    a.call(_SK_STORAGE_GET)
+    a.jump("==", 0, 0, "out")
+    a.load(2, 0, 0, 4)
+    a.store(6, 4, 2, 4)  # user_ip4
+    a.load(2, 0, 4, 4)
+    a.store(6, 24, 2, 4)  # user_port
+    a.label("out")
     a.mov(0, 1)
     a.exit()
     return a.assemble()
@@ -363,12 +403,16 @@ def translated_addresses(host_ip: str) -> list[str]:
 # -- the set of programs and maps in the kernel -------------------------------------------------
 
 #: Where each program is attached on the cgroup2 root.
-ATTACH = {CONNECT: bpf.BPF_CGROUP_INET4_CONNECT, SOCKOPS: bpf.BPF_CGROUP_SOCK_OPS}
+ATTACH = {
+    CONNECT: bpf.BPF_CGROUP_INET4_CONNECT,
+    PEERNAME: bpf.BPF_CGROUP_INET4_GETPEERNAME,
+    SOCKOPS: bpf.BPF_CGROUP_SOCK_OPS,
+}
 
 
 def attached(root: str) -> list[tuple[str, int, list[int]]]:
-    """(name, id, map ids) of every corral_connect and corral_sockops program attached to the
-    cgroup ``root``, whichever namespace they serve (the tests' leak check lists them too)."""
+    """(name, id, map ids) of every program of :data:`ATTACH` attached to the cgroup ``root``,
+    whichever namespace they serve (the tests' leak check lists them too)."""
     out = []
     fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
@@ -467,7 +511,7 @@ class Shortcut:
         programs and the maps stayed. Attaching replaces the one that may be there; sockets
         already entered keep the program they were entered with."""
         progs, maps = self.find()
-        if maps is None or len(progs) != 2:
+        if maps is None or len(progs) != len(ATTACH):
             if maps is not None:
                 maps.close()
             self.detach()  # half a set (a crash between two attaches): start again
@@ -513,16 +557,27 @@ class Shortcut:
             # Every program is loaded (the verifier may refuse one on an older kernel) before
             # the first is attached where it changes anything.
             self._attach_skmsg(maps)
-            loaded: list[int] = []
-            try:
-                sockops = sockops_program(cfg, addrs, socks)
-                loaded.append(bpf.load_program(bpf.BPF_PROG_TYPE_SOCK_OPS, sockops, SOCKOPS))
-                connect = connect_program(cfg, ports)
-                loaded.append(bpf.load_program(bpf.BPF_PROG_TYPE_CGROUP_SOCK_ADDR, connect,
-                                               CONNECT, bpf.BPF_CGROUP_INET4_CONNECT))  # fmt: skip
-                self._attach_cgroup(*loaded)
+            btf = bpf.load_int_btf()
+            try:  # per socket: the address and port connect() asked for (8 bytes: a long)
+                peers = bpf.create_map(bpf.BPF_MAP_TYPE_SK_STORAGE, 4, 8, 0, _PEERS,
+                                       bpf.BPF_F_NO_PREALLOC, btf, 1, 2)  # fmt: skip
             finally:
-                for fd in loaded:
+                os.close(btf)
+            loaded: dict[str, int] = {}
+            try:
+                programs = (
+                    (SOCKOPS, bpf.BPF_PROG_TYPE_SOCK_OPS, sockops_program(cfg, addrs, socks)),
+                    (CONNECT, bpf.BPF_PROG_TYPE_CGROUP_SOCK_ADDR,
+                     connect_program(cfg, ports, peers)),
+                    (PEERNAME, bpf.BPF_PROG_TYPE_CGROUP_SOCK_ADDR, peername_program(cfg, peers)),
+                )  # fmt: skip
+                for name, kind, code in programs:
+                    expected = 0 if name == SOCKOPS else ATTACH[name]
+                    loaded[name] = bpf.load_program(kind, code, name, expected)
+                self._attach_cgroup(loaded)
+            finally:
+                os.close(peers)  # the programs hold it
+                for fd in loaded.values():
                     os.close(fd)
             return maps
         except BaseException:
@@ -530,16 +585,19 @@ class Shortcut:
                 os.close(fd)
             raise
 
-    def _attach_cgroup(self, sockops: int, connect: int) -> None:
+    def _attach_cgroup(self, programs: dict[str, int]) -> None:
+        """Attach every program, sock_ops first (connect4 would otherwise send connections
+        the other way before their ends can be entered); all or none."""
         root = self._root_fd()
+        done: list[str] = []
         try:
-            bpf.attach_program(root, sockops, bpf.BPF_CGROUP_SOCK_OPS, bpf.BPF_F_ALLOW_MULTI)
-            try:
-                bpf.attach_program(root, connect, bpf.BPF_CGROUP_INET4_CONNECT,
-                                   bpf.BPF_F_ALLOW_MULTI)  # fmt: skip
-            except BaseException:
-                bpf.detach_program(root, sockops, bpf.BPF_CGROUP_SOCK_OPS)
-                raise
+            for name, fd in programs.items():
+                bpf.attach_program(root, fd, ATTACH[name], bpf.BPF_F_ALLOW_MULTI)
+                done.append(name)
+        except BaseException:
+            for name in done:
+                bpf.detach_program(root, programs[name], ATTACH[name])
+            raise
         finally:
             os.close(root)
 
