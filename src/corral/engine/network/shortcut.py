@@ -231,6 +231,27 @@ def _addresses(
     a.label("addressed")
 
 
+def _served_namespace(a: Asm, cfg: int, otherwise: str) -> None:
+    """Jump to ``otherwise`` unless the context (r6) is in the namespace this set serves;
+    r7 holds that namespace's cookie after."""
+    _host_cookie(a, cfg, 7, otherwise)
+    a.mov(1, 6, reg=True)
+    a.call(_GET_NETNS_COOKIE)
+    a.jump("!=", 0, 7, otherwise, reg=True)
+
+
+def _socket_storage(a: Asm, map_fd: int, sk_at: int, create: bool, otherwise: str) -> None:
+    """r0 = the storage in ``map_fd`` of the context's socket (its pointer at r6 +
+    ``sk_at``), made if ``create``, or jump to ``otherwise``; r1-r5 are clobbered."""
+    a.load(2, 6, sk_at, 8)
+    a.jump("==", 2, 0, otherwise)
+    a.load_map(1, map_fd)
+    a.mov(3, 0)
+    a.mov(4, 1 if create else 0)  # BPF_SK_STORAGE_GET_F_CREATE
+    a.call(_SK_STORAGE_GET)
+    a.jump("==", 0, 0, otherwise)
+
+
 def connect_program(cfg: int, ports: int, peers: int) -> bytes:
     """cgroup/connect4: a TCP connect() in the namespace this set serves, to an address and
     port that are keys of ``ports``, goes to the value's address and port; the address and
@@ -241,10 +262,7 @@ def connect_program(cfg: int, ports: int, peers: int) -> bytes:
     a.jump("!=", 2, _AF_INET, "allow")
     a.load(2, 6, 32, 4)  # type
     a.jump("!=", 2, _SOCK_STREAM, "allow")
-    _host_cookie(a, cfg, 7, "allow")
-    a.mov(1, 6, reg=True)
-    a.call(_GET_NETNS_COOKIE)
-    a.jump("!=", 0, 7, "allow", reg=True)
+    _served_namespace(a, cfg, "allow")
     a.load(2, 6, 4, 4)  # user_ip4
     a.store(10, -8, 2, 4)
     a.load(2, 6, 24, 4)  # user_port (network order, low 16 bits)
@@ -254,13 +272,7 @@ def connect_program(cfg: int, ports: int, peers: int) -> bytes:
     a.store(6, 4, 2, 4)  # user_ip4 = the container's address
     a.load(2, 0, 4, 4)
     a.store(6, 24, 2, 4)  # user_port = the container's port
-    a.load(2, 6, 64, 8)  # sk
-    a.jump("==", 2, 0, "allow")
-    a.load_map(1, peers)
-    a.mov(3, 0)
-    a.mov(4, 1)  # BPF_SK_STORAGE_GET_F_CREATE
-    a.call(_SK_STORAGE_GET)
-    a.jump("==", 0, 0, "allow")
+    _socket_storage(a, peers, 64, True, "allow")
     a.load(2, 10, -8, 8)  # the address and port asked for, as the key holds them
     a.store(0, 0, 2, 8)
     a.label("allow")
@@ -274,17 +286,8 @@ def peername_program(cfg: int, peers: int) -> bytes:
     elsewhere names the address and port it asked for, as it would after nftables' DNAT."""
     a = Asm()
     a.mov(6, 1, reg=True)  # r6 = ctx (struct bpf_sock_addr)
-    _host_cookie(a, cfg, 7, "out")
-    a.mov(1, 6, reg=True)
-    a.call(_GET_NETNS_COOKIE)
-    a.jump("!=", 0, 7, "out", reg=True)
-    a.load(2, 6, 64, 8)  # sk
-    a.jump("==", 2, 0, "out")
-    a.load_map(1, peers)
-    a.mov(3, 0)
-    a.mov(4, 0)  # look only
-    a.call(_SK_STORAGE_GET)
-    a.jump("==", 0, 0, "out")
+    _served_namespace(a, cfg, "out")
+    _socket_storage(a, peers, 64, False, "out")
     a.load(2, 0, 0, 4)
     a.store(6, 4, 2, 4)  # user_ip4
     a.load(2, 0, 4, 4)
@@ -355,13 +358,7 @@ def skmsg_program(addrs: int, socks: int, order: int) -> bytes:
     a.load(2, 6, 64, 4)  # local_port, host order
     a.store(10, -4, 2, 4)
     # a socket that has sent segments keeps doing so
-    a.load(2, 6, 72, 8)  # sk
-    a.jump("==", 2, 0, "pass")
-    a.load_map(1, order)
-    a.mov(3, 0)
-    a.mov(4, 1)  # BPF_SK_STORAGE_GET_F_CREATE
-    a.call(_SK_STORAGE_GET)
-    a.jump("==", 0, 0, "pass")
+    _socket_storage(a, order, 72, True, "pass")
     a.mov(7, 0, reg=True)
     a.load(2, 7, 0, 4)
     a.jump("!=", 2, 0, "pass")
