@@ -143,40 +143,21 @@ def load_program(
 
 
 def attach_device_program(cgroup_fd: int, prog_fd: int, path: str | None = None) -> None:
-    attr = _attr(
-        (0, 4, cgroup_fd), (4, 4, prog_fd), (8, 4, BPF_CGROUP_DEVICE), (12, 4, BPF_F_ALLOW_MULTI)
-    )
-    _bpf(BPF_PROG_ATTACH, attr, "bpf(BPF_PROG_ATTACH)", path)
+    attach_program(cgroup_fd, prog_fd, BPF_CGROUP_DEVICE, BPF_F_ALLOW_MULTI, path)
 
 
 def device_program_ids(cgroup_fd: int, path: str | None = None) -> list[int]:
     """The ids of the device programs attached to the cgroup itself (not inherited ones)."""
-    import ctypes
-
-    capacity = 64
-    ids = (ctypes.c_uint32 * capacity)()
-    attr = _attr(
-        (0, 4, cgroup_fd),
-        (4, 4, BPF_CGROUP_DEVICE),
-        (16, 8, ctypes.addressof(ids)),
-        (24, 4, capacity),
-    )
-    _bpf(BPF_PROG_QUERY, attr, "bpf(BPF_PROG_QUERY)", path)
-    count = int.from_bytes(attr[24:28], "little")
-    return list(ids[: min(count, capacity)])
+    return program_ids(cgroup_fd, BPF_CGROUP_DEVICE, path)
 
 
 def detach_device_program(cgroup_fd: int, prog_id: int, path: str | None = None) -> None:
     """Detach the program with id ``prog_id``; one already gone is not an error."""
+    prog_fd = program_fd(prog_id)
+    if prog_fd is None:
+        return
     try:
-        prog_fd = _bpf(BPF_PROG_GET_FD_BY_ID, _attr((0, 4, prog_id)), "bpf(BPF_PROG_GET_FD_BY_ID)")
-    except KernelError as err:
-        if err.errno == 2:  # ENOENT
-            return
-        raise
-    try:
-        attr = _attr((0, 4, cgroup_fd), (4, 4, prog_fd), (8, 4, BPF_CGROUP_DEVICE))
-        _bpf(BPF_PROG_DETACH, attr, "bpf(BPF_PROG_DETACH)", path)
+        detach_program(cgroup_fd, prog_fd, BPF_CGROUP_DEVICE, path)
     finally:
         os.close(prog_fd)
 
@@ -201,18 +182,23 @@ def replace_device_filter(cgroup_dir: str, instructions: bytes) -> None:
 # -- generic programs and maps ----------------------------------------------------------------
 
 
-def attach_program(target_fd: int, prog_fd: int, attach_type: int, flags: int = 0) -> None:
-    """BPF_PROG_ATTACH ``prog_fd`` to a cgroup (or, for BPF_SK_MSG_VERDICT, a sockhash map)."""
+def attach_program(
+    target_fd: int, prog_fd: int, attach_type: int, flags: int = 0, path: str | None = None
+) -> None:
+    """BPF_PROG_ATTACH ``prog_fd`` to a cgroup (or, for BPF_SK_MSG_VERDICT, a sockhash map);
+    ``path`` names the target in an error."""
     attr = _attr((0, 4, target_fd), (4, 4, prog_fd), (8, 4, attach_type), (12, 4, flags))
-    _bpf(BPF_PROG_ATTACH, attr, "bpf(BPF_PROG_ATTACH)")
+    _bpf(BPF_PROG_ATTACH, attr, "bpf(BPF_PROG_ATTACH)", path)
 
 
-def detach_program(target_fd: int, prog_fd: int, attach_type: int) -> None:
+def detach_program(
+    target_fd: int, prog_fd: int, attach_type: int, path: str | None = None
+) -> None:
     attr = _attr((0, 4, target_fd), (4, 4, prog_fd), (8, 4, attach_type))
-    _bpf(BPF_PROG_DETACH, attr, "bpf(BPF_PROG_DETACH)")
+    _bpf(BPF_PROG_DETACH, attr, "bpf(BPF_PROG_DETACH)", path)
 
 
-def program_ids(target_fd: int, attach_type: int) -> list[int]:
+def program_ids(target_fd: int, attach_type: int, path: str | None = None) -> list[int]:
     """The ids of the programs of ``attach_type`` attached to a cgroup itself."""
     import ctypes
 
@@ -221,7 +207,7 @@ def program_ids(target_fd: int, attach_type: int) -> list[int]:
     attr = _attr(
         (0, 4, target_fd), (4, 4, attach_type), (16, 8, ctypes.addressof(ids)), (24, 4, capacity)
     )
-    _bpf(BPF_PROG_QUERY, attr, "bpf(BPF_PROG_QUERY)")
+    _bpf(BPF_PROG_QUERY, attr, "bpf(BPF_PROG_QUERY)", path)
     count = int.from_bytes(attr[24:28], "little")
     return list(ids[: min(count, capacity)])
 
