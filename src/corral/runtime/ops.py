@@ -106,15 +106,18 @@ def events(store: StateStore, container_id: str, stats_once: bool, interval: flo
     except ProcessLookupError:
         raise StateError("container not running") from None
     watch = None
-    # Where the container's remover leaves the cgroup's last memory.events (see OomWatch): a
-    # file in the state directory, kept open so it can be read after the directory is gone.
-    from corral.cgroups._base import LAST_WORDS_PREFIX
-
-    last_words_path = f"{container.dir}/{LAST_WORDS_PREFIX}{os.getpid()}"
-    last_words = os.open(last_words_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    last_words, last_words_path = -1, ""
     try:
         if not container.init_alive():
             raise StateError("container not running")
+        if manager.mode in ("v2", "systemd"):
+            # Where the container's remover leaves the cgroup's last memory.events (see
+            # OomWatch): a file in the state directory, kept open so it can be read after the
+            # directory is gone. v1's eventfd keeps its count by itself.
+            from corral.cgroups._base import LAST_WORDS_PREFIX
+
+            last_words_path = f"{container.dir}/{LAST_WORDS_PREFIX}{os.getpid()}"
+            last_words = os.open(last_words_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         poller = select.poll()
         poller.register(pidfd, select.POLLIN)
         try:
@@ -142,11 +145,12 @@ def events(store: StateStore, container_id: str, stats_once: bool, interval: flo
         if watch is not None:
             watch.close()
         os.close(pidfd)
-        os.close(last_words)
-        try:
-            os.unlink(last_words_path)
-        except FileNotFoundError:
-            pass  # the container's state went first
+        if last_words >= 0:
+            os.close(last_words)
+            try:
+                os.unlink(last_words_path)
+            except FileNotFoundError:
+                pass  # the container's state went first
 
 
 def _emit(event: dict[str, Any]) -> None:
